@@ -1,0 +1,1 @@
+"""taskstream services: ingest, executor, watcher, janitor, and the CLI."""

@@ -1,0 +1,121 @@
+"""The ``taskstream`` command: one subcommand per service, plus operator and dev commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from shared import config as config_mod
+from shared import logs, metrics, runtime
+from shared.errors import TaskstreamError
+
+SERVICES = ("ingest", "executor")
+
+
+def run_service(name: str, argv: Sequence[str]) -> int:
+    """Run one service until SIGTERM/SIGINT; the process exit code."""
+    parser = argparse.ArgumentParser(prog=f"taskstream {name}")
+    if name == "executor":
+        parser.add_argument("--burst", action="store_true", help="exit once the streams are empty")
+    args = parser.parse_args(list(argv))
+    try:
+        config = config_mod.load()
+    except TaskstreamError as exc:
+        print(f"taskstream {name}: {exc}", file=sys.stderr)
+        return 2
+    logs.setup(config.log_level, config.log_format)
+    instruments = metrics.setup(name)
+
+    async def main(stop: asyncio.Event) -> None:
+        if name == "ingest":
+            from services.ingest.service import serve
+
+            await serve(config, instruments, stop)
+        else:
+            from services.executor.service import serve as serve_executor
+
+            await serve_executor(config, instruments, stop, burst=args.burst)
+
+    return runtime.run(main)
+
+
+def migrate(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="taskstream migrate", description="Apply pending migrations (safe to run twice)."
+    )
+    parser.add_argument("--create-db", action="store_true", help="create the database first")
+    args = parser.parse_args(list(argv))
+    from shared import db
+
+    try:
+        config = config_mod.load()
+        if args.create_db:
+            asyncio.run(db.create_database(config.database_url))
+        applied = asyncio.run(db.migrate(config.database_url))
+        version = asyncio.run(db.schema_version(config.database_url))
+    except TaskstreamError as exc:
+        print(f"taskstream migrate: {exc}", file=sys.stderr)
+        return 1
+    print(f"applied {len(applied)} migration(s); schema version {version}")
+    for name in applied:
+        print(f"  {name}")
+    return 0
+
+
+def show_config(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="taskstream config")
+    parser.add_argument("--markdown", action="store_true", help="the README's table")
+    args = parser.parse_args(list(argv))
+    if args.markdown:
+        print(config_mod.markdown_table())
+        return 0
+    try:
+        config = config_mod.load()
+    except TaskstreamError as exc:
+        print(f"taskstream config: {exc}", file=sys.stderr)
+        return 2
+    for field in config_mod.FIELDS:
+        print(f"{config_mod.env_name(field)}={getattr(config, field)}")
+    return 0
+
+
+USAGE = """usage: taskstream COMMAND [ARGS]
+
+services:
+  ingest        the HTTP API (port 8080)
+  executor      run handlers (--burst: exit when the streams are empty)
+
+operating:
+  migrate       apply database migrations
+  config        show the configuration (--markdown: the README table)
+
+local:
+  up            everything locally: stores, migrations, services, until Ctrl-C
+  with-stores   run a command with Redis and Postgres available (started if needed)
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command in SERVICES:
+        return run_service(command, rest)
+    if command == "migrate":
+        return migrate(rest)
+    if command == "config":
+        return show_config(rest)
+    if command == "up":
+        from services.cli.up import up_main
+
+        return up_main(rest)
+    if command == "with-stores":
+        from services.cli.stores import with_stores_main
+
+        return int(with_stores_main(rest))
+    print(f"taskstream: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    return 2

@@ -1,0 +1,144 @@
+"""Records outcomes in batches, then acknowledges their entries: ack after commit, always.
+
+Runners hand finished attempts here and move on. The completer gathers what arrives within
+``COMPLETE_LINGER_MS`` (up to ``COMPLETE_BATCH_MAX``) into one transaction, and only after it
+commits sends one pipelined XACK. An outcome whose attempt was fenced off (the entry was
+reclaimed and the task moved on) is dropped and counted; its entry is still acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+
+import msgspec
+
+from shared.db import Database, Outcome
+from shared.errors import StoreUnavailable
+from shared.metrics import Metrics
+from shared.streams import UNAVAILABLE as REDIS_DOWN
+from shared.streams import Streams
+
+log = logging.getLogger(__name__)
+
+RETRY_PAUSE_S = 0.5
+
+
+class Finished(msgspec.Struct, frozen=True, kw_only=True):
+    """A delivery that is done with: its entry, and the outcome to record (None: ack only)."""
+
+    priority: str
+    entry_id: str
+    outcome: Outcome | None
+    type: str = ""
+
+
+class Completer:
+    """One writer of outcomes and acks for an executor."""
+
+    def __init__(
+        self,
+        db: Database,
+        streams: Streams,
+        metrics: Metrics,
+        *,
+        batch_max: int,
+        linger_ms: int,
+        on_done: Callable[[int], None],
+    ) -> None:
+        self._db = db
+        self._streams = streams
+        self._metrics = metrics
+        self._batch_max = batch_max
+        self._linger = linger_ms / 1000
+        self._on_done = on_done
+        self._queue: list[Finished] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+
+    def submit(self, item: Finished) -> None:
+        self._queue.append(item)
+        self._wake.set()
+
+    def close(self) -> None:
+        """Finish what was submitted, then make ``run`` return."""
+        self._closing = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            if len(self._queue) < self._batch_max and self._linger > 0 and not self._closing:
+                await asyncio.sleep(self._linger)
+            batch, self._queue = self._queue[: self._batch_max], self._queue[self._batch_max :]
+            # Shielded: once outcomes are being committed, the commit and the acks finish
+            # even if the executor is being cancelled.
+            await asyncio.shield(self._flush(batch))
+
+    async def _flush(self, batch: list[Finished]) -> None:
+        outcomes = [f.outcome for f in batch if f.outcome is not None]
+        if outcomes:
+            recorded = await self._record(outcomes)
+            self._count(batch, recorded)
+        await self._ack(batch)
+        self._on_done(len(batch))
+
+    async def _record(self, outcomes: list[Outcome]) -> set[uuid.UUID]:
+        while True:
+            try:
+                return await self._db.complete(outcomes)
+            except StoreUnavailable as exc:
+                log.warning(
+                    "cannot record %d outcomes, retrying: %s",
+                    len(outcomes),
+                    exc,
+                    extra={"event": "executor.complete_retry"},
+                )
+                await asyncio.sleep(RETRY_PAUSE_S)
+
+    async def _ack(self, batch: list[Finished]) -> None:
+        entries = [(f.priority, f.entry_id) for f in batch]
+        while True:
+            try:
+                await self._streams.ack(entries)
+                self._metrics.acks.add(len(entries))
+                return
+            except REDIS_DOWN as exc:
+                log.warning(
+                    "cannot ack %d entries, retrying: %s",
+                    len(entries),
+                    exc,
+                    extra={"event": "executor.ack_retry"},
+                )
+                await asyncio.sleep(RETRY_PAUSE_S)
+
+    def _count(self, batch: list[Finished], recorded: set[uuid.UUID]) -> None:
+        m = self._metrics
+        for f in batch:
+            o = f.outcome
+            if o is None:
+                continue
+            labels = {"type": f.type, "priority": f.priority}
+            if o.task_id not in recorded:
+                m.fenced.add(1, {"stage": "complete"})
+                log.info(
+                    "dropped the late result of task %s attempt %d",
+                    o.task_id,
+                    o.attempt,
+                    extra={"event": "executor.fenced"},
+                )
+            elif o.kind == "succeeded":
+                m.succeeded.add(1, labels)
+            else:
+                m.failed.add(1, labels)
+                if o.kind == "retry":
+                    m.retried.add(1, {"priority": f.priority})
+                else:
+                    m.dead.add(1, {"priority": f.priority, "reason": o.reason})

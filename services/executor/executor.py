@@ -1,0 +1,375 @@
+"""The executor: reads the priority streams in one consumer group and runs handlers.
+
+Data flow: a reader takes ``count = free slots`` entries, split among the priorities by
+weight, and claims them in Postgres in one fenced statement (``queued → running`` for that
+attempt); stale deliveries are acknowledged and dropped. Runners execute handlers under their
+timeout; the completer records outcomes in batches and acknowledges entries after the commit.
+
+Shutdown order (SIGTERM): stop reading → release claimed tasks that never started (back to
+queued, re-published) → let running handlers finish within ``SHUTDOWN_GRACE_MS`` → cancel the
+rest, leaving their entries pending → record and ack what finished → return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import traceback
+import uuid
+from typing import Any
+
+import msgspec
+
+from services.executor.completer import Completer, Finished
+from services.executor.fairness import FairShare
+from shared.backoff import retry_delay_ms
+from shared.config import PRIORITIES, Config
+from shared.db import ClaimedTask, Database, Outcome
+from shared.errors import StoreUnavailable
+from shared.handlers import Context, NonRetryableError, Registry
+from shared.metrics import Metrics
+from shared.models import Delivery, ErrorInfo
+from shared.streams import UNAVAILABLE as REDIS_DOWN
+from shared.streams import BadEntry, Publish, Streams
+
+log = logging.getLogger(__name__)
+
+TRACEBACK_LINES = 30
+STORES_DOWN: tuple[type[BaseException], ...] = (StoreUnavailable, *REDIS_DOWN)
+_errors = msgspec.json.Encoder()
+
+
+class Job(msgspec.Struct, kw_only=True):
+    delivery: Delivery
+    task: ClaimedTask
+
+
+class Executor:
+    """One executor process's consumer: ``run(stop)`` until stopped, or ``run_once()``."""
+
+    def __init__(
+        self,
+        config: Config,
+        db: Database,
+        streams: Streams,
+        registry: Registry,
+        metrics: Metrics,
+        *,
+        consumer: str,
+        rand: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.consumer = consumer
+        self._db = db
+        self._streams = streams
+        self._registry = registry
+        self._metrics = metrics
+        self._rand = rand or random.Random()
+        self._fair = FairShare(config.weights(), strict=config.priority_mode == "strict")
+        self._capacity = config.worker_pool + config.prefetch
+        self._min_read = max(1, min(config.worker_pool // 4, 64))
+        self._inflight = 0  # read and not yet acknowledged
+        self._changed = asyncio.Event()
+        self._ready: asyncio.Queue[Job | None] = asyncio.Queue()
+        self._running: dict[uuid.UUID, Job] = {}
+        self._completer = Completer(
+            db,
+            streams,
+            metrics,
+            batch_max=config.complete_batch_max,
+            linger_ms=config.complete_linger_ms,
+            on_done=self._done,
+        )
+        self.processed = 0
+
+    async def run_once(self) -> int:
+        """Burst mode: process what is on the streams now and return how many deliveries
+        were handled (including stale ones dropped)."""
+        return await self.run(asyncio.Event(), burst=True)
+
+    async def run(self, stop: asyncio.Event, *, burst: bool = False) -> int:
+        await self._streams.ensure_groups()
+        async with asyncio.TaskGroup() as tg:
+            completer = tg.create_task(self._completer.run())
+            runners = [tg.create_task(self._runner()) for _ in range(self.config.worker_pool)]
+            heartbeat = tg.create_task(self._heartbeat())
+            await self._admit(await self._streams.read_own(self.consumer, 100), own=True)
+            await self._read_loop(stop, burst)
+            await self._release_unstarted()
+            for _ in runners:
+                self._ready.put_nowait(None)
+            grace = None if burst else self.config.shutdown_grace_ms / 1000
+            _, late = await asyncio.wait(runners, timeout=grace)
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning(
+                    "cancelled %d handlers still running after the grace period; their "
+                    "entries stay pending",
+                    len(late),
+                    extra={"event": "executor.grace_expired"},
+                )
+            self._completer.close()
+            await completer
+            heartbeat.cancel()
+        return self.processed
+
+    async def _read_loop(self, stop: asyncio.Event, burst: bool) -> None:
+        while not stop.is_set():
+            free = self._capacity - self._inflight
+            if free < self._min_read and self._inflight > 0:
+                await self._wait_change()
+                continue
+            try:
+                batch = await self._read(free)
+                if not batch:
+                    if burst:
+                        if self._inflight == 0:
+                            return
+                        await self._wait_change()
+                        continue
+                    block = min(self.config.read_block_ms, 1000)
+                    batch = await self._streams.wait(self.consumer, block)
+            except REDIS_DOWN as exc:
+                log.warning("cannot read: %s", exc, extra={"event": "executor.read_failed"})
+                await _pause(stop, 1.0)
+                continue
+            if batch:
+                await self._admit(batch)
+
+    async def _read(self, free: int) -> list[Delivery | BadEntry]:
+        got: list[Delivery | BadEntry] = []
+        among = list(PRIORITIES)
+        for _ in PRIORITIES:
+            counts = self._fair.split(free - len(got), among)
+            replies = await self._streams.read(self.consumer, counts)
+            for entries in replies.values():
+                got.extend(entries)
+            full = [p for p, n in counts.items() if n > 0 and len(replies.get(p, ())) >= n]
+            untried = [p for p in among if counts[p] == 0] if self._fair.strict else []
+            among = full + untried
+            if len(got) >= free or not among:
+                break
+        return got
+
+    async def _admit(self, batch: list[Delivery | BadEntry], *, own: bool = False) -> None:
+        """Claim delivered tasks and queue them for the runners; ack what cannot run."""
+        deliveries = [d for d in batch if isinstance(d, Delivery)]
+        self._inflight += len(batch)
+        for bad in batch:
+            if isinstance(bad, BadEntry):
+                self._metrics.bad_entries.add(1, {"priority": bad.priority})
+                log.error(
+                    "dropping undecodable entry %s on %s: %s",
+                    bad.entry_id,
+                    bad.priority,
+                    bad.fields,
+                    extra={"event": "executor.bad_entry"},
+                )
+                self._completer.submit(
+                    Finished(priority=bad.priority, entry_id=bad.entry_id, outcome=None)
+                )
+        if not deliveries:
+            return
+        claimed = await self._claim(deliveries, own)
+        for d in deliveries:
+            task = claimed.pop(d.task_id, None)
+            if task is None or task.attempt != d.attempt:
+                # Stale: the task was cancelled, finished, moved to a newer attempt, or this
+                # is a duplicate entry (a crash between XADD and commit). Drop it.
+                self._metrics.fenced.add(1, {"stage": "claim"})
+                self._completer.submit(
+                    Finished(priority=d.priority, entry_id=d.entry_id, outcome=None)
+                )
+                continue
+            self._metrics.dequeued.add(1, {"priority": d.priority})
+            self._ready.put_nowait(Job(delivery=d, task=task))
+
+    async def _claim(self, deliveries: list[Delivery], own: bool) -> dict[uuid.UUID, ClaimedTask]:
+        ids = [d.task_id for d in deliveries]
+        attempts = [d.attempt for d in deliveries]
+        while True:
+            try:
+                rows = await self._db.claim(ids, attempts, self.consumer, own=own)
+                return {t.id: t for t in rows}
+            except StoreUnavailable as exc:
+                # The entries are ours (pending) and nothing is claimed: wait for Postgres.
+                log.warning("cannot claim: %s", exc, extra={"event": "executor.claim_retry"})
+                await asyncio.sleep(0.5)
+
+    async def _runner(self) -> None:
+        while True:
+            job = await self._ready.get()
+            if job is None:
+                return
+            self._running[job.task.id] = job
+            self._metrics.inflight.add(1)
+            try:
+                outcome = await self._execute(job)
+            finally:
+                self._metrics.inflight.add(-1)
+                del self._running[job.task.id]
+            self._completer.submit(
+                Finished(
+                    priority=job.delivery.priority,
+                    entry_id=job.delivery.entry_id,
+                    outcome=outcome,
+                    type=job.task.type,
+                )
+            )
+
+    async def _execute(self, job: Job) -> Outcome:
+        task = job.task
+        fn = self._registry.get(task.type)
+        if fn is None:
+            error = ErrorInfo(
+                type="UnknownTaskType", message=f"no handler is registered for {task.type!r}"
+            )
+            return self._failure(task, error, "failed", retryable=False, reason="unknown_type")
+        timeout = task.timeout_ms / 1000
+        ctx = Context(
+            task_id=task.id,
+            attempt=task.attempt,
+            attempt_number=task.attempts_used,
+            max_attempts=task.max_attempts,
+            type=task.type,
+            priority=task.priority,
+            deadline=time.time() + timeout,
+        )
+        if task.queued_at is not None:
+            wait = (task.started_at - task.queued_at).total_seconds()
+            self._metrics.wait_seconds.record(max(0.0, wait), {"priority": task.priority})
+        started = time.perf_counter()
+        scope = asyncio.timeout(timeout)
+        try:
+            payload: Any = msgspec.json.decode(task.payload)
+            async with scope:
+                await fn(payload, ctx)
+        except TimeoutError as exc:
+            if not scope.expired():
+                return self._failure(task, _error_info(exc), "failed")
+            error = ErrorInfo(type="Timeout", message=f"handler ran over {task.timeout_ms} ms")
+            return self._failure(task, error, "timeout")
+        except NonRetryableError as exc:
+            return self._failure(
+                task, _error_info(exc), "failed", retryable=False, reason="non_retryable"
+            )
+        except Exception as exc:
+            return self._failure(task, _error_info(exc), "failed")
+        finally:
+            self._metrics.run_seconds.record(time.perf_counter() - started, {"type": task.type})
+        return Outcome(task_id=task.id, attempt=task.attempt, kind="succeeded")
+
+    def _failure(
+        self,
+        task: ClaimedTask,
+        error: ErrorInfo,
+        outcome: str,
+        *,
+        retryable: bool = True,
+        reason: str = "",
+    ) -> Outcome:
+        raw = _errors.encode(error)
+        if retryable and task.attempts_used < task.max_attempts:
+            delay = retry_delay_ms(
+                task.attempts_used,
+                base_ms=task.retry_base_ms,
+                max_ms=task.retry_max_ms,
+                jitter_ms=task.retry_jitter_ms,
+                rand=self._rand,
+            )
+            return Outcome(
+                task_id=task.id,
+                attempt=task.attempt,
+                kind="retry",
+                outcome=outcome,
+                error=raw,
+                delay_ms=delay,
+            )
+        return Outcome(
+            task_id=task.id,
+            attempt=task.attempt,
+            kind="dead",
+            outcome=outcome,
+            error=raw,
+            reason=reason or "attempts_exhausted",
+        )
+
+    async def _release_unstarted(self) -> None:
+        """Hand claimed tasks that never started back to the queue for another executor."""
+        jobs: list[Job] = []
+        while not self._ready.empty():
+            job = self._ready.get_nowait()
+            if job is not None:
+                jobs.append(job)
+        if not jobs:
+            return
+        try:
+            released = await self._db.release(
+                [j.task.id for j in jobs], [j.task.attempt for j in jobs], self.consumer
+            )
+            # Publish before acking the old entries: a crash in between leaves a duplicate
+            # (dropped by fencing), never a task without an entry.
+            await self._streams.publish(
+                [
+                    Publish(
+                        priority=j.task.priority,
+                        task_id=j.task.id,
+                        attempt=j.task.attempt,
+                        trace_context=j.delivery.trace_context,
+                    )
+                    for j in jobs
+                    if j.task.id in released
+                ]
+            )
+        except STORES_DOWN as exc:
+            # Left as they are: running and pending under this consumer, taken back by a
+            # restart under the same name or reclaimed after the visibility timeout.
+            log.warning(
+                "could not release %d unstarted tasks: %s",
+                len(jobs),
+                exc,
+                extra={"event": "executor.release_failed"},
+            )
+            self._done(len(jobs))
+            return
+        for j in jobs:
+            self._completer.submit(
+                Finished(priority=j.delivery.priority, entry_id=j.delivery.entry_id, outcome=None)
+            )
+        log.info("released %d unstarted tasks", len(jobs), extra={"event": "executor.released"})
+
+    async def _heartbeat(self) -> None:
+        """Extend the lease of running entries so a live long task is never reclaimed."""
+        period = max(0.2, self.config.vis_timeout_ms / 3000)
+        while True:
+            await asyncio.sleep(period)
+            entries = [(j.delivery.priority, j.delivery.entry_id) for j in self._running.values()]
+            if entries:
+                try:
+                    await self._streams.extend(self.consumer, entries)
+                except REDIS_DOWN as exc:
+                    log.warning("heartbeat failed: %s", exc, extra={"event": "executor.hb_fail"})
+
+    def _done(self, n: int) -> None:
+        self._inflight -= n
+        self.processed += n
+        self._changed.set()
+
+    async def _wait_change(self) -> None:
+        self._changed.clear()
+        await self._changed.wait()
+
+
+def _error_info(exc: BaseException) -> ErrorInfo:
+    lines = traceback.format_exception(exc)
+    head = "".join(lines)[-4000:] if len(lines) > TRACEBACK_LINES else "".join(lines)
+    return ErrorInfo(type=type(exc).__name__, message=str(exc)[:2000], traceback=head)
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

@@ -1,0 +1,304 @@
+"""The ingest HTTP API: validate (msgspec) → commit in Postgres (asyncpg) → XADD.
+
+A task is accepted once it is committed; the entry is published after. Errors are JSON
+``{"error": {"code", "message", "field"?}}`` with the right status, and a request that fails
+leaves nothing half-written (each request's rows go in one transaction).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from services.ingest import openapi
+from services.ingest.publisher import Publisher
+from services.ingest.validate import (
+    Invalid,
+    convert_task,
+    decode_go_task,
+    decode_task,
+    new_task,
+)
+from shared import metrics as metrics_mod
+from shared.config import PRIORITIES, Config
+from shared.db import Database, InsertResult
+from shared.errors import StoreUnavailable
+from shared.metrics import Metrics
+from shared.models import (
+    STATUSES,
+    ApiError,
+    BatchRequest,
+    ErrorBody,
+    NewTask,
+    TaskList,
+    TaskView,
+)
+from shared.streams import Publish, Streams
+
+log = logging.getLogger(__name__)
+
+_encode = msgspec.json.Encoder().encode
+_batch_decoder = msgspec.json.Decoder(BatchRequest)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
+DB: web.AppKey[Database] = web.AppKey("db", Database)
+STREAMS: web.AppKey[Streams] = web.AppKey("streams", Streams)
+PUBLISHER: web.AppKey[Publisher] = web.AppKey("publisher", Publisher)
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+
+
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=_encode(body), status=status, content_type="application/json", headers=headers
+    )
+
+
+def error_response(
+    status: int, code: str, message: str, field: str | None = None, **headers: str
+) -> web.Response:
+    body = ErrorBody(error=ApiError(code=code, message=message, field=field))
+    return json_response(body, status, headers or None)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Invalid as exc:
+        return json_response(ErrorBody(error=exc.error), exc.status)
+    except StoreUnavailable as exc:
+        log.warning("store unavailable: %s", exc, extra={"event": "ingest.unavailable"})
+        return error_response(503, "unavailable", str(exc), **{"Retry-After": "1"})
+    except web.HTTPRequestEntityTooLarge as exc:
+        return error_response(413, "too_large", exc.text or "request body too large")
+    except web.HTTPException as exc:
+        if exc.content_type == "application/json":
+            raise
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
+        return error_response(exc.status, code, exc.reason)
+    except Exception:
+        log.exception("unhandled error", extra={"event": "ingest.error"})
+        return error_response(500, "internal", "internal error")
+
+
+async def create_task(request: web.Request) -> web.Response:
+    req = decode_task(await request.read())
+    task = new_task(req, request.app[CONFIG])
+    result = await _insert(request.app, [task])
+    view, created = _result_of(task, result)
+    return json_response(view, 201 if created else 200)
+
+
+async def create_go_task(request: web.Request) -> web.Response:
+    """The Go scheduler's ``POST /tasks``: 202 queued, or 200 duplicate."""
+    req = decode_go_task(await request.read())
+    task = new_task(req, request.app[CONFIG])
+    result = await _insert(request.app, [task])
+    view, created = _result_of(task, result)
+    if created:
+        return json_response({"task_id": str(view.id), "status": "queued"}, 202)
+    return json_response({"task_id": str(view.id), "status": "duplicate"}, 200)
+
+
+async def create_batch(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    try:
+        batch = _batch_decoder.decode(await request.read())
+    except msgspec.ValidationError as exc:
+        raise Invalid(422, ApiError(code="invalid", message=str(exc), field="tasks")) from None
+    except msgspec.DecodeError as exc:
+        raise Invalid(400, ApiError(code="invalid_json", message=str(exc))) from None
+    if len(batch.tasks) > config.batch_max_tasks:
+        return error_response(
+            413, "batch_too_large", f"at most {config.batch_max_tasks} tasks per batch", "tasks"
+        )
+    results: list[Any] = [None] * len(batch.tasks)
+    tasks: list[tuple[int, NewTask]] = []
+    for i, item in enumerate(batch.tasks):
+        try:
+            tasks.append((i, new_task(convert_task(item, f"tasks[{i}]"), config)))
+        except Invalid as exc:
+            results[i] = {"error": exc.error}
+    result = await _insert(request.app, [t for _, t in tasks])
+    for i, task in tasks:
+        try:
+            view, created = _result_of(task, result)
+            results[i] = {"id": view.id, "status": view.status, "created": created, "task": view}
+        except Invalid as exc:
+            results[i] = {"error": exc.error}
+    return json_response({"results": results})
+
+
+async def get_task(request: web.Request) -> web.Response:
+    task_id = _task_id(request)
+    view = await request.app[DB].get_task(task_id)
+    if view is None:
+        return error_response(404, "not_found", f"no task {task_id}")
+    return json_response(view)
+
+
+async def list_tasks(request: web.Request) -> web.Response:
+    q = request.query
+    status = _choice(q, "status", STATUSES)
+    priority = _choice(q, "priority", PRIORITIES)
+    limit = _int(q, "limit", 50, 1, 500)
+    after = _decode_cursor(q["cursor"]) if q.get("cursor") else None
+    views = await request.app[DB].list_tasks(
+        status=status, type=q.get("type") or None, priority=priority, after=after, limit=limit
+    )
+    cursor = _encode_cursor(views[-1]) if len(views) == limit else None
+    return json_response(TaskList(tasks=views, next_cursor=cursor))
+
+
+async def cancel_task(request: web.Request) -> web.Response:
+    task_id = _task_id(request)
+    db = request.app[DB]
+    view = await db.cancel_task(task_id)
+    if view is not None:
+        return json_response(view)
+    current = await db.get_task(task_id)
+    if current is None:
+        return error_response(404, "not_found", f"no task {task_id}")
+    return error_response(
+        409, "not_cancellable", f"task {task_id} is {current.status} and cannot be cancelled"
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    checks: dict[str, str] = {}
+    for name, ping in (("postgres", request.app[DB].ping), ("redis", request.app[STREAMS].ping)):
+        try:
+            await ping()
+            checks[name] = "ok"
+        except Exception as exc:
+            checks[name] = f"unavailable: {exc}"
+    ok = all(v == "ok" for v in checks.values())
+    return json_response(
+        {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
+    )
+
+
+async def metrics_route(request: web.Request) -> web.Response:
+    return web.Response(body=metrics_mod.prometheus_text(), content_type="text/plain")
+
+
+async def openapi_route(request: web.Request) -> web.Response:
+    return json_response(openapi.spec())
+
+
+async def _insert(app: web.Application, tasks: list[NewTask]) -> InsertResult:
+    if not tasks:
+        return InsertResult(inserted={}, existing={})
+    result = await app[DB].insert_tasks(tasks)
+    app[METRICS].enqueued.add(len(result.inserted))
+    queued = [
+        Publish(priority=v.priority, task_id=v.id, attempt=v.attempt)
+        for v in result.inserted.values()
+        if v.status == "queued"
+    ]
+    await app[PUBLISHER].publish(queued)
+    return result
+
+
+def _result_of(task: NewTask, result: InsertResult) -> tuple[TaskView, bool]:
+    """The view of one requested task, and whether it was created by this request."""
+    if task.id in result.inserted:
+        return result.inserted[task.id], True
+    assert task.idempotency_key is not None
+    view, same = result.existing[task.idempotency_key]
+    if not same:
+        raise Invalid(
+            409,
+            ApiError(
+                code="idempotency_conflict",
+                message="this idempotency key was used with a different request body",
+                field="idempotency_key",
+            ),
+        )
+    return view, False
+
+
+def _task_id(request: web.Request) -> uuid.UUID:
+    raw = request.match_info["id"]
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise Invalid(400, ApiError(code="invalid", message="not a task id", field="id")) from None
+
+
+def _choice(q: Any, name: str, allowed: tuple[str, ...]) -> str | None:
+    value = q.get(name) or None
+    if value is not None and value not in allowed:
+        message = f"{name} must be one of {', '.join(allowed)}"
+        raise Invalid(400, ApiError(code="invalid", message=message, field=name))
+    return value
+
+
+def _int(q: Any, name: str, default: int, low: int, high: int) -> int:
+    raw = q.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        message = f"{name} must be an integer from {low} to {high}"
+        raise Invalid(400, ApiError(code="invalid", message=message, field=name))
+    return value
+
+
+def _encode_cursor(view: TaskView) -> str:
+    raw = f"{view.created_at.isoformat()}|{view.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, task_id = raw.split("|")
+        return dt.datetime.fromisoformat(created), uuid.UUID(task_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Invalid(400, ApiError(code="invalid", message="bad cursor", field="cursor")) from None
+
+
+ROUTES: list[tuple[str, str, Handler]] = [
+    ("POST", "/v1/tasks", create_task),
+    ("POST", "/v1/tasks/batch", create_batch),
+    ("GET", "/v1/tasks", list_tasks),
+    ("GET", "/v1/tasks/{id}", get_task),
+    ("POST", "/v1/tasks/{id}/cancel", cancel_task),
+    ("POST", "/tasks", create_go_task),
+    ("GET", "/healthz", healthz),
+    ("GET", "/readyz", readyz),
+    ("GET", "/metrics", metrics_route),
+    ("GET", "/openapi.json", openapi_route),
+]
+
+
+def build_app(
+    config: Config, db: Database, streams: Streams, metrics: Metrics, publisher: Publisher
+) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware], client_max_size=config.max_body_bytes)
+    app[CONFIG] = config
+    app[DB] = db
+    app[STREAMS] = streams
+    app[METRICS] = metrics
+    app[PUBLISHER] = publisher
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+    return app

@@ -1,0 +1,59 @@
+"""The ingest service's lifetime: open the stores, serve HTTP, shut down in order.
+
+Shutdown order: stop accepting connections and finish in-flight requests → publish what is
+still deferred (once) → close Redis and Postgres.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiohttp import web
+
+from services.ingest.app import build_app
+from services.ingest.publisher import Publisher
+from shared.config import Config
+from shared.db import Database
+from shared.keys import Keys
+from shared.metrics import Metrics
+from shared.streams import UNAVAILABLE, Streams
+
+log = logging.getLogger(__name__)
+
+
+async def serve(config: Config, metrics: Metrics, stop: asyncio.Event) -> None:
+    db = await Database.connect(
+        config.database_url, min_size=config.db_pool_min, max_size=config.db_pool_max
+    )
+    streams = Streams.connect(config.redis_url, Keys(config.namespace))
+    try:
+        with contextlib.suppress(*UNAVAILABLE):
+            await streams.ensure_groups()
+        publisher = Publisher(streams, metrics, retry_ms=config.publish_retry_ms)
+        app = build_app(config, db, streams, metrics, publisher)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=10)
+        await runner.setup()
+        await web.TCPSite(runner, config.http_host, config.http_port).start()
+        log.info(
+            "ingest listening on http://%s:%d",
+            config.http_host,
+            config.http_port,
+            extra={"event": "ingest.started"},
+        )
+        retry = asyncio.create_task(publisher.run(stop))
+        await stop.wait()
+        await runner.cleanup()
+        await retry
+        if publisher.backlog:
+            await publisher.flush()
+        if publisher.backlog:
+            log.warning(
+                "%d tasks committed but not published; the watcher will re-send them",
+                publisher.backlog,
+                extra={"event": "ingest.unpublished"},
+            )
+    finally:
+        await streams.close()
+        await db.close()

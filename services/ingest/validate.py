@@ -1,0 +1,117 @@
+"""Turning request bodies into validated tasks, and validation failures into API errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from typing import Any
+
+import msgspec
+
+from shared.config import Config
+from shared.models import (
+    ApiError,
+    Backoff,
+    GoTaskRequest,
+    NewTask,
+    TaskRequest,
+    json_encoder,
+    request_hash,
+)
+
+_task_decoder = msgspec.json.Decoder(TaskRequest)
+_go_decoder = msgspec.json.Decoder(GoTaskRequest)
+_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_FIELD = re.compile(r"Object (?:missing required|contains unknown) field `(?P<name>[^`]+)`")
+
+
+class Invalid(Exception):
+    """A request that does not validate: status 400 (not JSON) or 422 (wrong shape)."""
+
+    def __init__(self, status: int, error: ApiError) -> None:
+        super().__init__(error.message)
+        self.status = status
+        self.error = error
+
+
+def describe(exc: msgspec.ValidationError, prefix: str = "") -> ApiError:
+    """An API error naming the offending field, from a msgspec validation message."""
+    message = str(exc)
+    at = _AT.search(message)
+    path = at.group("path") if at else ""
+    text = message[: at.start()] if at else message
+    named = _FIELD.match(text)
+    if named:
+        path = f"{path}.{named.group('name')}"
+    field = (prefix + path).lstrip(".") or None
+    return ApiError(code="invalid", message=text, field=field)
+
+
+def decode_task(body: bytes) -> TaskRequest:
+    try:
+        return _task_decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise Invalid(422, describe(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise Invalid(400, ApiError(code="invalid_json", message=str(exc))) from None
+
+
+def convert_task(item: Any, prefix: str) -> TaskRequest:
+    """Validate one already-parsed batch element."""
+    try:
+        return msgspec.convert(item, TaskRequest)
+    except msgspec.ValidationError as exc:
+        raise Invalid(422, describe(exc, prefix)) from None
+
+
+def decode_go_task(body: bytes) -> TaskRequest:
+    """The Go scheduler's body, mapped onto ours (``max_retries`` retries after the first)."""
+    try:
+        go = _go_decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise Invalid(422, describe(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise Invalid(400, ApiError(code="invalid_json", message=str(exc))) from None
+    return TaskRequest(
+        type=go.type,
+        payload=go.payload,
+        priority=go.priority,
+        idempotency_key=go.idempotency_key,
+        max_attempts=None if go.max_retries is None else go.max_retries + 1,
+    )
+
+
+def new_task(req: TaskRequest, config: Config, *, now: dt.datetime | None = None) -> NewTask:
+    """Resolve defaults and the start time; raise ``Invalid`` for a contradictory request."""
+    if req.run_at is not None and req.delay_ms is not None:
+        raise Invalid(
+            422,
+            ApiError(code="invalid", message="give run_at or delay_ms, not both", field="delay_ms"),
+        )
+    now = now or dt.datetime.now(dt.UTC)
+    run_at: dt.datetime | None = None
+    if req.delay_ms:
+        run_at = now + dt.timedelta(milliseconds=req.delay_ms)
+    elif req.run_at is not None and req.run_at > now:
+        run_at = req.run_at
+    backoff = req.backoff or Backoff()
+    return NewTask(
+        id=uuid.uuid4(),
+        type=req.type,
+        priority=req.priority,
+        payload=json_encoder.encode(req.payload),
+        status="scheduled" if run_at is not None else "queued",
+        max_attempts=req.max_attempts or config.max_attempts,
+        retry_base_ms=_pick(backoff.base_ms, config.retry_base_ms),
+        retry_max_ms=_pick(backoff.max_ms, config.retry_max_ms),
+        retry_jitter_ms=_pick(backoff.jitter_ms, config.retry_jitter_ms),
+        timeout_ms=req.timeout_ms or config.task_timeout_ms,
+        idempotency_key=req.idempotency_key,
+        request_hash=request_hash(req) if req.idempotency_key is not None else None,
+        run_at=run_at,
+    )
+
+
+def _pick(value: int | None, default: int) -> int:
+    return default if value is None else value

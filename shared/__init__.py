@@ -1,0 +1,1 @@
+"""The library every taskstream service imports."""

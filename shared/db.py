@@ -1,0 +1,388 @@
+"""The only module that talks to Postgres (asyncpg).
+
+Services call typed methods (``insert_tasks``, ``claim``, ``complete``…); the SQL lives in
+``shared.sql`` as named constants and migrations in ``migrations/`` as numbered files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import msgspec
+
+from shared import sql
+from shared.errors import StoreUnavailable
+from shared.models import ErrorInfo, NewTask, TaskView
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# Any constant will do, as long as every migrator uses the same one.
+MIGRATION_LOCK = 0x7461736B  # "task"
+
+# What "the store is down" looks like from asyncpg: the connection could not be made or broke.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+
+
+def _unavailable(fn: F) -> F:
+    """Turn "the connection could not be made or broke" into ``StoreUnavailable``."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fn(*args, **kwargs)
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"Postgres is not reachable: {exc!r}") from exc
+
+    return cast(F, wrapper)
+
+
+_error_decoder = msgspec.json.Decoder(ErrorInfo)
+
+
+class ClaimedTask(msgspec.Struct, frozen=True, kw_only=True):
+    """A task an executor now holds (status running, this attempt)."""
+
+    id: uuid.UUID
+    attempt: int
+    type: str
+    priority: str
+    payload: str  # JSON text
+    timeout_ms: int
+    max_attempts: int
+    first_attempt: int
+    retry_base_ms: int
+    retry_max_ms: int
+    retry_jitter_ms: int
+    queued_at: dt.datetime | None
+    started_at: dt.datetime
+
+    @property
+    def attempts_used(self) -> int:
+        return self.attempt - self.first_attempt + 1
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    """How one attempt ended, for ``Database.complete``.
+
+    ``kind`` is ``succeeded``, ``retry`` or ``dead``; ``outcome`` is the history label
+    (``failed``, ``timeout``, ``dead``, …); ``error`` is JSON of ``ErrorInfo``.
+    """
+
+    task_id: uuid.UUID
+    attempt: int
+    kind: str
+    outcome: str = "failed"
+    error: bytes | None = None
+    delay_ms: int = 0
+    reason: str = ""
+
+
+class InsertResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``insert_tasks`` did: the rows it created, and for each idempotency key that was
+    already taken, the existing task and whether the stored request digest matched."""
+
+    inserted: dict[uuid.UUID, TaskView]
+    existing: dict[str, tuple[TaskView, bool]]
+
+
+class Database:
+    """A pool of connections and the typed operations on tasks."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def connect(cls, url: str, *, min_size: int = 2, max_size: int = 10) -> Database:
+        try:
+            pool = await asyncpg.create_pool(
+                url, min_size=min_size, max_size=max_size, command_timeout=60
+            )
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"Postgres is not reachable: {exc}") from exc
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    @_unavailable
+    async def ping(self) -> None:
+        await self._pool.fetchval(sql.PING, timeout=2)
+
+    @_unavailable
+    async def insert_tasks(self, tasks: Sequence[NewTask]) -> InsertResult:
+        """Insert tasks in one transaction; a taken idempotency key inserts nothing and
+        returns the task that holds it."""
+        # Sorted by key so that concurrent batches take key locks in one order (no deadlock).
+        ordered = sorted(tasks, key=lambda t: t.idempotency_key or "")
+        cols: list[list[Any]] = [[] for _ in range(14)]
+        for t in ordered:
+            row = (
+                t.id,
+                t.type,
+                t.priority,
+                t.payload.decode(),
+                t.status,
+                t.max_attempts,
+                t.retry_base_ms,
+                t.retry_max_ms,
+                t.retry_jitter_ms,
+                t.timeout_ms,
+                t.idempotency_key,
+                t.request_hash,
+                t.run_at,
+                t.trace_context,
+            )
+            for col, value in zip(cols, row, strict=True):
+                col.append(value)
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(sql.INSERT_TASKS, *cols)
+            inserted = {r["id"]: task_view(r) for r in rows}
+            taken = [
+                t.idempotency_key
+                for t in ordered
+                if t.idempotency_key is not None and t.id not in inserted
+            ]
+            existing: dict[str, tuple[TaskView, bool]] = {}
+            if taken:
+                keys = await conn.fetch(sql.SELECT_IDEMPOTENCY_KEYS, taken)
+                by_id = {
+                    r["id"]: task_view(r)
+                    for r in await conn.fetch(sql.SELECT_TASKS, [k["task_id"] for k in keys])
+                }
+                wanted = {t.idempotency_key: t.request_hash for t in ordered}
+                for k in keys:
+                    same = bytes(k["request_hash"]) == wanted[k["key"]]
+                    existing[k["key"]] = (by_id[k["task_id"]], same)
+        return InsertResult(inserted=inserted, existing=existing)
+
+    @_unavailable
+    async def get_task(self, task_id: uuid.UUID) -> TaskView | None:
+        row = await self._pool.fetchrow(sql.SELECT_TASK, task_id)
+        return task_view(row) if row is not None else None
+
+    @_unavailable
+    async def list_tasks(
+        self,
+        *,
+        status: str | None,
+        type: str | None,
+        priority: str | None,
+        after: tuple[dt.datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[TaskView]:
+        created, task_id = after if after is not None else (None, None)
+        rows = await self._pool.fetch(
+            sql.LIST_TASKS, status, type, priority, created, task_id, limit
+        )
+        return [task_view(r) for r in rows]
+
+    @_unavailable
+    async def cancel_task(self, task_id: uuid.UUID) -> TaskView | None:
+        """Cancel a task that has not started; ``None`` if it is missing or past that."""
+        row = await self._pool.fetchrow(sql.CANCEL_TASK, task_id)
+        return task_view(row) if row is not None else None
+
+    @_unavailable
+    async def attempts(self, task_id: uuid.UUID) -> list[dict[str, Any]]:
+        rows = await self._pool.fetch(sql.SELECT_ATTEMPTS, task_id)
+        return [dict(r) for r in rows]
+
+    @_unavailable
+    async def claim(
+        self, ids: Sequence[uuid.UUID], attempts: Sequence[int], consumer: str, *, own: bool = False
+    ) -> list[ClaimedTask]:
+        """Mark delivered tasks running for ``consumer``; returns only those whose attempt and
+        status still match (the others are stale deliveries to drop)."""
+        query = sql.CLAIM_OWN if own else sql.CLAIM
+        rows = await self._pool.fetch(query, ids, attempts, consumer)
+        return [ClaimedTask(**dict(r)) for r in rows]
+
+    @_unavailable
+    async def release(
+        self, ids: Sequence[uuid.UUID], attempts: Sequence[int], consumer: str
+    ) -> set[uuid.UUID]:
+        """Put claimed, never started tasks back to queued."""
+        rows = await self._pool.fetch(sql.RELEASE, ids, attempts, consumer)
+        return {r["id"] for r in rows}
+
+    @_unavailable
+    async def complete(self, outcomes: Sequence[Outcome]) -> set[uuid.UUID]:
+        """Record a batch of outcomes in one transaction; returns the task ids recorded (an
+        outcome whose attempt was fenced off is not)."""
+        ok = [o for o in outcomes if o.kind == "succeeded"]
+        retry = [o for o in outcomes if o.kind == "retry"]
+        dead = [o for o in outcomes if o.kind == "dead"]
+        recorded: set[uuid.UUID] = set()
+        async with self._pool.acquire() as conn, conn.transaction():
+            if ok:
+                rows = await conn.fetch(
+                    sql.COMPLETE_SUCCEEDED, [o.task_id for o in ok], [o.attempt for o in ok]
+                )
+                recorded.update(r["id"] for r in rows)
+            if retry:
+                rows = await conn.fetch(
+                    sql.COMPLETE_RETRY,
+                    [o.task_id for o in retry],
+                    [o.attempt for o in retry],
+                    [_text(o.error) for o in retry],
+                    [o.outcome for o in retry],
+                    [o.delay_ms for o in retry],
+                )
+                recorded.update(r["id"] for r in rows)
+            if dead:
+                rows = await conn.fetch(
+                    sql.COMPLETE_DEAD,
+                    [o.task_id for o in dead],
+                    [o.attempt for o in dead],
+                    [_text(o.error) for o in dead],
+                    [o.outcome for o in dead],
+                    [o.reason for o in dead],
+                )
+                recorded.update(r["id"] for r in rows)
+        return recorded
+
+    async def prepare_all(self) -> list[str]:
+        """Prepare every named query (a test runs this against a migrated database)."""
+        async with self._pool.acquire() as conn:
+            for name, query in sql.ALL.items():
+                try:
+                    await conn.prepare(query)
+                except asyncpg.PostgresError as exc:
+                    raise AssertionError(f"query {name} does not prepare: {exc}") from exc
+        return list(sql.ALL)
+
+
+def _text(raw: bytes | None) -> str | None:
+    return raw.decode() if raw is not None else None
+
+
+def task_view(row: asyncpg.Record) -> TaskView:
+    error = row["last_error"]
+    return TaskView(
+        id=row["id"],
+        type=row["type"],
+        priority=row["priority"],
+        status=row["status"],
+        attempt=row["attempt"],
+        max_attempts=row["max_attempts"],
+        payload=msgspec.json.decode(row["payload"]),
+        idempotency_key=row["idempotency_key"],
+        run_at=row["run_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        queued_at=row["queued_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        timeout_ms=row["timeout_ms"],
+        last_error=_error_decoder.decode(error) if error is not None else None,
+    )
+
+
+async def migrate(url: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Apply the numbered SQL files not yet applied, in order, each in its own transaction.
+
+    Safe when several migrators start at once: they queue on an advisory lock. Returns the
+    names of the files applied by this call.
+    """
+    files = sorted(p for p in directory.glob("*.sql") if p.name[:4].isdigit())
+    conn = await _connect(url)
+    applied: list[str] = []
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+        try:
+            await conn.execute(
+                """CREATE TABLE IF NOT EXISTS schema_version (
+                    version integer PRIMARY KEY,
+                    name text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now())"""
+            )
+            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_version")}
+            for path in files:
+                version = int(path.name.split("_", 1)[0])
+                if version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(path.read_text())
+                    await conn.execute(
+                        "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
+                        version,
+                        path.name,
+                    )
+                log.info("applied migration %s", path.name, extra={"event": "db.migrated"})
+                applied.append(path.name)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+    finally:
+        await conn.close()
+    return applied
+
+
+async def schema_version(url: str) -> int:
+    conn = await _connect(url)
+    try:
+        value = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version")
+        return int(value)
+    finally:
+        await conn.close()
+
+
+async def create_database(url: str, *, template: str | None = None) -> bool:
+    """Create the database named in ``url`` if it does not exist; True if it was created."""
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/") or "postgres"
+    admin = await _connect(urlunsplit(parts._replace(path="/postgres")))
+    try:
+        exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if exists:
+            return False
+        clause = f" TEMPLATE {_ident(template)}" if template else ""
+        try:
+            await admin.execute(f"CREATE DATABASE {_ident(name)}{clause}")
+        except asyncpg.DuplicateDatabaseError:
+            return False
+        return True
+    finally:
+        await admin.close()
+
+
+async def drop_database(url: str) -> None:
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = await _connect(urlunsplit(parts._replace(path="/postgres")))
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {_ident(name)} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+def with_database(url: str, name: str) -> str:
+    """``url`` pointing at database ``name``."""
+    return urlunsplit(urlsplit(url)._replace(path="/" + name))
+
+
+async def _connect(url: str) -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(url, timeout=10)
+    except UNAVAILABLE as exc:
+        raise StoreUnavailable(f"Postgres is not reachable: {exc}") from exc
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

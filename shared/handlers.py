@@ -1,0 +1,140 @@
+"""The handler API for user code, and the four built-in handlers of the Go scheduler.
+
+    from shared.handlers import handler, Context, NonRetryableError
+
+    @handler("email.send")
+    async def send(payload: dict, ctx: Context) -> None:
+        await mailer.send(payload["to"], idempotency_key=ctx.idempotency_key)
+
+Modules named in ``HANDLER_MODULES`` are imported when an executor starts, which runs their
+decorators. A handler is a coroutine function (or a plain function, run in a thread) taking
+the task's payload and a ``Context``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+
+from shared.errors import TaskstreamError
+
+HandlerFn = Callable[[Any, "Context"], Awaitable[Any]] | Callable[[Any, "Context"], Any]
+
+
+class NonRetryableError(TaskstreamError):
+    """Raise from a handler to send the task straight to the dead letters."""
+
+
+class Context(msgspec.Struct, frozen=True, kw_only=True):
+    """What a handler knows about the run it is part of."""
+
+    task_id: uuid.UUID
+    attempt: int  # the fencing token: grows with every delivery of this task
+    attempt_number: int  # 1 for the first run, counting fresh after a replay
+    max_attempts: int
+    type: str
+    priority: str
+    deadline: float  # time.time() by which the handler must return
+
+    @property
+    def idempotency_key(self) -> str:
+        """A key unique to this attempt, for downstream side effects."""
+        return f"{self.task_id}:{self.attempt}"
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.time())
+
+
+class Registry:
+    """Task type → handler."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Callable[[Any, Context], Awaitable[Any]]] = {}
+
+    def register(self, task_type: str, fn: HandlerFn) -> None:
+        if task_type in self._handlers:
+            raise TaskstreamError(f"a handler for {task_type!r} is already registered")
+        if inspect.iscoroutinefunction(fn):
+            self._handlers[task_type] = fn
+        else:
+            sync_fn = fn
+
+            async def in_thread(payload: Any, ctx: Context) -> Any:
+                return await asyncio.to_thread(sync_fn, payload, ctx)
+
+            self._handlers[task_type] = in_thread
+
+    def get(self, task_type: str) -> Callable[[Any, Context], Awaitable[Any]] | None:
+        return self._handlers.get(task_type)
+
+    def types(self) -> list[str]:
+        return sorted(self._handlers)
+
+    def handler(self, task_type: str) -> Callable[[HandlerFn], HandlerFn]:
+        def decorate(fn: HandlerFn) -> HandlerFn:
+            self.register(task_type, fn)
+            return fn
+
+        return decorate
+
+
+registry = Registry()
+
+
+def handler(task_type: str) -> Callable[[HandlerFn], HandlerFn]:
+    """Register the decorated function as the handler of ``task_type``."""
+    return registry.handler(task_type)
+
+
+def load_modules(names: str) -> None:
+    """Import each comma-separated module so its handlers register."""
+    for name in (n.strip() for n in names.split(",")):
+        if name:
+            importlib.import_module(name)
+
+
+class FlakyError(Exception):
+    """The built-in ``flaky`` handler failing on purpose."""
+
+
+class AlwaysFailError(Exception):
+    """The built-in ``always_fail`` handler failing on purpose."""
+
+
+async def noop(payload: Any, ctx: Context) -> None:
+    return None
+
+
+async def flaky(payload: Any, ctx: Context) -> None:
+    """Fails the first ``fail_first_n`` attempts, then succeeds."""
+    n = int(payload.get("fail_first_n", 1)) if isinstance(payload, dict) else 1
+    if ctx.attempt_number <= n:
+        raise FlakyError(f"flaky: attempt {ctx.attempt_number} of the first {n} fails")
+
+
+async def always_fail(payload: Any, ctx: Context) -> None:
+    raise AlwaysFailError("always_fail: fails every attempt")
+
+
+async def sleeper(payload: Any, ctx: Context) -> None:
+    """Sleeps ``ms`` milliseconds."""
+    ms = int(payload.get("ms", 100)) if isinstance(payload, dict) else 100
+    await asyncio.sleep(ms / 1000)
+
+
+BUILTINS: dict[str, Callable[[Any, Context], Awaitable[Any]]] = {
+    "noop": noop,
+    "flaky": flaky,
+    "always_fail": always_fail,
+    "sleeper": sleeper,
+}
+
+for _name, _fn in BUILTINS.items():
+    registry.register(_name, _fn)

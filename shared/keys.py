@@ -1,0 +1,30 @@
+"""Every Redis key taskstream uses, built under one namespace.
+
+All keys carry the hash tag ``{<namespace>}`` so that, in Redis Cluster, a stream, its consumer
+group and every other key a Lua script touches share one slot.
+"""
+
+from __future__ import annotations
+
+from shared.config import PRIORITIES
+
+GROUP = "executors"
+
+
+class Keys:
+    """Key names under one namespace (tests use a fresh uuid namespace each)."""
+
+    __slots__ = ("epoch", "namespace", "prefix", "streams")
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self.prefix = "{" + namespace + "}"
+        self.streams: dict[str, str] = {p: f"{self.prefix}:stream:{p}" for p in PRIORITIES}
+        # Created with the consumer groups; its absence tells the watcher Redis lost data.
+        self.epoch = f"{self.prefix}:epoch"
+
+    def stream(self, priority: str) -> str:
+        return self.streams[priority]
+
+    def priority_of(self, stream: str) -> str:
+        return stream.rsplit(":", 1)[1]

@@ -1,0 +1,131 @@
+"""Every OpenTelemetry instrument, declared once with its unit and description.
+
+Names follow the Go scheduler so its dashboards and alerts keep working (the Prometheus
+exporter adds ``_total`` to counters). Labels are bounded: priority, task type, outcome —
+never a task id. Services get a ``Metrics`` built on the global meter provider (Prometheus
+exporter, set up in ``setup``); tests build one on an ``InMemoryMetricReader``.
+"""
+
+from __future__ import annotations
+
+from opentelemetry import metrics as otel
+from opentelemetry.metrics import Meter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+
+SECONDS_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+)
+
+
+class Metrics:
+    """The instruments of one process."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.enqueued = meter.create_counter(
+            "tasks_enqueued", unit="1", description="Tasks accepted and committed by ingest."
+        )
+        self.published = meter.create_counter(
+            "tasks_published", unit="1", description="Stream entries added, by priority."
+        )
+        self.publish_failures = meter.create_counter(
+            "publish_failures",
+            unit="1",
+            description="Publishes that failed because Redis was unreachable (retried).",
+        )
+        self.dequeued = meter.create_counter(
+            "tasks_dequeued", unit="1", description="Deliveries claimed by executors."
+        )
+        self.succeeded = meter.create_counter(
+            "tasks_succeeded", unit="1", description="Attempts that succeeded."
+        )
+        self.failed = meter.create_counter(
+            "tasks_failed", unit="1", description="Attempts that failed (error or timeout)."
+        )
+        self.retried = meter.create_counter(
+            "tasks_retried", unit="1", description="Failed attempts scheduled to run again."
+        )
+        self.dead = meter.create_counter(
+            "tasks_dead_lettered", unit="1", description="Tasks moved to the dead letters."
+        )
+        self.reaped = meter.create_counter(
+            "tasks_reaped", unit="1", description="Entries reclaimed after the visibility timeout."
+        )
+        self.acks = meter.create_counter("acks", unit="1", description="Stream entries acked.")
+        self.fenced = meter.create_counter(
+            "fenced_results",
+            unit="1",
+            description="Deliveries or results dropped because their attempt was stale.",
+        )
+        self.bad_entries = meter.create_counter(
+            "bad_entries", unit="1", description="Stream entries that did not decode."
+        )
+        self.run_seconds = meter.create_histogram(
+            "task_run_seconds", unit="s", description="Handler run time."
+        )
+        self.wait_seconds = meter.create_histogram(
+            "enqueue_to_start_seconds",
+            unit="s",
+            description="Time from queued to the handler starting.",
+        )
+        self.inflight = meter.create_up_down_counter(
+            "processing_inflight", unit="1", description="Handlers running now."
+        )
+
+
+def views() -> list[View]:
+    return [
+        View(
+            instrument_name="*_seconds",
+            aggregation=ExplicitBucketHistogramAggregation(SECONDS_BUCKETS),
+        )
+    ]
+
+
+def build(reader: MetricReader) -> Metrics:
+    """Metrics on a private provider reading into ``reader`` (tests)."""
+    provider = MeterProvider(metric_readers=[reader], views=views())
+    return Metrics(provider.get_meter("taskstream"))
+
+
+def setup(service: str) -> Metrics:
+    """Install the Prometheus exporter as the global provider; returns the instruments."""
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from opentelemetry.sdk.resources import Resource
+
+    provider = MeterProvider(
+        metric_readers=[PrometheusMetricReader()],
+        views=views(),
+        resource=Resource.create({"service.name": f"taskstream-{service}"}),
+    )
+    otel.set_meter_provider(provider)
+    return Metrics(provider.get_meter("taskstream"))
+
+
+def noop() -> Metrics:
+    """Instruments that record nothing (library use without a provider)."""
+    return Metrics(otel.NoOpMeterProvider().get_meter("taskstream"))
+
+
+def prometheus_text() -> bytes:
+    """The current metrics in Prometheus text format (for a ``/metrics`` route)."""
+    from prometheus_client import REGISTRY, generate_latest
+
+    return generate_latest(REGISTRY)

@@ -1,0 +1,98 @@
+"""Running a service: the event loop, signals, and the metrics listener.
+
+The first SIGTERM or SIGINT sets the ``stop`` event and the service shuts down in its written
+order; a second one cancels the service outright. A background task that dies takes the
+service down with a non-zero exit, so its orchestrator restarts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from shared import metrics
+
+log = logging.getLogger(__name__)
+
+Main = Callable[[asyncio.Event], Awaitable[None]]
+
+
+def run(main: Main) -> int:
+    """Run ``main(stop)`` on uvloop (when installed) until it returns; the exit code."""
+    try:
+        import uvloop
+
+        runner: Callable[..., None] = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a core dependency on Linux
+        runner = asyncio.run
+    try:
+        runner(_supervise(main))
+    except KeyboardInterrupt:
+        return 130
+    except Exception:
+        log.exception("service failed", extra={"event": "service.failed"})
+        return 1
+    return 0
+
+
+async def _supervise(main: Main) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    seen = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == 1:
+            log.info(
+                "%s: shutting down (again to force)",
+                signal.Signals(signum).name,
+                extra={"event": "service.stopping"},
+            )
+            stop.set()
+        else:
+            log.warning("forced shutdown", extra={"event": "service.forced"})
+            task.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await main(stop)
+    except asyncio.CancelledError:
+        if seen < 2:
+            raise
+
+
+def consumer_name(configured: str) -> str:
+    """The stable consumer name: configured (a container name), else ``<host>-<pid>``."""
+    return configured or f"{socket.gethostname()}-{os.getpid()}"
+
+
+async def serve_metrics(addr: str) -> web.AppRunner | None:
+    """Serve ``/metrics`` (and ``/healthz``) on ``host:port``; None when ``addr`` is empty."""
+    if not addr:
+        return None
+    host, _, port = addr.rpartition(":")
+
+    async def scrape(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.prometheus_text(), content_type="text/plain")
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/metrics", scrape)
+    app.router.add_get("/healthz", health)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host or "0.0.0.0", int(port)).start()
+    log.info("metrics on http://%s/metrics", addr, extra={"event": "service.metrics"})
+    return runner

@@ -1,0 +1,177 @@
+"""Every runtime query, one named constant each, with one line saying what it does.
+
+Multi-row statements take parallel arrays through ``unnest`` so one round trip carries a
+whole batch. Every state change is fenced: ``WHERE id = … AND attempt = … AND status = …``.
+A test prepares each of these against a migrated database.
+"""
+
+# Insert new tasks, skipping those whose idempotency key is already taken; returns inserted rows.
+INSERT_TASKS = """
+WITH input AS (
+    SELECT * FROM unnest(
+        $1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::int[], $7::int[],
+        $8::int[], $9::int[], $10::int[], $11::text[], $12::bytea[], $13::timestamptz[],
+        $14::text[]
+    ) WITH ORDINALITY AS i(id, type, priority, payload, status, max_attempts, retry_base_ms,
+        retry_max_ms, retry_jitter_ms, timeout_ms, idempotency_key, request_hash, run_at,
+        trace_context, n)
+), keys AS (
+    INSERT INTO idempotency_keys (key, task_id, request_hash)
+    SELECT idempotency_key, id, request_hash FROM input
+    WHERE idempotency_key IS NOT NULL
+    ORDER BY n
+    ON CONFLICT (key) DO NOTHING
+    RETURNING task_id
+), inserted AS (
+    INSERT INTO tasks (id, type, priority, payload, status, max_attempts, retry_base_ms,
+        retry_max_ms, retry_jitter_ms, timeout_ms, idempotency_key, run_at, queued_at,
+        trace_context)
+    SELECT id, type, priority, payload, status, max_attempts, retry_base_ms, retry_max_ms,
+        retry_jitter_ms, timeout_ms, idempotency_key, coalesce(run_at, now()),
+        CASE WHEN status = 'queued' THEN now() END, trace_context
+    FROM input
+    WHERE idempotency_key IS NULL OR id IN (SELECT task_id FROM keys)
+    ORDER BY n
+    RETURNING *
+), delayed AS (
+    INSERT INTO due (bucket, due_at, task_id, attempt, priority, kind)
+    SELECT date_trunc('hour', run_at, 'UTC'), run_at, id, 1, priority, 'delayed'
+    FROM inserted WHERE status = 'scheduled'
+)
+SELECT * FROM inserted
+"""
+
+# Look up idempotency keys: the task each names and the digest of the request that took it.
+SELECT_IDEMPOTENCY_KEYS = """
+SELECT key, task_id, request_hash FROM idempotency_keys WHERE key = ANY($1::text[])
+"""
+
+# One task by id.
+SELECT_TASK = "SELECT * FROM tasks WHERE id = $1"
+
+# Several tasks by id.
+SELECT_TASKS = "SELECT * FROM tasks WHERE id = ANY($1::uuid[])"
+
+# A page of tasks, newest first, filtered; the cursor is the last (created_at, id) seen.
+LIST_TASKS = """
+SELECT * FROM tasks
+WHERE ($1::text IS NULL OR status = $1)
+  AND ($2::text IS NULL OR type = $2)
+  AND ($3::text IS NULL OR priority = $3)
+  AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT $6
+"""
+
+# Cancel a task that has not started (scheduled, queued or retrying); drops its due row.
+CANCEL_TASK = """
+WITH cancelled AS (
+    UPDATE tasks SET status = 'cancelled', updated_at = now(), finished_at = now()
+    WHERE id = $1 AND status IN ('scheduled', 'queued', 'retrying')
+    RETURNING *
+), undue AS (
+    DELETE FROM due WHERE task_id IN (SELECT id FROM cancelled)
+)
+SELECT * FROM cancelled
+"""
+
+# Claim delivered entries: queued → running, fenced by attempt; returns what handlers need.
+CLAIM = """
+UPDATE tasks t
+SET status = 'running', started_at = now(), updated_at = now(), consumer = $3
+FROM unnest($1::uuid[], $2::int[]) AS c(id, attempt)
+WHERE t.id = c.id AND t.attempt = c.attempt AND t.status = 'queued'
+RETURNING t.id, t.attempt, t.type, t.priority, t.payload::text AS payload, t.timeout_ms,
+    t.max_attempts, t.first_attempt, t.retry_base_ms, t.retry_max_ms, t.retry_jitter_ms,
+    t.queued_at, t.started_at
+"""
+
+# Take back this consumer's own entries after a restart (same stable name): they may be
+# queued (released at shutdown) or running (the previous process died or was cut short).
+CLAIM_OWN = """
+UPDATE tasks t
+SET status = 'running', started_at = now(), updated_at = now(), consumer = $3
+FROM unnest($1::uuid[], $2::int[]) AS c(id, attempt)
+WHERE t.id = c.id AND t.attempt = c.attempt
+  AND (t.status = 'queued' OR (t.status = 'running' AND t.consumer = $3))
+RETURNING t.id, t.attempt, t.type, t.priority, t.payload::text AS payload, t.timeout_ms,
+    t.max_attempts, t.first_attempt, t.retry_base_ms, t.retry_max_ms, t.retry_jitter_ms,
+    t.queued_at, t.started_at
+"""
+
+# Put claimed but never started tasks back to queued (executor shutdown), fenced.
+RELEASE = """
+UPDATE tasks t SET status = 'queued', started_at = NULL, updated_at = now(), consumer = NULL
+FROM unnest($1::uuid[], $2::int[]) AS c(id, attempt)
+WHERE t.id = c.id AND t.attempt = c.attempt AND t.status = 'running' AND t.consumer = $3
+RETURNING t.id
+"""
+
+# Record successful attempts (fenced); returns the ids recorded.
+COMPLETE_SUCCEEDED = """
+UPDATE tasks t SET status = 'succeeded', finished_at = now(), updated_at = now()
+FROM unnest($1::uuid[], $2::int[]) AS c(id, attempt)
+WHERE t.id = c.id AND t.attempt = c.attempt AND t.status = 'running'
+RETURNING t.id
+"""
+
+# Record failed attempts that will run again: keep the error in the history, bump the
+# attempt (the fencing token) and queue the retry in the due table after its backoff.
+COMPLETE_RETRY = """
+WITH c AS (
+    SELECT * FROM unnest($1::uuid[], $2::int[], $3::jsonb[], $4::text[], $5::int[])
+        AS c(id, attempt, error, outcome, delay_ms)
+), upd AS (
+    UPDATE tasks t
+    SET status = 'retrying', attempt = t.attempt + 1, last_error = c.error, updated_at = now()
+    FROM c
+    WHERE t.id = c.id AND t.attempt = c.attempt AND t.status = 'running'
+    RETURNING t.id, c.attempt, t.priority, t.consumer, t.started_at, c.error, c.outcome,
+        now() + c.delay_ms * interval '1 millisecond' AS due_at
+), hist AS (
+    INSERT INTO task_attempts (task_id, attempt, outcome, consumer, started_at, error)
+    SELECT id, attempt, outcome, consumer, started_at, error FROM upd
+), retry AS (
+    INSERT INTO due (bucket, due_at, task_id, attempt, priority, kind)
+    SELECT date_trunc('hour', due_at, 'UTC'), due_at, id, attempt + 1, priority, 'retry'
+    FROM upd
+)
+SELECT id FROM upd
+"""
+
+# Record failed attempts that end the task: dead, with the error history and a dead letter.
+COMPLETE_DEAD = """
+WITH c AS (
+    SELECT * FROM unnest($1::uuid[], $2::int[], $3::jsonb[], $4::text[], $5::text[])
+        AS c(id, attempt, error, outcome, reason)
+), upd AS (
+    UPDATE tasks t
+    SET status = 'dead', last_error = c.error, finished_at = now(), updated_at = now()
+    FROM c
+    WHERE t.id = c.id AND t.attempt = c.attempt AND t.status = 'running'
+    RETURNING t.id, c.attempt, t.priority, t.type, t.consumer, t.started_at, c.error,
+        c.outcome, c.reason
+), hist AS (
+    INSERT INTO task_attempts (task_id, attempt, outcome, consumer, started_at, error)
+    SELECT id, attempt, outcome, consumer, started_at, error FROM upd
+), letter AS (
+    INSERT INTO dead_letters (task_id, priority, type, attempt, reason, error)
+    SELECT id, priority, type, attempt, reason, error FROM upd
+    ON CONFLICT (task_id) DO UPDATE SET priority = excluded.priority, attempt = excluded.attempt,
+        reason = excluded.reason, error = excluded.error, dead_at = now()
+)
+SELECT id FROM upd
+"""
+
+# Failed attempts of one task, oldest first.
+SELECT_ATTEMPTS = """
+SELECT attempt, outcome, consumer, started_at, finished_at, error
+FROM task_attempts WHERE task_id = $1 ORDER BY attempt
+"""
+
+# Liveness of the database (readyz).
+PING = "SELECT 1"
+
+ALL: dict[str, str] = {
+    name: value for name, value in globals().items() if name.isupper() and name != "ALL"
+}

@@ -1,0 +1,235 @@
+"""The only module that talks to Redis (redis-py with hiredis).
+
+One stream per priority and one consumer group of executors. An entry carries only the task id
+and the attempt (the fencing token), plus the trace context: the task itself lives in Postgres.
+Services call typed methods; every key comes from ``shared.keys``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from shared.config import PRIORITIES
+from shared.errors import StoreUnavailable
+from shared.keys import GROUP, Keys
+from shared.models import Delivery
+
+# What "Redis is down" looks like from redis-py.
+UNAVAILABLE: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class BadEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """A stream entry that does not decode as a delivery."""
+
+    priority: str
+    entry_id: str
+    fields: dict[str, str]
+
+
+class Publish(msgspec.Struct, frozen=True, kw_only=True):
+    """One entry to add: a task's attempt on its priority's stream."""
+
+    priority: str
+    task_id: uuid.UUID
+    attempt: int
+    trace_context: str | None = None
+
+
+class Streams:
+    """Typed operations on the priority streams of one namespace."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+        self._r = client
+        self.keys = keys
+
+    @classmethod
+    def connect(cls, url: str, keys: Keys, *, max_connections: int = 32) -> Streams:
+        client = aioredis.Redis.from_url(
+            url,
+            max_connections=max_connections,
+            socket_connect_timeout=2,
+            health_check_interval=0,
+            decode_responses=False,
+        )
+        return cls(client, keys)
+
+    async def close(self) -> None:
+        await self._r.aclose()
+
+    async def ping(self) -> None:
+        try:
+            await self._r.ping()
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"Redis is not reachable: {exc}") from exc
+
+    async def ensure_groups(self) -> None:
+        """Create every stream with the executors' group (idempotent), and the epoch key."""
+        pipe = self._r.pipeline(transaction=False)
+        for key in self.keys.streams.values():
+            pipe.xgroup_create(key, GROUP, id="0", mkstream=True)
+        pipe.set(self.keys.epoch, uuid.uuid4().hex, nx=True)
+        for result in await pipe.execute(raise_on_error=False):
+            if isinstance(result, ResponseError) and "BUSYGROUP" not in str(result):
+                raise result
+
+    async def publish(self, entries: Sequence[Publish]) -> list[str]:
+        """XADD each entry (one pipelined round trip); returns the entry ids in order."""
+        if not entries:
+            return []
+        pipe = self._r.pipeline(transaction=False)
+        for e in entries:
+            fields: dict[str, str] = {"t": str(e.task_id), "a": str(e.attempt)}
+            if e.trace_context:
+                fields["tp"] = e.trace_context
+            pipe.xadd(self.keys.stream(e.priority), fields)  # type: ignore[arg-type]
+        try:
+            ids = await pipe.execute()
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"Redis is not reachable: {exc}") from exc
+        return [i.decode() for i in ids]
+
+    async def read(
+        self, consumer: str, counts: Mapping[str, int]
+    ) -> dict[str, list[Delivery | BadEntry]]:
+        """Read up to ``counts[priority]`` new entries from each stream, without blocking
+        (one pipelined round trip). Recreates missing groups (Redis lost its data) and
+        returns nothing for that call."""
+        wanted = [(p, n) for p, n in counts.items() if n > 0]
+        if not wanted:
+            return {}
+        pipe = self._r.pipeline(transaction=False)
+        for p, n in wanted:
+            pipe.xreadgroup(GROUP, consumer, {self.keys.stream(p): ">"}, count=n)
+        replies = await pipe.execute(raise_on_error=False)
+        out: dict[str, list[Delivery | BadEntry]] = {}
+        for (p, _), reply in zip(wanted, replies, strict=True):
+            if isinstance(reply, ResponseError):
+                if "NOGROUP" in str(reply):
+                    await self.ensure_groups()
+                    continue
+                raise reply
+            if isinstance(reply, BaseException):
+                raise reply
+            out[p] = list(self._decode(reply))
+        return out
+
+    async def wait(self, consumer: str, block_ms: int) -> list[Delivery | BadEntry]:
+        """Block up to ``block_ms`` until any stream has a new entry; returns at most one
+        entry per stream (the caller then reads by weight)."""
+        streams: dict[Any, Any] = {key: ">" for key in self.keys.streams.values()}
+        try:
+            reply = await self._r.xreadgroup(GROUP, consumer, streams, count=1, block=block_ms)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            await self.ensure_groups()
+            return []
+        return list(self._decode(reply))
+
+    async def read_own(self, consumer: str, count: int) -> list[Delivery | BadEntry]:
+        """This consumer's own pending entries (after a restart under the same name)."""
+        out: list[Delivery | BadEntry] = []
+        for key in self.keys.streams.values():
+            start = "0"
+            while True:
+                try:
+                    streams: dict[Any, Any] = {key: start}
+                    reply = await self._r.xreadgroup(GROUP, consumer, streams, count=count)
+                except ResponseError as exc:
+                    if "NOGROUP" not in str(exc):
+                        raise
+                    await self.ensure_groups()
+                    break
+                batch = list(self._decode(reply))
+                if not batch:
+                    break
+                out.extend(batch)
+                start = batch[-1].entry_id
+        return out
+
+    async def ack(self, entries: Iterable[tuple[str, str]]) -> int:
+        """XACK ``(priority, entry_id)`` pairs, one command per stream in one round trip."""
+        by_stream: dict[str, list[str]] = {}
+        for priority, entry_id in entries:
+            by_stream.setdefault(self.keys.stream(priority), []).append(entry_id)
+        if not by_stream:
+            return 0
+        pipe = self._r.pipeline(transaction=False)
+        for key, ids in by_stream.items():
+            pipe.xack(key, GROUP, *ids)
+        return sum(int(n) for n in await pipe.execute())
+
+    async def extend(self, consumer: str, entries: Iterable[tuple[str, str]]) -> None:
+        """Reset the idle time of this consumer's entries (lease extension), without counting
+        a delivery: XCLAIM … JUSTID with min-idle 0."""
+        by_stream: dict[str, list[str]] = {}
+        for priority, entry_id in entries:
+            by_stream.setdefault(self.keys.stream(priority), []).append(entry_id)
+        if not by_stream:
+            return
+        pipe = self._r.pipeline(transaction=False)
+        for key, ids in by_stream.items():
+            pipe.xclaim(key, GROUP, consumer, 0, ids, justid=True)  # type: ignore[arg-type]
+        await pipe.execute()
+
+    async def pending_count(self) -> dict[str, int]:
+        """Pending (delivered, not acknowledged) entries per priority."""
+        pipe = self._r.pipeline(transaction=False)
+        for key in self.keys.streams.values():
+            pipe.xpending(key, GROUP)
+        replies = await pipe.execute(raise_on_error=False)
+        out: dict[str, int] = {}
+        for p, reply in zip(PRIORITIES, replies, strict=True):
+            out[p] = 0 if isinstance(reply, BaseException) else int(reply["pending"])
+        return out
+
+    async def lengths(self) -> dict[str, int]:
+        pipe = self._r.pipeline(transaction=False)
+        for key in self.keys.streams.values():
+            pipe.xlen(key)
+        return {p: int(n) for p, n in zip(PRIORITIES, await pipe.execute(), strict=True)}
+
+    async def entries(self, priority: str) -> list[tuple[str, dict[str, str]]]:
+        """Every entry of one stream (tests and operators; not for hot paths)."""
+        reply: Any = await self._r.xrange(self.keys.stream(priority))
+        return [(i.decode(), _strs(f)) for i, f in reply]
+
+    async def delete_namespace(self) -> None:
+        """Delete every key of this namespace (tests clean up what they own, nothing else)."""
+        keys = [k async for k in self._r.scan_iter(match=_glob_escape(self.keys.prefix) + ":*")]
+        if keys:
+            await self._r.delete(*keys)
+
+    def _decode(self, reply: Any) -> Iterable[Delivery | BadEntry]:
+        for stream, items in reply or ():
+            priority = self.keys.priority_of(stream.decode())
+            for entry_id, fields in items:
+                eid = entry_id.decode()
+                if fields is None:  # deleted entry (Redis 6.2 replies nil for it)
+                    continue
+                try:
+                    yield Delivery(
+                        priority=priority,
+                        entry_id=eid,
+                        task_id=uuid.UUID(fields[b"t"].decode()),
+                        attempt=int(fields[b"a"]),
+                        trace_context=fields[b"tp"].decode() if b"tp" in fields else None,
+                    )
+                except (KeyError, ValueError, UnicodeDecodeError):
+                    yield BadEntry(priority=priority, entry_id=eid, fields=_strs(fields))
+
+
+def _strs(fields: Mapping[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()}
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

@@ -1,0 +1,39 @@
+"""Test helpers shared by the integration and end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from services.ingest.app import build_app
+from services.ingest.publisher import Publisher
+from shared.config import Config
+from shared.db import Database
+from shared.metrics import Metrics
+from shared.streams import Streams
+
+
+@asynccontextmanager
+async def api_client(
+    config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> AsyncIterator[tuple[TestClient[Any, Any], Publisher]]:
+    publisher = Publisher(streams, metrics, retry_ms=config.publish_retry_ms)
+    app = build_app(config, db, streams, metrics, publisher)
+    async with TestClient(TestServer(app)) as client:
+        yield client, publisher
+
+
+async def wait_for(
+    predicate: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, every: float = 0.02
+) -> None:
+    """Poll ``predicate`` until it is true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(every)
