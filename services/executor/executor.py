@@ -75,6 +75,8 @@ class Executor:
         self._changed = asyncio.Event()
         self._ready: asyncio.Queue[Job | None] = asyncio.Queue()
         self._running: dict[uuid.UUID, Job] = {}
+        self._unstarted: list[Job] = []
+        self._stopping = False
         self._completer = Completer(
             db,
             streams,
@@ -96,8 +98,10 @@ class Executor:
             completer = tg.create_task(self._completer.run())
             runners = [tg.create_task(self._runner()) for _ in range(self.config.worker_pool)]
             heartbeat = tg.create_task(self._heartbeat())
+            stopping = tg.create_task(self._on_stop(stop))
             await self._admit(await self._streams.read_own(self.consumer, 100), own=True)
             await self._read_loop(stop, burst)
+            self._stopping = True
             await self._release_unstarted()
             for _ in runners:
                 self._ready.put_nowait(None)
@@ -112,10 +116,18 @@ class Executor:
                     len(late),
                     extra={"event": "executor.grace_expired"},
                 )
+            # Runners that picked a job just as intake stopped handed it back unstarted.
+            await self._release_unstarted()
             self._completer.close()
             await completer
             heartbeat.cancel()
+            stopping.cancel()
         return self.processed
+
+    async def _on_stop(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._stopping = True
+        self._changed.set()  # wake the reader if it waits for free slots
 
     async def _read_loop(self, stop: asyncio.Event, burst: bool) -> None:
         while not stop.is_set():
@@ -205,6 +217,9 @@ class Executor:
             job = await self._ready.get()
             if job is None:
                 return
+            if self._stopping:
+                self._unstarted.append(job)
+                continue
             self._running[job.task.id] = job
             self._metrics.inflight.add(1)
             try:
@@ -300,7 +315,7 @@ class Executor:
 
     async def _release_unstarted(self) -> None:
         """Hand claimed tasks that never started back to the queue for another executor."""
-        jobs: list[Job] = []
+        jobs, self._unstarted = self._unstarted, []
         while not self._ready.empty():
             job = self._ready.get_nowait()
             if job is not None:

@@ -1,0 +1,126 @@
+"""``taskstream up``: the whole system on one machine, until Ctrl-C.
+
+Finds or starts Redis and Postgres (``services.cli.stores``), creates and migrates the
+database, then runs every service as its own process: ingest, N executors (stable consumer
+names, so a restart takes back its own pending entries), and the watcher and janitor when
+installed. Ctrl-C stops them in order (ingest first, then executors, then the movers), then
+the stores it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from services.cli.stores import StoreError, ensure
+from shared import config as config_mod
+from shared import db
+from shared.errors import TaskstreamError
+
+ORDER = ("ingest", "executor", "watcher", "janitor")
+METRICS_BASE_PORT = 9100
+STOP_TIMEOUT = 60.0
+
+
+class Child:
+    def __init__(self, name: str, env: dict[str, str]) -> None:
+        self.name = name
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", f"services.{name.split('-')[0]}"],
+            env=env,
+            start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
+        )
+
+    def terminate(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def available() -> list[str]:
+    return [s for s in ORDER if importlib.util.find_spec(f"services.{s}.__main__") is not None]
+
+
+def up_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="taskstream up", description=__doc__)
+    parser.add_argument("--executors", type=int, default=2, help="executor processes")
+    parser.add_argument("--state-dir", type=Path, default=Path(".local"))
+    args = parser.parse_args(list(argv))
+    if args.executors < 1:
+        parser.error("--executors must be at least 1")
+    try:
+        config = config_mod.load()
+        stores = ensure(config.redis_url, config.database_url, args.state_dir.resolve())
+    except (TaskstreamError, StoreError) as exc:
+        print(f"taskstream up: {exc}", file=sys.stderr)
+        return 1
+    with stores:
+        try:
+            asyncio.run(db.create_database(stores.database_url))
+            applied = asyncio.run(db.migrate(stores.database_url))
+        except TaskstreamError as exc:
+            print(f"taskstream up: {exc}", file=sys.stderr)
+            return 1
+        print(f"migrations: {len(applied)} applied", flush=True)
+        return _supervise(config, stores.redis_url, stores.database_url, args.executors)
+
+
+def _supervise(config: config_mod.Config, redis_url: str, database_url: str, n: int) -> int:
+    base = dict(os.environ, REDIS_URL=redis_url, DATABASE_URL=database_url)
+    host = socket.gethostname()
+    children: list[Child] = []
+    port = METRICS_BASE_PORT
+    lines = [f"API         http://127.0.0.1:{config.http_port}  (metrics at /metrics)"]
+    for service in available():
+        names = [f"executor-{i}" for i in range(1, n + 1)] if service == "executor" else [service]
+        for name in names:
+            env = dict(base)
+            if service != "ingest":
+                port += 1
+                env["METRICS_ADDR"] = f"127.0.0.1:{port}"
+                lines.append(f"{name:<11} http://127.0.0.1:{port}/metrics")
+            if service == "executor":
+                env["CONSUMER_NAME"] = f"{host}-{name}"
+            children.append(Child(name, env))
+    print("taskstream is up:\n  " + "\n  ".join(lines) + "\nCtrl-C to stop.", flush=True)
+
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    failed = ""
+    while not stopping:
+        for child in children:
+            if child.proc.poll() is not None:
+                failed = f"{child.name} exited with {child.proc.returncode}"
+                stopping = True
+        time.sleep(0.2)
+    if failed:
+        print(f"taskstream up: {failed}; stopping everything", file=sys.stderr)
+    print("stopping: ingest, executors, then the movers", flush=True)
+    for service in ORDER:
+        group = [c for c in children if c.name.split("-")[0] == service]
+        for child in group:
+            child.terminate()
+        for child in group:
+            child.wait(STOP_TIMEOUT)
+    return 1 if failed else 0

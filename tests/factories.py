@@ -1,0 +1,47 @@
+"""Building and publishing tasks directly (without HTTP), for executor and mover tests."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import msgspec
+
+from shared.config import Config
+from shared.db import Database
+from shared.models import NewTask
+from shared.streams import Publish, Streams
+
+
+def new_task(
+    config: Config,
+    type: str = "noop",
+    payload: Any = None,
+    *,
+    priority: str = "default",
+    max_attempts: int | None = None,
+    timeout_ms: int | None = None,
+) -> NewTask:
+    return NewTask(
+        id=uuid.uuid4(),
+        type=type,
+        priority=priority,
+        payload=msgspec.json.encode({} if payload is None else payload),
+        status="queued",
+        max_attempts=max_attempts or config.max_attempts,
+        retry_base_ms=config.retry_base_ms,
+        retry_max_ms=config.retry_max_ms,
+        retry_jitter_ms=config.retry_jitter_ms,
+        timeout_ms=timeout_ms or config.task_timeout_ms,
+        idempotency_key=None,
+        request_hash=None,
+        run_at=None,
+    )
+
+
+async def enqueue(db: Database, streams: Streams, tasks: list[NewTask]) -> list[uuid.UUID]:
+    """Insert tasks (queued) and publish one entry each, as ingest does."""
+    result = await db.insert_tasks(tasks)
+    await streams.publish([Publish(priority=t.priority, task_id=t.id, attempt=1) for t in tasks])
+    assert len(result.inserted) == len(tasks)
+    return [t.id for t in tasks]
