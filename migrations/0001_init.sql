@@ -26,11 +26,16 @@ CREATE TABLE tasks (
     started_at      timestamptz,
     finished_at     timestamptz,
     consumer        text,
+    -- The stream entry of the current delivery (set at claim): lets the janitor tell a running
+    -- task whose entry Redis lost from one whose lease is alive.
+    entry_id        text,
     last_error      jsonb,
     trace_context   text
 );
 -- Listing newest first with a (created_at, id) cursor.
 CREATE INDEX tasks_created_id ON tasks (created_at DESC, id DESC);
+-- Tasks in flight, for the repair of entries Redis lost; small however large history grows.
+CREATE INDEX tasks_in_flight ON tasks (status, updated_at) WHERE status IN ('queued', 'running');
 
 -- Every attempt that did not succeed (the successful one is on the task row itself).
 CREATE TABLE task_attempts (

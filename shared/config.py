@@ -45,6 +45,11 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     complete_batch_max: int = 500
     complete_linger_ms: int = 2
 
+    watch_interval_ms: int = 100
+    watch_batch: int = 1000
+    repair_after_ms: int = 30_000
+    repair_interval_ms: int = 5_000
+
     vis_timeout_ms: int = 30_000
     max_attempts: int = 5
     retry_base_ms: int = 500
@@ -94,6 +99,12 @@ DESCRIPTIONS: dict[str, str] = {
     "read_block_ms": "Longest blocking XREADGROUP (capped at 1000).",
     "complete_batch_max": "Most outcomes an executor commits in one statement.",
     "complete_linger_ms": "How long an executor waits to gather outcomes into one commit.",
+    "watch_interval_ms": "How often the watcher looks for due retries and delayed tasks "
+    "(the most a due task is late).",
+    "watch_batch": "Most due rows the watcher moves in one transaction.",
+    "repair_after_ms": "A queued task whose entry should have been delivered this long ago "
+    "is re-published (its entry was lost).",
+    "repair_interval_ms": "How often the watcher checks for lost entries and a lost Redis.",
     "vis_timeout_ms": "Visibility timeout: an entry idle longer is reclaimed.",
     "max_attempts": "Default attempts per task (first run included).",
     "retry_base_ms": "Base of the exponential retry backoff.",
@@ -151,6 +162,10 @@ def validate(config: Config) -> None:
         "task_timeout_ms",
         "complete_batch_max",
         "db_pool_max",
+        "watch_interval_ms",
+        "watch_batch",
+        "repair_after_ms",
+        "repair_interval_ms",
     )
     for field in positive:
         if getattr(config, field) <= 0:

@@ -94,12 +94,26 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     reason: str = ""
 
 
+class Ready(msgspec.Struct, frozen=True, kw_only=True):
+    """A task made ready to deliver (by the watcher): what its stream entry carries."""
+
+    id: uuid.UUID
+    attempt: int
+    priority: str
+    trace_context: str | None = None
+    late_s: float = 0.0
+
+
+Publisher = Callable[[list[Ready]], Awaitable[object]]
+
+
 class InsertResult(msgspec.Struct, frozen=True, kw_only=True):
-    """What ``insert_tasks`` did: the rows it created, and for each idempotency key that was
-    already taken, the existing task and whether the stored request digest matched."""
+    """What ``insert_tasks`` did: the rows it created (by id), and for each requested task
+    not created because its idempotency key was taken (by the requested id), the task holding
+    the key and whether that task's request digest matches this one's."""
 
     inserted: dict[uuid.UUID, TaskView]
-    existing: dict[str, tuple[TaskView, bool]]
+    existing: dict[uuid.UUID, tuple[TaskView, bool]]
 
 
 class Database:
@@ -154,22 +168,26 @@ class Database:
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(sql.INSERT_TASKS, *cols)
             inserted = {r["id"]: task_view(r) for r in rows}
-            taken = [
-                t.idempotency_key
-                for t in ordered
-                if t.idempotency_key is not None and t.id not in inserted
-            ]
-            existing: dict[str, tuple[TaskView, bool]] = {}
+            taken = [t for t in ordered if t.idempotency_key is not None and t.id not in inserted]
+            existing: dict[uuid.UUID, tuple[TaskView, bool]] = {}
             if taken:
-                keys = await conn.fetch(sql.SELECT_IDEMPOTENCY_KEYS, taken)
+                # Compared per requested task: one batch may repeat a key with other bodies.
+                keys = {
+                    k["key"]: k
+                    for k in await conn.fetch(
+                        sql.SELECT_IDEMPOTENCY_KEYS, [t.idempotency_key for t in taken]
+                    )
+                }
                 by_id = {
                     r["id"]: task_view(r)
-                    for r in await conn.fetch(sql.SELECT_TASKS, [k["task_id"] for k in keys])
+                    for r in await conn.fetch(
+                        sql.SELECT_TASKS, [k["task_id"] for k in keys.values()]
+                    )
                 }
-                wanted = {t.idempotency_key: t.request_hash for t in ordered}
-                for k in keys:
-                    same = bytes(k["request_hash"]) == wanted[k["key"]]
-                    existing[k["key"]] = (by_id[k["task_id"]], same)
+                for t in taken:
+                    k = keys[t.idempotency_key]
+                    same = bytes(k["request_hash"]) == t.request_hash
+                    existing[t.id] = (by_id[k["task_id"]], same)
         return InsertResult(inserted=inserted, existing=existing)
 
     @_unavailable
@@ -206,12 +224,18 @@ class Database:
 
     @_unavailable
     async def claim(
-        self, ids: Sequence[uuid.UUID], attempts: Sequence[int], consumer: str, *, own: bool = False
+        self,
+        ids: Sequence[uuid.UUID],
+        attempts: Sequence[int],
+        entry_ids: Sequence[str],
+        consumer: str,
+        *,
+        own: bool = False,
     ) -> list[ClaimedTask]:
         """Mark delivered tasks running for ``consumer``; returns only those whose attempt and
         status still match (the others are stale deliveries to drop)."""
         query = sql.CLAIM_OWN if own else sql.CLAIM
-        rows = await self._pool.fetch(query, ids, attempts, consumer)
+        rows = await self._pool.fetch(query, ids, attempts, consumer, entry_ids)
         return [ClaimedTask(**dict(r)) for r in rows]
 
     @_unavailable
@@ -257,6 +281,33 @@ class Database:
                 )
                 recorded.update(r["id"] for r in rows)
         return recorded
+
+    @_unavailable
+    async def move_due(self, limit: int, publish: Publisher) -> list[Ready]:
+        """Move due rows to queued and ``publish`` them before the commit.
+
+        A crash (or a failed publish) before the commit rolls the move back: the rows stay
+        due and are moved again; an entry already added is a duplicate that fencing drops.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = [Ready(**dict(r)) for r in await conn.fetch(sql.MOVE_DUE, limit)]
+            if rows:
+                await publish(rows)
+        return rows
+
+    @_unavailable
+    async def republish_queued(
+        self, priority: str, before: dt.datetime, limit: int, publish: Publisher
+    ) -> list[Ready]:
+        """Re-send queued tasks of ``priority`` last published before ``before``."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = [
+                Ready(**dict(r))
+                for r in await conn.fetch(sql.REPUBLISH_QUEUED, priority, before, limit)
+            ]
+            if rows:
+                await publish(rows)
+        return rows
 
     async def prepare_all(self) -> list[str]:
         """Prepare every named query (a test runs this against a migrated database)."""

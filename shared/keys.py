@@ -16,6 +16,10 @@ class Keys:
 
     __slots__ = ("epoch", "namespace", "prefix", "streams")
 
+    def repaired(self, epoch: str) -> str:
+        """Set by the one watcher that re-publishes everything after ``epoch`` began."""
+        return f"{self.prefix}:repaired:{epoch}"
+
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
         self.prefix = "{" + namespace + "}"

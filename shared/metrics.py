@@ -85,6 +85,17 @@ class Metrics:
             unit="s",
             description="Time from queued to the handler starting.",
         )
+        self.moved = meter.create_counter(
+            "tasks_moved", unit="1", description="Due retries and delayed tasks put on streams."
+        )
+        self.repaired = meter.create_counter(
+            "tasks_repaired", unit="1", description="Queued tasks re-published (entry lost)."
+        )
+        self.lateness_seconds = meter.create_histogram(
+            "watcher_lateness_seconds",
+            unit="s",
+            description="How late the watcher moved a due task.",
+        )
         self.inflight = meter.create_up_down_counter(
             "processing_inflight", unit="1", description="Handlers running now."
         )

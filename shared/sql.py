@@ -78,8 +78,9 @@ SELECT * FROM cancelled
 # Claim delivered entries: queued → running, fenced by attempt; returns what handlers need.
 CLAIM = """
 UPDATE tasks t
-SET status = 'running', started_at = now(), updated_at = now(), consumer = $3
-FROM unnest($1::uuid[], $2::int[]) AS c(id, attempt)
+SET status = 'running', started_at = now(), updated_at = now(), consumer = $3,
+    entry_id = c.entry_id
+FROM unnest($1::uuid[], $2::int[], $4::text[]) AS c(id, attempt, entry_id)
 WHERE t.id = c.id AND t.attempt = c.attempt AND t.status = 'queued'
 RETURNING t.id, t.attempt, t.type, t.priority, t.payload::text AS payload, t.timeout_ms,
     t.max_attempts, t.first_attempt, t.retry_base_ms, t.retry_max_ms, t.retry_jitter_ms,
@@ -90,8 +91,9 @@ RETURNING t.id, t.attempt, t.type, t.priority, t.payload::text AS payload, t.tim
 # queued (released at shutdown) or running (the previous process died or was cut short).
 CLAIM_OWN = """
 UPDATE tasks t
-SET status = 'running', started_at = now(), updated_at = now(), consumer = $3
-FROM unnest($1::uuid[], $2::int[]) AS c(id, attempt)
+SET status = 'running', started_at = now(), updated_at = now(), consumer = $3,
+    entry_id = c.entry_id
+FROM unnest($1::uuid[], $2::int[], $4::text[]) AS c(id, attempt, entry_id)
 WHERE t.id = c.id AND t.attempt = c.attempt
   AND (t.status = 'queued' OR (t.status = 'running' AND t.consumer = $3))
 RETURNING t.id, t.attempt, t.type, t.priority, t.payload::text AS payload, t.timeout_ms,
@@ -101,7 +103,8 @@ RETURNING t.id, t.attempt, t.type, t.priority, t.payload::text AS payload, t.tim
 
 # Put claimed but never started tasks back to queued (executor shutdown), fenced.
 RELEASE = """
-UPDATE tasks t SET status = 'queued', started_at = NULL, updated_at = now(), consumer = NULL
+UPDATE tasks t SET status = 'queued', started_at = NULL, queued_at = now(), updated_at = now(),
+    consumer = NULL, entry_id = NULL
 FROM unnest($1::uuid[], $2::int[]) AS c(id, attempt)
 WHERE t.id = c.id AND t.attempt = c.attempt AND t.status = 'running' AND t.consumer = $3
 RETURNING t.id
@@ -161,6 +164,41 @@ WITH c AS (
         reason = excluded.reason, error = excluded.error, dead_at = now()
 )
 SELECT id FROM upd
+"""
+
+# Take the due rows whose time has come (only the current and overdue hourly buckets are
+# read), delete them, and mark their tasks queued (fenced); returns what to publish and how
+# late each is. Rows another watcher holds are skipped.
+MOVE_DUE = """
+WITH due_now AS (
+    SELECT task_id, attempt, due_at FROM due
+    WHERE bucket <= date_trunc('hour', now(), 'UTC') AND due_at <= now()
+    ORDER BY bucket, due_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM due d USING due_now n WHERE d.task_id = n.task_id AND d.attempt = n.attempt
+)
+UPDATE tasks t SET status = 'queued', queued_at = now(), updated_at = now()
+FROM due_now n
+WHERE t.id = n.task_id AND t.attempt = n.attempt AND t.status IN ('retrying', 'scheduled')
+RETURNING t.id, t.attempt, t.priority, t.trace_context,
+    extract(epoch FROM now() - n.due_at)::float8 AS late_s
+"""
+
+# Queued tasks of one priority not published since before $2 (their entry is presumed lost):
+# stamp them so they are not re-sent again before the next threshold, and return them.
+REPUBLISH_QUEUED = """
+WITH stale AS (
+    SELECT id FROM tasks
+    WHERE status = 'queued' AND priority = $1 AND updated_at < $2
+    ORDER BY updated_at
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE tasks t SET updated_at = now()
+FROM stale WHERE t.id = stale.id
+RETURNING t.id, t.attempt, t.priority, t.trace_context
 """
 
 # Failed attempts of one task, oldest first.

@@ -34,6 +34,14 @@ class BadEntry(msgspec.Struct, frozen=True, kw_only=True):
     fields: dict[str, str]
 
 
+class DeliveryMark(msgspec.Struct, frozen=True, kw_only=True):
+    """How far the executors' group has read one stream."""
+
+    exists: bool  # the stream and its group exist
+    last_delivered_ms: int  # time part of the last delivered entry id (0: none)
+    all_delivered: bool  # nothing in the stream is waiting for its first delivery
+
+
 class Publish(msgspec.Struct, frozen=True, kw_only=True):
     """One entry to add: a task's attempt on its priority's stream."""
 
@@ -79,6 +87,40 @@ class Streams:
         for result in await pipe.execute(raise_on_error=False):
             if isinstance(result, ResponseError) and "BUSYGROUP" not in str(result):
                 raise result
+
+    async def epoch(self) -> str | None:
+        """The current epoch (set with the groups); None when Redis lost it."""
+        value = await self._r.get(self.keys.epoch)
+        return _s(value) if value is not None else None
+
+    async def claim_repair(self, epoch: str, ttl_s: int = 86_400) -> bool:
+        """True for exactly one caller per epoch: that one re-publishes after a loss."""
+        return bool(await self._r.set(self.keys.repaired(epoch), "1", nx=True, ex=ttl_s))
+
+    async def delivery_marks(self) -> dict[str, DeliveryMark]:
+        """Per priority: whether the group exists and how far it has delivered."""
+        pipe = self._r.pipeline(transaction=False)
+        for key in self.keys.streams.values():
+            pipe.xinfo_stream(key)
+            pipe.xinfo_groups(key)
+        replies = await pipe.execute(raise_on_error=False)
+        marks: dict[str, DeliveryMark] = {}
+        for i, p in enumerate(PRIORITIES):
+            stream, groups = replies[2 * i], replies[2 * i + 1]
+            group = None
+            if not isinstance(groups, BaseException):
+                group = next((g for g in groups if _s(g["name"]) == GROUP), None)
+            if isinstance(stream, BaseException) or group is None:
+                marks[p] = DeliveryMark(exists=False, last_delivered_ms=0, all_delivered=False)
+                continue
+            delivered = _s(group["last-delivered-id"])
+            generated = _s(stream["last-generated-id"])
+            marks[p] = DeliveryMark(
+                exists=True,
+                last_delivered_ms=int(delivered.split("-")[0]),
+                all_delivered=_id_tuple(delivered) >= _id_tuple(generated),
+            )
+        return marks
 
     async def publish(self, entries: Sequence[Publish]) -> list[str]:
         """XADD each entry (one pipelined round trip); returns the entry ids in order."""
@@ -225,6 +267,15 @@ class Streams:
                     )
                 except (KeyError, ValueError, UnicodeDecodeError):
                     yield BadEntry(priority=priority, entry_id=eid, fields=_strs(fields))
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _id_tuple(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _strs(fields: Mapping[bytes, bytes]) -> dict[str, str]:

@@ -40,7 +40,8 @@ def new_task(
 
 
 async def enqueue(db: Database, streams: Streams, tasks: list[NewTask]) -> list[uuid.UUID]:
-    """Insert tasks (queued) and publish one entry each, as ingest does."""
+    """Insert tasks (queued) and publish one entry each, as ingest does (groups first)."""
+    await streams.ensure_groups()
     result = await db.insert_tasks(tasks)
     await streams.publish([Publish(priority=t.priority, task_id=t.id, attempt=1) for t in tasks])
     assert len(result.inserted) == len(tasks)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import sys
 from collections.abc import Sequence
 
@@ -11,7 +12,7 @@ from shared import config as config_mod
 from shared import logs, metrics, runtime
 from shared.errors import TaskstreamError
 
-SERVICES = ("ingest", "executor")
+SERVICES = ("ingest", "executor", "watcher", "janitor")
 
 
 def run_service(name: str, argv: Sequence[str]) -> int:
@@ -29,14 +30,9 @@ def run_service(name: str, argv: Sequence[str]) -> int:
     instruments = metrics.setup(name)
 
     async def main(stop: asyncio.Event) -> None:
-        if name == "ingest":
-            from services.ingest.service import serve
-
-            await serve(config, instruments, stop)
-        else:
-            from services.executor.service import serve as serve_executor
-
-            await serve_executor(config, instruments, stop, burst=args.burst)
+        service = importlib.import_module(f"services.{name}.service")
+        options = {"burst": args.burst} if name == "executor" else {}
+        await service.serve(config, instruments, stop, **options)
 
     return runtime.run(main)
 
@@ -86,6 +82,8 @@ USAGE = """usage: taskstream COMMAND [ARGS]
 services:
   ingest        the HTTP API (port 8080)
   executor      run handlers (--burst: exit when the streams are empty)
+  watcher       move due retries and delayed tasks onto the streams; repair lost entries
+  janitor       reclaim stalled entries, dead-letter poison, trim streams
 
 operating:
   migrate       apply database migrations

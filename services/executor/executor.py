@@ -77,15 +77,18 @@ class Executor:
         self._running: dict[uuid.UUID, Job] = {}
         self._unstarted: list[Job] = []
         self._stopping = False
-        self._completer = Completer(
-            db,
-            streams,
-            metrics,
-            batch_max=config.complete_batch_max,
-            linger_ms=config.complete_linger_ms,
+        self._completer = self._new_completer()
+        self.processed = 0
+
+    def _new_completer(self) -> Completer:
+        return Completer(
+            self._db,
+            self._streams,
+            self._metrics,
+            batch_max=self.config.complete_batch_max,
+            linger_ms=self.config.complete_linger_ms,
             on_done=self._done,
         )
-        self.processed = 0
 
     async def run_once(self) -> int:
         """Burst mode: process what is on the streams now and return how many deliveries
@@ -93,6 +96,11 @@ class Executor:
         return await self.run(asyncio.Event(), burst=True)
 
     async def run(self, stop: asyncio.Event, *, burst: bool = False) -> int:
+        """Consume until ``stop`` is set (or, in burst mode, the streams are empty); returns
+        the deliveries handled by this run."""
+        self._completer = self._new_completer()
+        self._stopping = False
+        self.processed = 0
         await self._streams.ensure_groups()
         async with asyncio.TaskGroup() as tg:
             completer = tg.create_task(self._completer.run())
@@ -203,9 +211,10 @@ class Executor:
     async def _claim(self, deliveries: list[Delivery], own: bool) -> dict[uuid.UUID, ClaimedTask]:
         ids = [d.task_id for d in deliveries]
         attempts = [d.attempt for d in deliveries]
+        entry_ids = [d.entry_id for d in deliveries]
         while True:
             try:
-                rows = await self._db.claim(ids, attempts, self.consumer, own=own)
+                rows = await self._db.claim(ids, attempts, entry_ids, self.consumer, own=own)
                 return {t.id: t for t in rows}
             except StoreUnavailable as exc:
                 # The entries are ours (pending) and nothing is claimed: wait for Postgres.

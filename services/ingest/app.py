@@ -126,17 +126,23 @@ async def create_batch(request: web.Request) -> web.Response:
     tasks: list[tuple[int, NewTask]] = []
     for i, item in enumerate(batch.tasks):
         try:
-            tasks.append((i, new_task(convert_task(item, f"tasks[{i}]"), config)))
+            tasks.append((i, new_task(convert_task(item), config)))
         except Invalid as exc:
-            results[i] = {"error": exc.error}
+            results[i] = {"error": _in_batch(exc.error, i)}
     result = await _insert(request.app, [t for _, t in tasks])
     for i, task in tasks:
         try:
             view, created = _result_of(task, result)
             results[i] = {"id": view.id, "status": view.status, "created": created, "task": view}
         except Invalid as exc:
-            results[i] = {"error": exc.error}
+            results[i] = {"error": _in_batch(exc.error, i)}
     return json_response({"results": results})
+
+
+def _in_batch(error: ApiError, i: int) -> ApiError:
+    """``error`` of the batch's task ``i``, its field named ``tasks[i].<field>``."""
+    field = f"tasks[{i}].{error.field}" if error.field else f"tasks[{i}]"
+    return msgspec.structs.replace(error, field=field)
 
 
 async def get_task(request: web.Request) -> web.Response:
@@ -218,8 +224,7 @@ def _result_of(task: NewTask, result: InsertResult) -> tuple[TaskView, bool]:
     """The view of one requested task, and whether it was created by this request."""
     if task.id in result.inserted:
         return result.inserted[task.id], True
-    assert task.idempotency_key is not None
-    view, same = result.existing[task.idempotency_key]
+    view, same = result.existing[task.id]
     if not same:
         raise Invalid(
             409,

@@ -57,8 +57,8 @@ def decode_task(body: bytes) -> TaskRequest:
         raise Invalid(400, ApiError(code="invalid_json", message=str(exc))) from None
 
 
-def convert_task(item: Any, prefix: str) -> TaskRequest:
-    """Validate one already-parsed batch element."""
+def convert_task(item: Any, prefix: str = "") -> TaskRequest:
+    """Validate one already-parsed batch element (``prefix`` goes before the field name)."""
     try:
         return msgspec.convert(item, TaskRequest)
     except msgspec.ValidationError as exc:

@@ -43,7 +43,7 @@ def executor(
 async def fetch(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(url)
     try:
-        return await conn.fetch(query, *args)
+        return list(await conn.fetch(query, *args))
     finally:
         await conn.close()
 
@@ -154,7 +154,7 @@ async def test_stale_completion_is_rejected_by_fencing(
     config: Config, db: Database, streams: Streams, metrics: Metrics
 ) -> None:
     [task_id] = await enqueue(db, streams, [new_task(config)])
-    [claimed] = await db.claim([task_id], [1], "old-worker")
+    [claimed] = await db.claim([task_id], [1], ["1-1"], "old-worker")
     # The lease expired and the entry was reclaimed: attempt 2 now owns the task.
     await fetch(
         config.database_url,

@@ -640,13 +640,13 @@ async def test_publisher_loop_delivers_the_backlog_once_redis_is_back(
     try:
         async with TestClient(TestServer(app)) as client:
             await redis_proxy.down()
-            runner = asyncio.create_task(publisher.run(stop))
             body = {"tasks": [{"type": "t", "priority": p} for p in PRIORITIES]}
             resp = await client.post("/v1/tasks/batch", json=body)
             assert resp.status == 200
             ids = [r["id"] for r in (await resp.json())["results"]]
             assert publisher.backlog == len(PRIORITIES)
 
+            runner = asyncio.create_task(publisher.run(stop))
             await redis_proxy.up()
 
             async def published() -> bool:

@@ -1,0 +1,155 @@
+"""The watcher against real Redis and Postgres: due rows move on time, lost entries return."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import asyncpg
+import msgspec
+import pytest
+
+from services.executor.executor import Executor
+from services.watcher.watcher import Watcher
+from shared.config import Config
+from shared.db import Database
+from shared.handlers import registry
+from shared.metrics import Metrics
+from shared.models import NewTask
+from shared.streams import Streams
+from tests.factories import enqueue, new_task
+from tests.integration.test_executor import registry_with
+
+
+async def execute(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url)
+    try:
+        return list(await conn.fetch(query, *args))
+    finally:
+        await conn.close()
+
+
+def delayed(config: Config, run_at: dt.datetime) -> NewTask:
+    return msgspec.structs.replace(new_task(config), status="scheduled", run_at=run_at)
+
+
+async def entry_tasks(streams: Streams, priority: str = "default") -> list[uuid.UUID]:
+    return [uuid.UUID(f["t"]) for _, f in await streams.entries(priority)]
+
+
+async def test_retry_moves_only_when_due_and_then_succeeds(
+    config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    config = msgspec.structs.replace(config, retry_base_ms=60_000, retry_jitter_ms=0)
+    [task_id] = await enqueue(db, streams, [new_task(config, "flaky", {"fail_first_n": 1})])
+    ex = Executor(config, db, streams, registry, metrics, consumer="c")
+    await ex.run_once()
+    watcher = Watcher(config, db, streams, metrics)
+
+    assert (await watcher.run_once()).moved == 0  # due in a minute: never early
+    await execute(
+        config.database_url,
+        "UPDATE due SET due_at = now(), bucket = date_trunc('hour', now(), 'UTC')",
+    )
+    assert (await watcher.run_once()).moved == 1
+    view = await db.get_task(task_id)
+    assert view is not None and (view.status, view.attempt) == ("queued", 2)
+    await ex.run_once()
+    view = await db.get_task(task_id)
+    assert view is not None and view.status == "succeeded"
+
+
+async def test_delayed_task_is_released_no_earlier_than_asked(
+    config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    soon, later = (
+        delayed(config, now + dt.timedelta(seconds=30)),
+        delayed(config, now + dt.timedelta(hours=5)),
+    )
+    await db.insert_tasks([soon, later])
+    clock_now = now.timestamp()
+    watcher = Watcher(config, db, streams, metrics, clock=lambda: clock_now)
+    assert (await watcher.run_once()).moved == 0
+    assert await entry_tasks(streams) == []
+    # Time passes (in Postgres too): the first becomes due, the other is hours away.
+    await execute(
+        config.database_url,
+        "UPDATE due SET due_at = due_at - interval '31 seconds', "
+        "bucket = date_trunc('hour', due_at - interval '31 seconds', 'UTC') WHERE task_id = $1",
+        soon.id,
+    )
+    assert (await watcher.run_once()).moved == 1
+    assert await entry_tasks(streams) == [soon.id]
+    view = await db.get_task(later.id)
+    assert view is not None and view.status == "scheduled"
+
+
+async def test_crash_between_xadd_and_commit_leaves_a_duplicate_that_fencing_drops(
+    config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    [task] = [delayed(config, dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))]
+    await db.insert_tasks([task])
+    watcher = Watcher(config, db, streams, metrics)
+
+    async def publish_then_crash(rows: Any) -> None:
+        await watcher._publish(rows)
+        raise RuntimeError("crash before commit")
+
+    with pytest.raises(RuntimeError):
+        await db.move_due(10, publish_then_crash)
+    view = await db.get_task(task.id)
+    assert view is not None and view.status == "scheduled"  # rolled back, still due
+    assert (await watcher.run_once()).moved == 1
+    assert await entry_tasks(streams) == [task.id, task.id]  # a duplicate entry
+
+    runs: list[uuid.UUID] = []
+
+    async def count(payload: Any, ctx: Any) -> None:
+        runs.append(ctx.task_id)
+
+    await Executor(config, db, streams, registry_with(noop=count), metrics, consumer="c").run_once()
+    assert runs == [task.id]
+
+
+async def test_redis_loss_republishes_every_queued_task_once(
+    config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    ids = await enqueue(db, streams, [new_task(config) for _ in range(20)])
+    watcher = Watcher(config, db, streams, metrics)
+    assert (await watcher.run_once()).repaired == 0
+    await streams.delete_namespace()  # Redis restarted empty (this namespace only)
+
+    assert (await watcher.run_once()).repaired == 20
+    assert sorted(await entry_tasks(streams)) == sorted(ids)
+    assert (await watcher.run_once()).repaired == 0  # exactly once per attempt
+    ran = await Executor(config, db, streams, registry, metrics, consumer="c").run_once()
+    assert ran == 20
+
+
+async def test_lost_entry_is_republished_once_the_group_delivered_past_it(
+    config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    lost = new_task(config)
+    await db.insert_tasks([lost])  # committed, but ingest died before its XADD
+    await execute(config.database_url, "UPDATE tasks SET updated_at = now() - interval '1 hour'")
+    clock = [dt.datetime.now(dt.UTC).timestamp()]
+    watcher = Watcher(config, db, streams, metrics, clock=lambda: clock[0])
+    # Everything in the stream was delivered and the task is older than the threshold.
+    report = await watcher.run_once()
+    assert report.repaired == 1
+    assert await entry_tasks(streams) == [lost.id]
+    assert (await watcher.run_once()).repaired == 0  # stamped: not re-sent again
+    await Executor(config, db, streams, registry, metrics, consumer="c").run_once()
+    view = await db.get_task(lost.id)
+    assert view is not None and view.status == "succeeded"
+
+
+async def test_backlog_waiting_for_delivery_is_not_republished(
+    config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    await enqueue(db, streams, [new_task(config) for _ in range(5)])
+    await execute(config.database_url, "UPDATE tasks SET updated_at = now() - interval '1 hour'")
+    watcher = Watcher(config, db, streams, metrics)
+    assert (await watcher.run_once()).repaired == 0  # entries exist, just not delivered yet
