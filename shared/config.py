@@ -51,6 +51,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     repair_interval_ms: int = 5_000
 
     vis_timeout_ms: int = 30_000
+    max_deliveries: int = 10
+    janitor_interval_ms: int = 1000
+    reclaim_batch: int = 100
+    consumer_idle_ms: int = 3_600_000
     max_attempts: int = 5
     retry_base_ms: int = 500
     retry_max_ms: int = 30_000
@@ -106,6 +110,11 @@ DESCRIPTIONS: dict[str, str] = {
     "is re-published (its entry was lost).",
     "repair_interval_ms": "How often the watcher checks for lost entries and a lost Redis.",
     "vis_timeout_ms": "Visibility timeout: an entry idle longer is reclaimed.",
+    "max_deliveries": "Poison cap: an entry delivered more often goes to the dead letters even "
+    "if its handler never returned.",
+    "janitor_interval_ms": "How often the janitor reclaims, trims and prunes.",
+    "reclaim_batch": "Entries per XAUTOCLAIM call (the janitor follows the cursor).",
+    "consumer_idle_ms": "A consumer idle this long with nothing pending is removed.",
     "max_attempts": "Default attempts per task (first run included).",
     "retry_base_ms": "Base of the exponential retry backoff.",
     "retry_max_ms": "Cap of the retry backoff.",
@@ -166,6 +175,10 @@ def validate(config: Config) -> None:
         "watch_batch",
         "repair_after_ms",
         "repair_interval_ms",
+        "max_deliveries",
+        "janitor_interval_ms",
+        "reclaim_batch",
+        "consumer_idle_ms",
     )
     for field in positive:
         if getattr(config, field) <= 0:

@@ -78,6 +78,27 @@ class ClaimedTask(msgspec.Struct, frozen=True, kw_only=True):
         return self.attempt - self.first_attempt + 1
 
 
+class TaskState(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a task stands, for the janitor's decisions."""
+
+    id: uuid.UUID
+    attempt: int
+    status: str
+    entry_id: str | None
+    type: str
+    priority: str
+    consumer: str | None
+    first_attempt: int
+    max_attempts: int
+    retry_base_ms: int
+    retry_max_ms: int
+    retry_jitter_ms: int
+
+    @property
+    def attempts_used(self) -> int:
+        return self.attempt - self.first_attempt + 1
+
+
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     """How one attempt ended, for ``Database.complete``.
 
@@ -281,6 +302,31 @@ class Database:
                 )
                 recorded.update(r["id"] for r in rows)
         return recorded
+
+    @_unavailable
+    async def task_states(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, TaskState]:
+        rows = await self._pool.fetch(sql.STALLED_TASKS, list(ids))
+        return {r["id"]: TaskState(**dict(r)) for r in rows}
+
+    @_unavailable
+    async def running_before(self, before: dt.datetime, limit: int) -> list[TaskState]:
+        rows = await self._pool.fetch(sql.RUNNING_BEFORE, before, limit)
+        return [TaskState(**dict(r)) for r in rows]
+
+    @_unavailable
+    async def record_dead_entries(
+        self, entries: Sequence[tuple[str, str, dict[str, str]]], reason: str
+    ) -> None:
+        """Keep undecodable stream entries: ``(priority, entry_id, fields)``."""
+        if not entries:
+            return
+        await self._pool.execute(
+            sql.INSERT_DEAD_ENTRIES,
+            [e[0] for e in entries],
+            [e[1] for e in entries],
+            [msgspec.json.encode(e[2]).decode() for e in entries],
+            [reason] * len(entries),
+        )
 
     @_unavailable
     async def move_due(self, limit: int, publish: Publisher) -> list[Ready]:

@@ -85,6 +85,9 @@ class Metrics:
             unit="s",
             description="Time from queued to the handler starting.",
         )
+        self.trimmed = meter.create_counter(
+            "stream_trimmed", unit="1", description="Acknowledged entries trimmed from streams."
+        )
         self.moved = meter.create_counter(
             "tasks_moved", unit="1", description="Due retries and delayed tasks put on streams."
         )

@@ -201,6 +201,28 @@ FROM stale WHERE t.id = stale.id
 RETURNING t.id, t.attempt, t.priority, t.trace_context
 """
 
+# The state of tasks whose entries stalled: decides reclaim, re-delivery or drop.
+STALLED_TASKS = """
+SELECT id, attempt, status, entry_id, type, priority, consumer, first_attempt, max_attempts,
+    retry_base_ms, retry_max_ms, retry_jitter_ms
+FROM tasks WHERE id = ANY($1::uuid[])
+"""
+
+# Running tasks not updated since $1 (a lost entry leaves them running forever), oldest first.
+RUNNING_BEFORE = """
+SELECT id, attempt, status, entry_id, type, priority, consumer, first_attempt, max_attempts,
+    retry_base_ms, retry_max_ms, retry_jitter_ms
+FROM tasks WHERE status = 'running' AND updated_at < $1
+ORDER BY updated_at LIMIT $2
+"""
+
+# Keep undecodable stream entries durably (once each).
+INSERT_DEAD_ENTRIES = """
+INSERT INTO dead_entries (priority, entry_id, fields, reason)
+SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::text[])
+ON CONFLICT DO NOTHING
+"""
+
 # Failed attempts of one task, oldest first.
 SELECT_ATTEMPTS = """
 SELECT attempt, outcome, consumer, started_at, finished_at, error

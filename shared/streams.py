@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -21,6 +22,8 @@ from shared.config import PRIORITIES
 from shared.errors import StoreUnavailable
 from shared.keys import GROUP, Keys
 from shared.models import Delivery
+
+LUA_DIR = Path(__file__).resolve().parent / "lua"
 
 # What "Redis is down" looks like from redis-py.
 UNAVAILABLE: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -42,6 +45,24 @@ class DeliveryMark(msgspec.Struct, frozen=True, kw_only=True):
     all_delivered: bool  # nothing in the stream is waiting for its first delivery
 
 
+class Reclaimed(msgspec.Struct, frozen=True, kw_only=True):
+    """One XAUTOCLAIM step on one stream."""
+
+    cursor: str  # "0-0" when the sweep is complete
+    entries: list[Delivery | BadEntry]
+    deliveries: dict[str, int]  # entry id → times delivered (this claim included)
+    deleted: list[str]  # ids of entries gone from the stream (acknowledged for Redis 6.2)
+
+
+class ConsumerInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One consumer of the executors' group on one stream (XINFO CONSUMERS)."""
+
+    priority: str
+    name: str
+    pending: int
+    idle_ms: int
+
+
 class Publish(msgspec.Struct, frozen=True, kw_only=True):
     """One entry to add: a task's attempt on its priority's stream."""
 
@@ -54,9 +75,11 @@ class Publish(msgspec.Struct, frozen=True, kw_only=True):
 class Streams:
     """Typed operations on the priority streams of one namespace."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, client: aioredis.Redis, keys: Keys, url: str = "") -> None:
         self._r = client
         self.keys = keys
+        self.url = url
+        self._scripts: dict[str, Any] = {}
 
     @classmethod
     def connect(cls, url: str, keys: Keys, *, max_connections: int = 32) -> Streams:
@@ -67,7 +90,7 @@ class Streams:
             health_check_interval=0,
             decode_responses=False,
         )
-        return cls(client, keys)
+        return cls(client, keys, url)
 
     async def close(self) -> None:
         await self._r.aclose()
@@ -209,18 +232,26 @@ class Streams:
             pipe.xack(key, GROUP, *ids)
         return sum(int(n) for n in await pipe.execute())
 
-    async def extend(self, consumer: str, entries: Iterable[tuple[str, str]]) -> None:
-        """Reset the idle time of this consumer's entries (lease extension), without counting
-        a delivery: XCLAIM … JUSTID with min-idle 0."""
-        by_stream: dict[str, list[str]] = {}
-        for priority, entry_id in entries:
-            by_stream.setdefault(self.keys.stream(priority), []).append(entry_id)
-        if not by_stream:
-            return
+    async def delivery_counts(self, consumer: str, entries: Sequence[Delivery]) -> dict[str, int]:
+        """Times each of this consumer's pending entries was delivered (XPENDING)."""
+        by_priority: dict[str, list[str]] = {}
+        for d in entries:
+            by_priority.setdefault(d.priority, []).append(d.entry_id)
         pipe = self._r.pipeline(transaction=False)
-        for key, ids in by_stream.items():
-            pipe.xclaim(key, GROUP, consumer, 0, ids, justid=True)  # type: ignore[arg-type]
-        await pipe.execute()
+        for priority, ids in by_priority.items():
+            pipe.xpending_range(
+                self.keys.stream(priority),
+                GROUP,
+                min=min(ids, key=_id_tuple),
+                max=max(ids, key=_id_tuple),
+                count=len(ids) * 2 + 100,
+                consumername=consumer,
+            )
+        counts: dict[str, int] = {}
+        for reply in await pipe.execute():
+            for item in reply:
+                counts[_s(item["message_id"])] = int(item["times_delivered"])
+        return counts
 
     async def pending_count(self) -> dict[str, int]:
         """Pending (delivered, not acknowledged) entries per priority."""
@@ -250,6 +281,119 @@ class Streams:
         if keys:
             await self._r.delete(*keys)
 
+    async def reclaim(
+        self, priority: str, consumer: str, min_idle_ms: int, cursor: str, count: int
+    ) -> Reclaimed:
+        """XAUTOCLAIM entries idle at least ``min_idle_ms`` to ``consumer``, from ``cursor``.
+
+        Redis 7 lists the ids of entries deleted from the stream (and drops them from the
+        pending list itself); Redis 6.2 returns them as nil entries and keeps them pending, so
+        they are found through XPENDING (just claimed, yet not returned) and acknowledged here.
+        """
+        key = self.keys.stream(priority)
+        reply = await self._r.xautoclaim(key, GROUP, consumer, min_idle_ms, cursor, count=count)
+        claimed = reply[1]
+        raw = [(i, f) for i, f in claimed if i is not None]
+        nils = len(claimed) - len(raw)
+        deleted = [_s(i) for i in reply[2]] if len(reply) > 2 else []
+        entries = list(self._decode([(key.encode(), raw)]))
+        deliveries: dict[str, int] = {}
+        if claimed:
+            low = _s(raw[0][0]) if raw and not nils else ("-" if cursor == "0-0" else cursor)
+            info = await self._r.xpending_range(
+                key, GROUP, min=low, max="+", count=2 * len(claimed) + 100, consumername=consumer
+            )
+            seen = {e.entry_id for e in entries}
+            gone: list[str] = []
+            for item in info:
+                eid = _s(item["message_id"])  # type: ignore[arg-type]
+                if eid in seen:
+                    deliveries[eid] = int(item["times_delivered"])
+                elif nils and int(item["time_since_delivered"]) < 1000:
+                    gone.append(eid)  # claimed just now, yet no entry came back: deleted
+            if gone:  # Redis 6.2: deleted entries stay pending until acknowledged
+                await self._r.xack(key, GROUP, *gone)
+                deleted.extend(gone)
+        return Reclaimed(
+            cursor=_s(reply[0]), entries=entries, deliveries=deliveries, deleted=deleted
+        )
+
+    async def are_pending(self, entries: Sequence[tuple[str, str]]) -> dict[str, bool]:
+        """Whether each ``(priority, entry_id)`` is in the group's pending list."""
+        if not entries:
+            return {}
+        pipe = self._r.pipeline(transaction=False)
+        for priority, entry_id in entries:
+            pipe.xpending_range(self.keys.stream(priority), GROUP, entry_id, entry_id, 1)
+        replies = await pipe.execute(raise_on_error=False)
+        return {
+            entry_id: not isinstance(reply, BaseException) and bool(reply)
+            for (_, entry_id), reply in zip(entries, replies, strict=True)
+        }
+
+    async def trim_acknowledged(self, priority: str) -> int:
+        """Delete the entries every group has delivered and acknowledged (XTRIM MINID, exact).
+
+        The cut is the smallest of each group's oldest pending id and the id after its last
+        delivered one, so nothing unacknowledged or undelivered is ever removed; delivery only
+        moves forward, so a concurrent read cannot slip under it. Returns entries removed.
+        """
+        key = self.keys.stream(priority)
+        try:
+            groups = await self._r.xinfo_groups(key)
+        except ResponseError:
+            return 0  # no stream yet
+        if not groups:
+            return 0
+        pipe = self._r.pipeline(transaction=False)
+        for g in groups:
+            pipe.xpending(key, g["name"])
+        cut: tuple[int, int] | None = None
+        for g, summary in zip(groups, await pipe.execute(), strict=True):
+            ms, seq = _id_tuple(_s(g["last-delivered-id"]))
+            limit = (ms, seq + 1)
+            if int(summary["pending"]) > 0:
+                limit = min(limit, _id_tuple(_s(summary["min"])))
+            cut = limit if cut is None else min(cut, limit)
+        if cut is None or cut <= (0, 1):
+            return 0
+        return int(await self._r.xtrim(key, minid=f"{cut[0]}-{cut[1]}", approximate=False))
+
+    async def consumers(self) -> list[ConsumerInfo]:
+        """Every consumer of the group on every stream."""
+        pipe = self._r.pipeline(transaction=False)
+        for key in self.keys.streams.values():
+            pipe.xinfo_consumers(key, GROUP)
+        out: list[ConsumerInfo] = []
+        for p, reply in zip(PRIORITIES, await pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(reply, BaseException):
+                continue
+            out.extend(
+                ConsumerInfo(
+                    priority=p,
+                    name=_s(c["name"]),
+                    pending=int(c["pending"]),
+                    idle_ms=int(c["idle"]),
+                )
+                for c in reply
+            )
+        return out
+
+    async def remove_idle_consumer(self, priority: str, name: str, min_idle_ms: int) -> bool:
+        """Remove ``name`` from the group on ``priority``'s stream if it has nothing pending and
+        has been idle ``min_idle_ms``; atomic (a Lua script), so no pending entry is lost."""
+        removed = await self._script("remove_idle_consumer")(
+            keys=[self.keys.stream(priority)], args=[GROUP, name, min_idle_ms]
+        )
+        return bool(removed)
+
+    def _script(self, name: str) -> Any:
+        script = self._scripts.get(name)
+        if script is None:
+            source = (LUA_DIR / f"{name}.lua").read_text()
+            script = self._scripts[name] = self._r.register_script(source)
+        return script
+
     def _decode(self, reply: Any) -> Iterable[Delivery | BadEntry]:
         for stream, items in reply or ():
             priority = self.keys.priority_of(stream.decode())
@@ -267,6 +411,32 @@ class Streams:
                     )
                 except (KeyError, ValueError, UnicodeDecodeError):
                     yield BadEntry(priority=priority, entry_id=eid, fields=_strs(fields))
+
+
+class LeaseExtender:
+    """Extends leases from a thread of its own (its own blocking connection), so a handler
+    that blocks the event loop with CPU work cannot starve the heartbeat."""
+
+    def __init__(self, url: str, keys: Keys) -> None:
+        import redis
+
+        self._r = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        self._keys = keys
+
+    def extend(self, consumer: str, entries: Iterable[tuple[str, str]]) -> None:
+        """XCLAIM … JUSTID with min-idle 0: reset idle time, count no delivery."""
+        by_stream: dict[str, list[str]] = {}
+        for priority, entry_id in entries:
+            by_stream.setdefault(self._keys.stream(priority), []).append(entry_id)
+        if not by_stream:
+            return
+        pipe = self._r.pipeline(transaction=False)
+        for key, ids in by_stream.items():
+            pipe.xclaim(key, GROUP, consumer, 0, ids, justid=True)  # type: ignore[arg-type]
+        pipe.execute()
+
+    def close(self) -> None:
+        self._r.close()
 
 
 def _s(value: bytes | str) -> str:

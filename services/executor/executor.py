@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import threading
 import time
 import traceback
 import uuid
@@ -25,7 +26,8 @@ import msgspec
 
 from services.executor.completer import Completer, Finished
 from services.executor.fairness import FairShare
-from shared.backoff import retry_delay_ms
+from services.executor.heartbeat import Heartbeat
+from shared.backoff import failure
 from shared.config import PRIORITIES, Config
 from shared.db import ClaimedTask, Database, Outcome
 from shared.errors import StoreUnavailable
@@ -33,7 +35,7 @@ from shared.handlers import Context, NonRetryableError, Registry
 from shared.metrics import Metrics
 from shared.models import Delivery, ErrorInfo
 from shared.streams import UNAVAILABLE as REDIS_DOWN
-from shared.streams import BadEntry, Publish, Streams
+from shared.streams import BadEntry, LeaseExtender, Publish, Streams
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +76,9 @@ class Executor:
         self._inflight = 0  # read and not yet acknowledged
         self._changed = asyncio.Event()
         self._ready: asyncio.Queue[Job | None] = asyncio.Queue()
-        self._running: dict[uuid.UUID, Job] = {}
+        # Entries of running handlers, read by the heartbeat thread (hence the lock).
+        self._leases: dict[str, tuple[str, str]] = {}
+        self._lock = threading.Lock()
         self._unstarted: list[Job] = []
         self._stopping = False
         self._completer = self._new_completer()
@@ -102,12 +106,24 @@ class Executor:
         self._stopping = False
         self.processed = 0
         await self._streams.ensure_groups()
+        heartbeat = Heartbeat(
+            LeaseExtender(self._streams.url, self._streams.keys),
+            self.consumer,
+            period=max(0.05, self.config.vis_timeout_ms / 3000),
+            leases=self._lease_snapshot,
+        )
+        heartbeat.start()
+        try:
+            return await self._run(stop, burst)
+        finally:
+            heartbeat.stop()
+
+    async def _run(self, stop: asyncio.Event, burst: bool) -> int:
         async with asyncio.TaskGroup() as tg:
             completer = tg.create_task(self._completer.run())
             runners = [tg.create_task(self._runner()) for _ in range(self.config.worker_pool)]
-            heartbeat = tg.create_task(self._heartbeat())
             stopping = tg.create_task(self._on_stop(stop))
-            await self._admit(await self._streams.read_own(self.consumer, 100), own=True)
+            await self._take_back_own()
             await self._read_loop(stop, burst)
             self._stopping = True
             await self._release_unstarted()
@@ -128,7 +144,6 @@ class Executor:
             await self._release_unstarted()
             self._completer.close()
             await completer
-            heartbeat.cancel()
             stopping.cancel()
         return self.processed
 
@@ -175,23 +190,19 @@ class Executor:
                 break
         return got
 
-    async def _admit(self, batch: list[Delivery | BadEntry], *, own: bool = False) -> None:
+    async def _admit(
+        self,
+        batch: list[Delivery | BadEntry],
+        *,
+        own: bool = False,
+        poison: frozenset[str] | set[str] = frozenset(),
+    ) -> None:
         """Claim delivered tasks and queue them for the runners; ack what cannot run."""
         deliveries = [d for d in batch if isinstance(d, Delivery)]
         self._inflight += len(batch)
-        for bad in batch:
-            if isinstance(bad, BadEntry):
-                self._metrics.bad_entries.add(1, {"priority": bad.priority})
-                log.error(
-                    "dropping undecodable entry %s on %s: %s",
-                    bad.entry_id,
-                    bad.priority,
-                    bad.fields,
-                    extra={"event": "executor.bad_entry"},
-                )
-                self._completer.submit(
-                    Finished(priority=bad.priority, entry_id=bad.entry_id, outcome=None)
-                )
+        bad = [b for b in batch if isinstance(b, BadEntry)]
+        if bad:
+            await self._keep_bad(bad)
         if not deliveries:
             return
         claimed = await self._claim(deliveries, own)
@@ -206,7 +217,42 @@ class Executor:
                 )
                 continue
             self._metrics.dequeued.add(1, {"priority": d.priority})
+            if d.entry_id in poison:
+                error = ErrorInfo(
+                    type="Poison",
+                    message=f"delivered more than {self.config.max_deliveries} times",
+                )
+                outcome = self._failure(task, error, "dead", retryable=False, reason="poison")
+                self._completer.submit(
+                    Finished(
+                        priority=d.priority, entry_id=d.entry_id, outcome=outcome, type=task.type
+                    )
+                )
+                continue
             self._ready.put_nowait(Job(delivery=d, task=task))
+
+    async def _keep_bad(self, bad: list[BadEntry]) -> None:
+        """Undecodable entries are kept in ``dead_entries`` and acknowledged, one by one."""
+        for b in bad:
+            self._metrics.bad_entries.add(1, {"priority": b.priority})
+            log.error(
+                "undecodable entry %s on %s: %s",
+                b.entry_id,
+                b.priority,
+                b.fields,
+                extra={"event": "executor.bad_entry"},
+            )
+        while True:
+            try:
+                await self._db.record_dead_entries(
+                    [(b.priority, b.entry_id, b.fields) for b in bad], "undecodable"
+                )
+                break
+            except StoreUnavailable as exc:
+                log.warning("cannot keep bad entries: %s", exc, extra={"event": "executor.retry"})
+                await asyncio.sleep(0.5)
+        for b in bad:
+            self._completer.submit(Finished(priority=b.priority, entry_id=b.entry_id, outcome=None))
 
     async def _claim(self, deliveries: list[Delivery], own: bool) -> dict[uuid.UUID, ClaimedTask]:
         ids = [d.task_id for d in deliveries]
@@ -229,13 +275,16 @@ class Executor:
             if self._stopping:
                 self._unstarted.append(job)
                 continue
-            self._running[job.task.id] = job
+            lease = (job.delivery.priority, job.delivery.entry_id)
+            with self._lock:
+                self._leases[job.delivery.entry_id] = lease
             self._metrics.inflight.add(1)
             try:
                 outcome = await self._execute(job)
             finally:
                 self._metrics.inflight.add(-1)
-                del self._running[job.task.id]
+                with self._lock:
+                    del self._leases[job.delivery.entry_id]
             self._completer.submit(
                 Finished(
                     priority=job.delivery.priority,
@@ -296,30 +345,13 @@ class Executor:
         retryable: bool = True,
         reason: str = "",
     ) -> Outcome:
-        raw = _errors.encode(error)
-        if retryable and task.attempts_used < task.max_attempts:
-            delay = retry_delay_ms(
-                task.attempts_used,
-                base_ms=task.retry_base_ms,
-                max_ms=task.retry_max_ms,
-                jitter_ms=task.retry_jitter_ms,
-                rand=self._rand,
-            )
-            return Outcome(
-                task_id=task.id,
-                attempt=task.attempt,
-                kind="retry",
-                outcome=outcome,
-                error=raw,
-                delay_ms=delay,
-            )
-        return Outcome(
-            task_id=task.id,
-            attempt=task.attempt,
-            kind="dead",
-            outcome=outcome,
-            error=raw,
-            reason=reason or "attempts_exhausted",
+        return failure(
+            task,
+            _errors.encode(error),
+            outcome,
+            retryable=retryable,
+            reason=reason,
+            rand=self._rand,
         )
 
     async def _release_unstarted(self) -> None:
@@ -366,17 +398,22 @@ class Executor:
             )
         log.info("released %d unstarted tasks", len(jobs), extra={"event": "executor.released"})
 
-    async def _heartbeat(self) -> None:
-        """Extend the lease of running entries so a live long task is never reclaimed."""
-        period = max(0.2, self.config.vis_timeout_ms / 3000)
-        while True:
-            await asyncio.sleep(period)
-            entries = [(j.delivery.priority, j.delivery.entry_id) for j in self._running.values()]
-            if entries:
-                try:
-                    await self._streams.extend(self.consumer, entries)
-                except REDIS_DOWN as exc:
-                    log.warning("heartbeat failed: %s", exc, extra={"event": "executor.hb_fail"})
+    def _lease_snapshot(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return list(self._leases.values())
+
+    async def _take_back_own(self) -> None:
+        """After a restart under the same name: run this consumer's pending entries again,
+        except those delivered more than ``MAX_DELIVERIES`` times (a task that kills its
+        worker every time), which go to the dead letters without running."""
+        own = await self._streams.read_own(self.consumer, 100)
+        if not own:
+            return
+        counts = await self._streams.delivery_counts(
+            self.consumer, [d for d in own if isinstance(d, Delivery)]
+        )
+        poison = {e.entry_id for e in own if counts.get(e.entry_id, 0) > self.config.max_deliveries}
+        await self._admit(own, own=True, poison=poison)
 
     def _done(self, n: int) -> None:
         self._inflight -= n
