@@ -1,0 +1,237 @@
+"""The janitor against real Redis and Postgres: reclaim, poison, orphans, trimming, consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import asyncpg
+import msgspec
+import redis
+
+from services.executor.executor import Executor
+from services.janitor.janitor import Janitor
+from shared.config import Config
+from shared.db import Database
+from shared.handlers import Context
+from shared.keys import GROUP
+from shared.metrics import Metrics
+from shared.streams import Streams
+from tests.factories import enqueue, new_task
+from tests.integration.test_executor import registry_with
+
+
+async def execute(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url)
+    try:
+        return list(await conn.fetch(query, *args))
+    finally:
+        await conn.close()
+
+
+def janitor(config: Config, db: Database, streams: Streams, metrics: Metrics) -> Janitor:
+    return Janitor(config, db, streams, metrics, name="janitor-test")
+
+
+async def stall(streams: Streams, db: Database, consumer: str, n: int = 1) -> list[Any]:
+    """Read ``n`` entries as ``consumer`` and claim them, as an executor that then dies."""
+    got = await streams.read(consumer, {"default": n})
+    deliveries = got["default"]
+    await db.claim(
+        [d.task_id for d in deliveries],
+        [d.attempt for d in deliveries],
+        [d.entry_id for d in deliveries],
+        consumer,
+    )
+    return deliveries
+
+
+async def test_expired_lease_is_a_failed_attempt_and_the_old_worker_is_fenced(
+    config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    config = msgspec.structs.replace(config, vis_timeout_ms=1)
+    [task_id] = await enqueue(db, streams, [new_task(config)])
+    [dead_worker] = await stall(streams, db, "worker-that-died")
+    await asyncio.sleep(0.005)  # idle longer than the 1 ms visibility timeout
+
+    report = await janitor(config, db, streams, metrics).run_once()
+
+    assert report.reclaimed == 1
+    view = await db.get_task(task_id)
+    assert view is not None and (view.status, view.attempt) == ("retrying", 2)
+    assert view.last_error is not None and view.last_error.type == "LeaseExpired"
+    [attempt] = await db.attempts(task_id)
+    assert (attempt["outcome"], attempt["consumer"]) == ("reclaimed", "worker-that-died")
+    assert sum((await streams.pending_count()).values()) == 0
+    # The old worker wakes up and reports success: fenced.
+    from shared.db import Outcome
+
+    late = Outcome(task_id=task_id, attempt=dead_worker.attempt, kind="succeeded")
+    assert await db.complete([late]) == set()
+
+
+async def test_live_long_task_is_never_reclaimed_while_its_heartbeat_runs(
+    config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    # The handler blocks the event loop for 4× the visibility timeout; the heartbeat runs in a
+    # thread of its own, so the entry's idle time stays short all along.
+    config = msgspec.structs.replace(config, vis_timeout_ms=300)
+    idle_seen: list[int] = []
+    sync = redis.Redis.from_url(config.redis_url)
+
+    async def cpu_bound(payload: Any, ctx: Context) -> None:
+        deadline = time.monotonic() + 1.2
+        while time.monotonic() < deadline:
+            time.sleep(0.05)  # blocks the loop on purpose
+            [item] = sync.xpending_range(streams.keys.stream("default"), GROUP, "-", "+", 1)
+            idle_seen.append(int(item["time_since_delivered"]))
+
+    [task_id] = await enqueue(db, streams, [new_task(config, "cpu_bound")])
+    await Executor(
+        config, db, streams, registry_with(cpu_bound=cpu_bound), metrics, consumer="c"
+    ).run_once()
+    sync.close()
+
+    assert idle_seen and max(idle_seen) < config.vis_timeout_ms
+    view = await db.get_task(task_id)
+    assert view is not None and view.status == "succeeded" and view.attempt == 1
+
+
+async def test_entry_delivered_too_often_is_poison_and_dead_lettered(
+    config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    config = msgspec.structs.replace(config, vis_timeout_ms=1, max_deliveries=3, max_attempts=50)
+    [task_id] = await enqueue(db, streams, [new_task(config, max_attempts=50)])
+    [d] = await stall(streams, db, "crasher")
+    # It kept killing its worker: delivered again and again without ever returning.
+    for _ in range(3):
+        await streams._r.xclaim(streams.keys.stream("default"), GROUP, "crasher", 0, [d.entry_id])
+    await asyncio.sleep(0.005)
+
+    report = await janitor(config, db, streams, metrics).run_once()
+
+    assert report.poisoned == 1
+    view = await db.get_task(task_id)
+    assert view is not None and view.status == "dead"
+    [letter] = await execute(
+        config.database_url, "SELECT reason FROM dead_letters WHERE task_id = $1", task_id
+    )
+    assert letter["reason"] == "poison"
+
+
+async def test_delivered_but_never_claimed_entry_is_sent_again(
+    config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    config = msgspec.structs.replace(config, vis_timeout_ms=1)
+    [task_id] = await enqueue(db, streams, [new_task(config)])
+    await streams.read("died-before-claim", {"default": 1})
+    await asyncio.sleep(0.005)
+
+    report = await janitor(config, db, streams, metrics).run_once()
+
+    assert report.redelivered == 1
+    ran = await Executor(config, db, streams, registry_with(), metrics, consumer="c").run_once()
+    assert ran == 1
+    view = await db.get_task(task_id)
+    assert view is not None and (view.status, view.attempt) == ("succeeded", 1)
+
+
+async def test_stale_and_undecodable_entries_are_settled_one_by_one(
+    config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    config = msgspec.structs.replace(config, vis_timeout_ms=1, reclaim_batch=2)
+    ids = await enqueue(db, streams, [new_task(config) for _ in range(3)])
+    await streams._r.xadd(streams.keys.stream("default"), {"junk": "x"})
+    await streams.read("gone", {"default": 10})
+    await db.cancel_task(ids[0])  # stale: cancelled after delivery (never claimed)
+    await asyncio.sleep(0.005)
+
+    report = await janitor(config, db, streams, metrics).run_once()
+
+    assert report.bad == 1
+    assert report.dropped == 1
+    assert report.redelivered == 2
+    [bad] = await execute(config.database_url, "SELECT fields, reason FROM dead_entries")
+    assert bad["reason"] == "undecodable" and "junk" in bad["fields"]
+    assert sum((await streams.pending_count()).values()) == 0
+
+
+async def test_running_task_whose_entry_redis_lost_is_recovered(
+    config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    config = msgspec.structs.replace(config, vis_timeout_ms=1)
+    [task_id] = await enqueue(db, streams, [new_task(config)])
+    await stall(streams, db, "worker")
+    await streams.delete_namespace()  # Redis restarted empty: the pending entry is gone
+    await streams.ensure_groups()
+    await asyncio.sleep(0.005)
+
+    report = await janitor(config, db, streams, metrics).run_once()
+
+    assert report.orphans == 1
+    view = await db.get_task(task_id)
+    assert view is not None and (view.status, view.attempt) == ("retrying", 2)
+    assert view.last_error is not None and view.last_error.type == "EntryLost"
+
+
+async def test_trimming_removes_only_acknowledged_entries(
+    config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    await enqueue(db, streams, [new_task(config) for _ in range(6)])
+    got = await streams.read("c", {"default": 4})
+    delivered = got["default"]
+    await streams.ack([("default", d.entry_id) for d in delivered[:1] + delivered[2:4]])
+    # Acked: 1st, 3rd, 4th. Pending: 2nd. Undelivered: 5th, 6th.
+    report = await janitor(config, db, streams, metrics).run_once()
+
+    assert report.trimmed == 1  # only the first: the 2nd is pending and guards the rest
+    left = [i for i, _ in await streams.entries("default")]
+    assert left[0] == delivered[1].entry_id and len(left) == 5
+    await streams.ack([("default", delivered[1].entry_id)])
+    report = await janitor(config, db, streams, metrics).run_once()
+    assert report.trimmed == 3  # 2nd, 3rd, 4th; the two undelivered stay
+    assert len(await streams.entries("default")) == 2
+    ran = await Executor(config, db, streams, registry_with(), metrics, consumer="c2").run_once()
+    assert ran == 2
+
+
+async def test_idle_consumers_are_removed_only_with_nothing_pending(
+    config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    config = msgspec.structs.replace(config, consumer_idle_ms=1, vis_timeout_ms=60_000)
+    await enqueue(db, streams, [new_task(config) for _ in range(2)])
+    [done] = (await streams.read("finished", {"default": 1}))["default"]
+    await streams.ack([("default", done.entry_id)])
+    await streams.read("busy", {"default": 1})  # holds a pending entry
+    await asyncio.sleep(0.005)
+
+    report = await janitor(config, db, streams, metrics).run_once()
+
+    assert report.consumers_removed == 1
+    names = {c.name for c in await streams.consumers()}
+    assert names == {"busy"}
+
+
+async def test_two_janitors_at_once_do_no_double_work(
+    config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    config = msgspec.structs.replace(config, vis_timeout_ms=1)
+    ids = await enqueue(db, streams, [new_task(config) for _ in range(40)])
+    await stall(streams, db, "dead-worker", n=40)
+    await asyncio.sleep(0.005)
+
+    a, b = (Janitor(config, db, streams, metrics, name=f"janitor-{i}") for i in range(2))
+    ra, rb = await asyncio.gather(a.run_once(), b.run_once())
+
+    assert ra.reclaimed + rb.reclaimed == 40
+    rows = await execute(
+        config.database_url,
+        "SELECT count(*) AS n FROM task_attempts WHERE task_id = ANY($1::uuid[])",
+        ids,
+    )
+    assert rows[0]["n"] == 40  # one failed attempt each, never two
+    attempts = {
+        r["attempt"] for r in await execute(config.database_url, "SELECT attempt FROM tasks")
+    }
+    assert attempts == {2}
