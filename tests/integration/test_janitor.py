@@ -74,7 +74,7 @@ async def test_expired_lease_is_a_failed_attempt_and_the_old_worker_is_fenced(
 async def test_live_long_task_is_never_reclaimed_while_its_heartbeat_runs(
     config: Config, db: Database, streams: Streams, metrics: Metrics
 ) -> None:
-    # The handler blocks the event loop for 4× the visibility timeout; the heartbeat runs in a
+    # The handler blocks the event loop for 4 times the visibility timeout; the heartbeat runs in a
     # thread of its own, so the entry's idle time stays short all along.
     config = msgspec.structs.replace(config, vis_timeout_ms=300)
     idle_seen: list[int] = []
@@ -83,7 +83,7 @@ async def test_live_long_task_is_never_reclaimed_while_its_heartbeat_runs(
     async def cpu_bound(payload: Any, ctx: Context) -> None:
         deadline = time.monotonic() + 1.2
         while time.monotonic() < deadline:
-            time.sleep(0.05)  # blocks the loop on purpose
+            time.sleep(0.05)  # noqa: ASYNC251 - blocks the loop on purpose
             [item] = sync.xpending_range(streams.keys.stream("default"), GROUP, "-", "+", 1)
             idle_seen.append(int(item["time_since_delivered"]))
 
