@@ -27,11 +27,24 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@if command -v promtool >/dev/null 2>&1; then \
+		set -e; \
+		promtool check rules deploy/prometheus/alerts.yml; \
+		promtool test rules deploy/prometheus/alerts_test.yml; \
+		promtool check config deploy/prometheus/prometheus.yml; \
+	else \
+		echo "lint: promtool not found (apt-get install prometheus): alert rules not checked"; \
+	fi
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 all: lint typecheck test
+
+# The standard scenarios beside the raw ceilings (several minutes; never part of `make test`).
+# BENCH_ARGS: --quick, --only A,C, --json, --executors N, --memory-1m.
+bench: $(STAMP)
+	$(BIN)/taskstream bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .local .mypy_cache .ruff_cache .pytest_cache

@@ -21,6 +21,14 @@ import msgspec
 from shared import sql
 from shared.errors import StoreUnavailable
 from shared.models import ErrorInfo, NewTask, TaskView
+from shared.ops_models import (
+    AttemptView,
+    DeadLetterView,
+    DlqFilter,
+    DlqRef,
+    TaskRecord,
+    TaskSummary,
+)
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -365,6 +373,164 @@ class Database:
                     raise AssertionError(f"query {name} does not prepare: {exc}") from exc
         return list(sql.ALL)
 
+    @_unavailable
+    async def unfinished(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+        """Of ``ids``, the tasks not yet succeeded, dead or cancelled, with their status."""
+        rows = await self._pool.fetch(sql.SELECT_UNFINISHED, ids)
+        return {r["id"]: r["status"] for r in rows}
+
+    @_unavailable
+    async def timings(self, ids: Sequence[uuid.UUID]) -> list[TaskTiming]:
+        """The timeline of each of ``ids`` that exists (load generator reports)."""
+        rows = await self._pool.fetch(sql.SELECT_TIMINGS, ids)
+        return [TaskTiming(**dict(r)) for r in rows]
+
+    @_unavailable
+    async def server_version(self) -> str:
+        return str(await self._pool.fetchval(sql.SERVER_VERSION))
+
+    @_unavailable
+    async def bench_insert(
+        self, ids: Sequence[uuid.UUID], types: Sequence[str], priorities: Sequence[str]
+    ) -> int:
+        """Insert bare queued task rows in one statement (benchmark ceiling); rows inserted."""
+        payloads = ["{}"] * len(ids)
+        status = await self._pool.execute(sql.BENCH_INSERT, ids, types, priorities, payloads)
+        return int(status.rsplit(" ", 1)[1])
+
+    @_unavailable
+    async def bench_update(self, ids: Sequence[uuid.UUID], attempts: Sequence[int]) -> int:
+        """Mark task rows succeeded in one statement (benchmark ceiling); rows updated."""
+        status = await self._pool.execute(sql.BENCH_UPDATE, ids, attempts)
+        return int(status.rsplit(" ", 1)[1])
+
+    @_unavailable
+    async def queue_depths(self) -> dict[str, dict[str, int]]:
+        """Per priority: due rows waiting by kind (``retry``, ``delayed``) and ``dead``
+        letters held."""
+        out: dict[str, dict[str, int]] = {}
+        for r in await self._pool.fetch(sql.QUEUE_DEPTHS):
+            out.setdefault(r["priority"], {})[r["kind"]] = int(r["n"])
+        return out
+
+    @_unavailable
+    async def task_summaries(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, TaskSummary]:
+        """Type, status, attempt and age of several tasks (one query, no payload)."""
+        rows = await self._pool.fetch(sql.TASK_SUMMARIES, list(ids))
+        return {r["id"]: TaskSummary(**dict(r)) for r in rows}
+
+    @_unavailable
+    async def task_record(self, task_id: uuid.UUID) -> TaskRecord | None:
+        """A task row, its failed attempts and its dead letter, read in one snapshot."""
+        snapshot = {"isolation": "repeatable_read", "readonly": True}
+        async with self._pool.acquire() as conn, conn.transaction(**snapshot):
+            row = await conn.fetchrow(sql.SELECT_TASK, task_id)
+            if row is None:
+                return None
+            attempts = await conn.fetch(sql.SELECT_ATTEMPTS, task_id)
+            letter = await conn.fetchrow(sql.SELECT_DEAD_LETTER, task_id)
+        return TaskRecord(
+            task=task_view(row),
+            first_attempt=row["first_attempt"],
+            consumer=row["consumer"],
+            entry_id=row["entry_id"],
+            attempts=[
+                AttemptView(
+                    attempt=a["attempt"],
+                    outcome=a["outcome"],
+                    consumer=a["consumer"],
+                    started_at=a["started_at"],
+                    finished_at=a["finished_at"],
+                    error=_error_info(a["error"]),
+                )
+                for a in attempts
+            ],
+            dead_letter=_dead_letter_view(letter) if letter is not None else None,
+        )
+
+    @_unavailable
+    async def list_dead_letters(
+        self,
+        where: DlqFilter,
+        *,
+        after: tuple[dt.datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[DeadLetterView]:
+        """A page of dead letters, newest first; ``after`` is the last (dead_at, task_id)."""
+        dead_at, task_id = after if after is not None else (None, None)
+        rows = await self._pool.fetch(
+            sql.LIST_DEAD_LETTERS, *_dlq_args(None, where), dead_at, task_id, limit
+        )
+        return [_dead_letter_view(r) for r in rows]
+
+    @_unavailable
+    async def match_dead_letters(
+        self,
+        ids: Sequence[uuid.UUID] | None,
+        where: DlqFilter,
+        *,
+        replayable: bool,
+        limit: int,
+    ) -> tuple[int, list[DlqRef]]:
+        """How many dead letters match (only those a replay would take if ``replayable``),
+        and the first ``limit`` of them, oldest first. Changes nothing (dry runs)."""
+        query = sql.MATCH_DEAD_LETTERS if replayable else sql.MATCH_DEAD_LETTERS_ANY
+        rows = await self._pool.fetch(query, *_dlq_args(ids, where), limit)
+        return (int(rows[0]["total"]) if rows else 0), [_dlq_ref(r) for r in rows]
+
+    @_unavailable
+    async def replay_dead_letters(
+        self,
+        ids: Sequence[uuid.UUID] | None,
+        where: DlqFilter,
+        limit: int,
+        publish: Publisher,
+    ) -> list[DlqRef]:
+        """Replay up to ``limit`` matching dead letters, oldest first, in one transaction:
+        each task is queued with fresh attempts (``first_attempt = attempt = attempt + 1``)
+        and its letter deleted, and ``publish`` adds the entries before the commit. A crash
+        or failed publish before the commit rolls everything back (the letters stay); an
+        entry already added is a duplicate that fencing drops."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(sql.REPLAY_DEAD_LETTERS, *_dlq_args(ids, where), limit)
+            if rows:
+                await publish(
+                    [
+                        Ready(
+                            id=r["id"],
+                            attempt=r["attempt"],
+                            priority=r["priority"],
+                            trace_context=r["trace_context"],
+                        )
+                        for r in rows
+                    ]
+                )
+        return [
+            DlqRef(
+                task_id=r["id"],
+                priority=r["priority"],
+                type=r["type"],
+                reason=r["reason"],
+                dead_at=r["dead_at"],
+            )
+            for r in rows
+        ]
+
+    @_unavailable
+    async def purge_dead_letters(
+        self, ids: Sequence[uuid.UUID] | None, where: DlqFilter, limit: int
+    ) -> list[DlqRef]:
+        """Delete up to ``limit`` matching dead-letter records, oldest first; the tasks stay
+        ``dead`` with their history."""
+        rows = await self._pool.fetch(sql.PURGE_DEAD_LETTERS, *_dlq_args(ids, where), limit)
+        return [_dlq_ref(r) for r in rows]
+
+    @_unavailable
+    async def now(self) -> dt.datetime:
+        """The database's clock."""
+        value: dt.datetime = await self._pool.fetchval(sql.DB_NOW)
+        return value
+
 
 def _text(raw: bytes | None) -> str | None:
     return raw.decode() if raw is not None else None
@@ -483,3 +649,67 @@ async def _connect(url: str) -> asyncpg.Connection:
 
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+class TaskTiming(msgspec.Struct, frozen=True, kw_only=True):
+    """One task's timeline, as the load generator reports it (database clock)."""
+
+    id: uuid.UUID
+    type: str
+    priority: str
+    status: str
+    attempts: int  # attempts used, the final one included
+    consumer: str | None  # the executor of the final attempt
+    created_at: dt.datetime
+    queued_at: dt.datetime | None  # when the first attempt was queued
+    first_started_at: dt.datetime | None  # when the first attempt started
+    started_at: dt.datetime | None  # when the final attempt started
+    finished_at: dt.datetime | None
+    reaped: int | None = 0  # attempts reclaimed after the visibility timeout (None: unknown)
+
+
+def _error_info(raw: str | None) -> ErrorInfo | None:
+    """A stored error, leniently: one that is not an ``ErrorInfo`` is shown as its JSON."""
+    if raw is None:
+        return None
+    try:
+        return _error_decoder.decode(raw)
+    except msgspec.ValidationError:
+        return ErrorInfo(type="unknown", message=raw)
+
+
+def _dead_letter_view(row: asyncpg.Record) -> DeadLetterView:
+    return DeadLetterView(
+        task_id=row["task_id"],
+        priority=row["priority"],
+        type=row["type"],
+        attempt=row["attempt"],
+        attempts=row["attempts"],
+        reason=row["reason"],
+        error=_error_info(row["error"]),
+        dead_at=row["dead_at"],
+        created_at=row["created_at"],
+    )
+
+
+def _dlq_ref(row: asyncpg.Record) -> DlqRef:
+    return DlqRef(
+        task_id=row["task_id"],
+        priority=row["priority"],
+        type=row["type"],
+        reason=row["reason"],
+        dead_at=row["dead_at"],
+    )
+
+
+def _dlq_args(ids: Sequence[uuid.UUID] | None, where: DlqFilter) -> tuple[Any, ...]:
+    """Parameters $1..$7 of the dead-letter queries (see ``shared.sql``)."""
+    return (
+        list(ids) if ids is not None else None,
+        where.priority,
+        where.type,
+        where.reason,
+        where.error,
+        where.since,
+        where.until,
+    )

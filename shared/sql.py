@@ -232,6 +232,179 @@ FROM task_attempts WHERE task_id = $1 ORDER BY attempt
 # Liveness of the database (readyz).
 PING = "SELECT 1"
 
+# Load generator: which of these tasks are not yet terminal, with their status.
+SELECT_UNFINISHED = """
+SELECT id, status FROM tasks
+WHERE id = ANY($1::uuid[]) AND status NOT IN ('succeeded', 'dead', 'cancelled')
+"""
+
+# Load generator: each task's timeline (first attempt's queue and start, final attempt's run)
+# and how many of its attempts the janitor reclaimed.
+SELECT_TIMINGS = """
+SELECT t.id, t.type, t.priority, t.status, t.attempt - t.first_attempt + 1 AS attempts,
+    t.consumer, t.created_at,
+    CASE WHEN t.attempt = t.first_attempt THEN t.queued_at ELSE t.created_at END AS queued_at,
+    coalesce(a.first_started_at, t.started_at) AS first_started_at,
+    t.started_at, t.finished_at, a.reaped
+FROM tasks t
+CROSS JOIN LATERAL (
+    SELECT min(started_at) FILTER (WHERE attempt = t.first_attempt) AS first_started_at,
+        count(*) FILTER (WHERE outcome = 'reclaimed')::int AS reaped
+    FROM task_attempts WHERE task_id = t.id
+) a
+WHERE t.id = ANY($1::uuid[])
+"""
+
+# The server's version (the benchmark's machine line).
+SERVER_VERSION = "SELECT current_setting('server_version')"
+
+# Benchmark ceiling: the plainest multi-row insert of task rows, one round trip per batch.
+BENCH_INSERT = """
+INSERT INTO tasks (id, type, priority, payload, status, max_attempts, retry_base_ms,
+    retry_max_ms, retry_jitter_ms, timeout_ms)
+SELECT id, type, priority, payload, 'queued', 1, 0, 0, 0, 1000
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[]) AS i(id, type, priority, payload)
+"""
+
+# Benchmark ceiling: the plainest multi-row update of task rows (by id and attempt).
+BENCH_UPDATE = """
+UPDATE tasks t SET status = 'succeeded', finished_at = now(), updated_at = now()
+FROM unnest($1::uuid[], $2::int[]) AS c(id, attempt)
+WHERE t.id = c.id AND t.attempt = c.attempt
+"""
+
+# Operators (shared/ops.py). The dead-letter queries share one filter, $1..$7: task ids,
+# priority, type, reason, error substring (of the error's type or message, any case),
+# died at or after, died before.
+
+# Per priority: due rows waiting by kind (retry, delayed), and dead letters held.
+QUEUE_DEPTHS = """
+SELECT priority, kind, count(*)::bigint AS n FROM due GROUP BY priority, kind
+UNION ALL
+SELECT priority, 'dead', count(*)::bigint FROM dead_letters GROUP BY priority
+"""
+
+# Several tasks without their payload, with their age by the database's clock (pending view).
+TASK_SUMMARIES = """
+SELECT id, type, status, attempt, first_attempt, created_at,
+    (extract(epoch FROM now() - created_at) * 1000)::bigint AS age_ms
+FROM tasks WHERE id = ANY($1::uuid[])
+"""
+
+# The dead letter of one task, if it has one.
+SELECT_DEAD_LETTER = """
+SELECT d.task_id, d.priority, d.type, d.attempt, d.attempt - t.first_attempt + 1 AS attempts,
+    d.reason, d.error, d.dead_at, t.created_at
+FROM dead_letters d JOIN tasks t ON t.id = d.task_id
+WHERE d.task_id = $1
+"""
+
+# A page of dead letters, newest first, filtered; the cursor is the last (dead_at, task_id).
+LIST_DEAD_LETTERS = """
+SELECT d.task_id, d.priority, d.type, d.attempt, d.attempt - t.first_attempt + 1 AS attempts,
+    d.reason, d.error, d.dead_at, t.created_at
+FROM dead_letters d JOIN tasks t ON t.id = d.task_id
+WHERE ($1::uuid[] IS NULL OR d.task_id = ANY($1::uuid[]))
+  AND ($2::text IS NULL OR d.priority = $2)
+  AND ($3::text IS NULL OR d.type = $3)
+  AND ($4::text IS NULL OR d.reason = $4)
+  AND ($5::text IS NULL OR strpos(lower(concat_ws(': ', d.error->>'type',
+      d.error->>'message')), lower($5)) > 0)
+  AND ($6::timestamptz IS NULL OR d.dead_at >= $6)
+  AND ($7::timestamptz IS NULL OR d.dead_at < $7)
+  AND ($8::timestamptz IS NULL OR (d.dead_at, d.task_id) < ($8, $9::uuid))
+ORDER BY d.dead_at DESC, d.task_id DESC
+LIMIT $10
+"""
+
+# Dead letters a replay would take (dry run), oldest first, with how many match in all.
+MATCH_DEAD_LETTERS = """
+SELECT d.task_id, d.priority, d.type, d.reason, d.dead_at, count(*) OVER () AS total
+FROM dead_letters d JOIN tasks t ON t.id = d.task_id
+WHERE t.status = 'dead'
+  AND ($1::uuid[] IS NULL OR d.task_id = ANY($1::uuid[]))
+  AND ($2::text IS NULL OR d.priority = $2)
+  AND ($3::text IS NULL OR d.type = $3)
+  AND ($4::text IS NULL OR d.reason = $4)
+  AND ($5::text IS NULL OR strpos(lower(concat_ws(': ', d.error->>'type',
+      d.error->>'message')), lower($5)) > 0)
+  AND ($6::timestamptz IS NULL OR d.dead_at >= $6)
+  AND ($7::timestamptz IS NULL OR d.dead_at < $7)
+ORDER BY d.dead_at, d.task_id
+LIMIT $8
+"""
+
+# Dead letters a purge would delete (dry run), oldest first, with how many match in all.
+MATCH_DEAD_LETTERS_ANY = """
+SELECT d.task_id, d.priority, d.type, d.reason, d.dead_at, count(*) OVER () AS total
+FROM dead_letters d
+WHERE ($1::uuid[] IS NULL OR d.task_id = ANY($1::uuid[]))
+  AND ($2::text IS NULL OR d.priority = $2)
+  AND ($3::text IS NULL OR d.type = $3)
+  AND ($4::text IS NULL OR d.reason = $4)
+  AND ($5::text IS NULL OR strpos(lower(concat_ws(': ', d.error->>'type',
+      d.error->>'message')), lower($5)) > 0)
+  AND ($6::timestamptz IS NULL OR d.dead_at >= $6)
+  AND ($7::timestamptz IS NULL OR d.dead_at < $7)
+ORDER BY d.dead_at, d.task_id
+LIMIT $8
+"""
+
+# Replay a batch of dead letters, oldest first: delete the letters and queue their tasks with
+# fresh attempts (first_attempt moves to the new attempt; the fencing token keeps growing);
+# returns what to publish. Letters another replay or purge holds are skipped.
+REPLAY_DEAD_LETTERS = """
+WITH picked AS (
+    SELECT d.task_id, d.reason, d.dead_at
+    FROM dead_letters d JOIN tasks t ON t.id = d.task_id
+    WHERE t.status = 'dead'
+      AND ($1::uuid[] IS NULL OR d.task_id = ANY($1::uuid[]))
+      AND ($2::text IS NULL OR d.priority = $2)
+      AND ($3::text IS NULL OR d.type = $3)
+      AND ($4::text IS NULL OR d.reason = $4)
+      AND ($5::text IS NULL OR strpos(lower(concat_ws(': ', d.error->>'type',
+          d.error->>'message')), lower($5)) > 0)
+      AND ($6::timestamptz IS NULL OR d.dead_at >= $6)
+      AND ($7::timestamptz IS NULL OR d.dead_at < $7)
+    ORDER BY d.dead_at, d.task_id
+    LIMIT $8
+    FOR UPDATE OF d, t SKIP LOCKED
+), gone AS (
+    DELETE FROM dead_letters d USING picked p WHERE d.task_id = p.task_id
+)
+UPDATE tasks t
+SET status = 'queued', attempt = t.attempt + 1, first_attempt = t.attempt + 1,
+    queued_at = now(), updated_at = now(), started_at = NULL, finished_at = NULL,
+    consumer = NULL, entry_id = NULL
+FROM picked p
+WHERE t.id = p.task_id
+RETURNING t.id, t.attempt, t.priority, t.type, t.trace_context, p.reason, p.dead_at
+"""
+
+# Delete a batch of dead-letter records, oldest first (their tasks stay dead, history kept).
+PURGE_DEAD_LETTERS = """
+WITH picked AS (
+    SELECT d.task_id FROM dead_letters d
+    WHERE ($1::uuid[] IS NULL OR d.task_id = ANY($1::uuid[]))
+      AND ($2::text IS NULL OR d.priority = $2)
+      AND ($3::text IS NULL OR d.type = $3)
+      AND ($4::text IS NULL OR d.reason = $4)
+      AND ($5::text IS NULL OR strpos(lower(concat_ws(': ', d.error->>'type',
+          d.error->>'message')), lower($5)) > 0)
+      AND ($6::timestamptz IS NULL OR d.dead_at >= $6)
+      AND ($7::timestamptz IS NULL OR d.dead_at < $7)
+    ORDER BY d.dead_at, d.task_id
+    LIMIT $8
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM dead_letters d USING picked p
+WHERE d.task_id = p.task_id
+RETURNING d.task_id, d.priority, d.type, d.reason, d.dead_at
+"""
+
+# The database's clock: one "as of" for an operation done in several transactions.
+DB_NOW = "SELECT now()"
+
 ALL: dict[str, str] = {
     name: value for name, value in globals().items() if name.isupper() and name != "ALL"
 }

@@ -88,6 +88,11 @@ services:
 operating:
   migrate       apply database migrations
   config        show the configuration (--markdown: the README table)
+  queues        per priority: length, lag, pending, consumers, ages, retries, dead letters
+  pending       pending entries with their tasks (--priority, --consumer, --min-idle 30s)
+  task show ID  a task's history: attempts, errors, dead letter, pending entry
+  consumers     consumers of the executors' group (--remove-dead [--min-idle 1h])
+  dlq           dead letters: list | replay | purge (dry run unless --yes)
 
 local:
   up            everything locally: stores, migrations, services, until Ctrl-C
@@ -115,5 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from services.cli.stores import with_stores_main
 
         return int(with_stores_main(rest))
+    if command == "load":
+        return int(importlib.import_module("services.cli.load").load_main(rest))
+    if command == "bench":
+        return int(importlib.import_module("services.cli.bench").bench_main(rest))
+    if command in ("queues", "pending", "task", "consumers", "dlq"):
+        return int(importlib.import_module("services.cli.ops_cli").ops_main(command, rest))
     print(f"taskstream: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2

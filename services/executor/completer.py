@@ -17,6 +17,7 @@ import msgspec
 
 from shared.db import Database, Outcome
 from shared.errors import StoreUnavailable
+from shared.faults import crash_point
 from shared.metrics import Metrics
 from shared.streams import UNAVAILABLE as REDIS_DOWN
 from shared.streams import Streams
@@ -87,6 +88,7 @@ class Completer:
         if outcomes:
             recorded = await self._record(outcomes)
             self._count(batch, recorded)
+            crash_point("executor.after_commit")
         await self._ack(batch)
         self._on_done(len(batch))
 

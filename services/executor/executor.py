@@ -34,13 +34,12 @@ from shared.errors import StoreUnavailable
 from shared.handlers import Context, NonRetryableError, Registry
 from shared.metrics import Metrics
 from shared.models import Delivery, ErrorInfo
+from shared.streams import STORES_DOWN, BadEntry, LeaseExtender, Publish, Streams
 from shared.streams import UNAVAILABLE as REDIS_DOWN
-from shared.streams import BadEntry, LeaseExtender, Publish, Streams
 
 log = logging.getLogger(__name__)
 
 TRACEBACK_LINES = 30
-STORES_DOWN: tuple[type[BaseException], ...] = (StoreUnavailable, *REDIS_DOWN)
 _errors = msgspec.json.Encoder()
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from services.ingest import openapi
+from services.ingest import openapi, ops_routes
 from services.ingest.publisher import Publisher
 from services.ingest.validate import (
     Invalid,
@@ -31,6 +31,7 @@ from shared import metrics as metrics_mod
 from shared.config import PRIORITIES, Config
 from shared.db import Database, InsertResult
 from shared.errors import StoreUnavailable
+from shared.faults import crash_point
 from shared.metrics import Metrics
 from shared.models import (
     STATUSES,
@@ -211,6 +212,7 @@ async def _insert(app: web.Application, tasks: list[NewTask]) -> InsertResult:
         return InsertResult(inserted={}, existing={})
     result = await app[DB].insert_tasks(tasks)
     app[METRICS].enqueued.add(len(result.inserted))
+    crash_point("ingest.after_commit")
     queued = [
         Publish(priority=v.priority, task_id=v.id, attempt=v.attempt)
         for v in result.inserted.values()
@@ -292,6 +294,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/readyz", readyz),
     ("GET", "/metrics", metrics_route),
     ("GET", "/openapi.json", openapi_route),
+    *ops_routes.ROUTES,
 ]
 
 

@@ -160,9 +160,146 @@ def spec() -> dict[str, Any]:
             "get": {"summary": "This document", "responses": {"200": {"description": "JSON"}}}
         },
     }
+    ops_paths, ops_components = _ops()
+    paths.update(ops_paths)
+    components.update(ops_components)
     return {
         "openapi": "3.1.0",
         "info": {"title": "taskstream ingest", "version": "1"},
         "paths": paths,
         "components": {"schemas": components},
     }
+
+
+def _ops() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The operator routes (services/ingest/ops_routes.py) and their schemas."""
+    from shared.ops import ConsumerList
+    from shared.ops_models import (
+        DeadLetterPage,
+        DlqResult,
+        PendingList,
+        Queues,
+        ReplayRequest,
+        TaskHistory,
+    )
+
+    _, components = msgspec.json.schema_components(
+        [Queues, PendingList, TaskHistory, DeadLetterPage, ReplayRequest, DlqResult, ConsumerList],
+        ref_template=REF,
+    )
+
+    def query(*names: tuple[str, str, str]) -> list[dict[str, Any]]:
+        return [
+            {"name": n, "in": "query", "required": False, "schema": {"type": t}, "description": d}
+            for n, t, d in names
+        ]
+
+    bad_params = _resp("400", "Bad parameter; `field` names it")
+    unavailable = _resp("503", "Postgres or Redis unreachable")
+    priority = {
+        "name": "priority",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "enum": ["critical", "high", "default", "low"]},
+    }
+    dlq_filter = query(
+        ("priority", "string", "critical, high, default or low"),
+        ("type", "string", "task type"),
+        ("reason", "string", "why it died: attempts_exhausted, non_retryable, unknown_type…"),
+        ("error", "string", "case-insensitive substring of the error's type or message"),
+        ("since", "string", "died at or after (ISO 8601 with a zone)"),
+        ("until", "string", "died before (ISO 8601 with a zone)"),
+        ("cursor", "string", "next_cursor of the previous page"),
+        ("limit", "integer", "1-500, default 50"),
+    )
+    paths: dict[str, Any] = {
+        "/v1/queues": {
+            "get": {
+                "summary": "Per priority: stream length, lag, pending, consumers, oldest pending "
+                "and undelivered ages (Redis); retries and delayed tasks waiting, dead letters "
+                "(Postgres)",
+                "responses": {**_resp("200", "One entry per priority", "Queues"), **unavailable},
+            }
+        },
+        "/v1/queues/{priority}/pending": {
+            "get": {
+                "summary": "Pending (delivered, unacknowledged) entries, oldest first, joined "
+                "with their tasks (XPENDING)",
+                "parameters": [
+                    priority,
+                    *query(
+                        ("consumer", "string", "only this consumer's entries"),
+                        ("min_idle_ms", "integer", "only entries idle at least this long"),
+                        ("limit", "integer", "1-1000, default 50"),
+                    ),
+                ],
+                "responses": {
+                    **_resp("200", "Pending entries", "PendingList"),
+                    **bad_params,
+                    **unavailable,
+                },
+            }
+        },
+        "/v1/tasks/{id}/history": {
+            "get": {
+                "summary": "A task, its failed attempts, its latest attempt, its dead letter "
+                "and its pending entry",
+                "parameters": TASK_ID,
+                "responses": {
+                    **_resp("200", "The history", "TaskHistory"),
+                    **_resp("404", "No such task"),
+                    **bad_params,
+                    **unavailable,
+                },
+            }
+        },
+        "/v1/dlq": {
+            "get": {
+                "summary": "Dead letters, newest first, filtered, with a cursor",
+                "parameters": dlq_filter,
+                "responses": {
+                    **_resp("200", "A page of dead letters", "DeadLetterPage"),
+                    **bad_params,
+                    **unavailable,
+                },
+            }
+        },
+        "/v1/dlq/replay": {
+            "post": {
+                "summary": "Replay dead letters: exactly one of `ids`, `filter` or `all`. Each "
+                "task is queued with fresh attempts (its history is kept) and gets one new "
+                "entry. `dry_run` defaults to false: the API acts (the CLI shows a dry run "
+                "unless given --yes); with `dry_run: true` nothing changes",
+                "requestBody": {"required": True, **_json("ReplayRequest")},
+                "responses": {
+                    **_resp("200", "What was (or would be) replayed", "DlqResult"),
+                    **_resp("400", "Malformed JSON"),
+                    **_resp("422", "Body does not validate; `field` names the offending field"),
+                    **unavailable,
+                },
+            }
+        },
+        "/v1/dlq/{id}": {
+            "delete": {
+                "summary": "Purge one dead letter: the record goes, the task stays dead with its "
+                "history (GET /v1/tasks/{id}/history)",
+                "parameters": TASK_ID,
+                "responses": {
+                    **_resp("200", "Purged", "DlqResult"),
+                    **_resp("404", "Not in the dead letters"),
+                    **bad_params,
+                    **unavailable,
+                },
+            }
+        },
+        "/v1/consumers": {
+            "get": {
+                "summary": "Consumers of the executors' group per stream: pending, idle",
+                "responses": {
+                    **_resp("200", "Consumers", "ConsumerList"),
+                    **unavailable,
+                },
+            }
+        },
+    }
+    return paths, components

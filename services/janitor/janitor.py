@@ -35,7 +35,7 @@ from shared.config import PRIORITIES, Config
 from shared.db import Database, Outcome, TaskState
 from shared.metrics import Metrics
 from shared.models import Delivery, ErrorInfo
-from shared.streams import BadEntry, Publish, Streams
+from shared.streams import STORES_DOWN, BadEntry, Publish, Streams
 
 log = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode
@@ -77,7 +77,11 @@ class Janitor:
     async def run(self, stop: asyncio.Event) -> None:
         await self._streams.ensure_groups()
         while not stop.is_set():
-            await self.run_once()
+            try:
+                await self.run_once()
+            except STORES_DOWN as exc:
+                # Outcomes commit before acks, so an interrupted pass is simply repeated.
+                log.warning("pass failed: %s", exc, extra={"event": "janitor.store_down"})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.config.janitor_interval_ms / 1000)
 

@@ -25,8 +25,9 @@ import msgspec
 
 from shared.config import PRIORITIES, Config
 from shared.db import Database, Ready
+from shared.faults import crash_point
 from shared.metrics import Metrics
-from shared.streams import DeliveryMark, Publish, Streams
+from shared.streams import STORES_DOWN, DeliveryMark, Publish, Streams
 
 log = logging.getLogger(__name__)
 FAR_FUTURE = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
@@ -67,10 +68,15 @@ class Watcher:
         await self.start()
         next_repair = 0.0
         while not stop.is_set():
-            moved = await self.move_due()
-            if time.monotonic() >= next_repair:
-                await self.repair()
-                next_repair = time.monotonic() + self.config.repair_interval_ms / 1000
+            try:
+                moved = await self.move_due()
+                if time.monotonic() >= next_repair:
+                    await self.repair()
+                    next_repair = time.monotonic() + self.config.repair_interval_ms / 1000
+            except STORES_DOWN as exc:
+                # Nothing moved or half-moved: the transaction rolled back. Try again later.
+                log.warning("pass failed: %s", exc, extra={"event": "watcher.store_down"})
+                moved = 0
             if moved < self.config.watch_batch:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.config.watch_interval_ms / 1000)
@@ -162,3 +168,4 @@ class Watcher:
                 for r in rows
             ]
         )
+        crash_point("watcher.after_publish")

@@ -17,6 +17,7 @@ from shared.db import Database
 from shared.handlers import Context
 from shared.keys import GROUP
 from shared.metrics import Metrics
+from shared.models import Delivery
 from shared.streams import Streams
 from tests.factories import enqueue, new_task
 from tests.integration.test_executor import registry_with
@@ -37,7 +38,7 @@ def janitor(config: Config, db: Database, streams: Streams, metrics: Metrics) ->
 async def stall(streams: Streams, db: Database, consumer: str, n: int = 1) -> list[Any]:
     """Read ``n`` entries as ``consumer`` and claim them, as an executor that then dies."""
     got = await streams.read(consumer, {"default": n})
-    deliveries = got["default"]
+    deliveries = [d for d in got["default"] if isinstance(d, Delivery)]
     await db.claim(
         [d.task_id for d in deliveries],
         [d.attempt for d in deliveries],

@@ -1,0 +1,394 @@
+"""``taskstream bench`` (``make bench``): the standard scenarios, beside the raw ceilings.
+
+Brings the system up as ``taskstream up`` does, on a fresh database (``taskstream_bench``,
+dropped and created each run) and a fresh Redis namespace, measures the ceilings, runs the
+scenarios with the load generator, and prints one table: the machine, the ceilings, and each
+scenario with its target and its ratio to the relevant ceiling. Everything it started is
+stopped at the end, and on Ctrl-C.
+
+Order: ceilings (then the database is made fresh again) → ingest and the movers → C (load
+100k, then start the executors and time the drain) → A → B → D → memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import signal
+import sys
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import msgspec
+
+from services.cli import bench_ceilings
+from services.cli.bench_report import Report, fmt_ms, markdown
+from services.cli.bench_system import BenchError, Cluster, Machine, free_port, machine, wait_ready
+from services.cli.bench_track import LoadError
+from services.cli.load import LoadOptions, LoadRun, run_async, run_load
+from services.cli.stores import StoreError, ensure
+from shared import config as config_mod
+from shared import db as db_mod
+from shared.backoff import retry_delay_ms
+from shared.config import Config
+from shared.db import Database
+from shared.errors import TaskstreamError
+from shared.keys import Keys
+from shared.streams import Streams
+
+BENCH_DB = "taskstream_bench"
+SCENARIOS = ("A", "B", "C", "D")
+A_TARGET, C_TARGET, A_SHARE = 15_000, 15_000, 0.60
+B_P50_MS, B_P99_MS, D_SLACK_S = 2.0, 10.0, 3.0
+
+
+class Row(msgspec.Struct, kw_only=True):
+    """One line of the table (and of ``--json``)."""
+
+    measure: str
+    result: str
+    target: str = ""
+    vs_ceiling: str = ""
+    met: bool | None = None
+    value: float | None = None
+
+
+class Result(msgspec.Struct, kw_only=True):
+    started: str
+    quick: bool
+    machine: Machine | None = None
+    executors: int = 0
+    worker_pool: int = 0
+    ceilings: bench_ceilings.Ceilings | None = None
+    rows: list[Row] = msgspec.field(default_factory=list)
+    reports: dict[str, Report] = msgspec.field(default_factory=dict)
+    memory_mib: dict[str, dict[str, float]] = msgspec.field(default_factory=dict)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="taskstream bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="scenarios ~10x smaller (smoke run)")
+    parser.add_argument("--only", default=",".join(SCENARIOS), help="scenarios, e.g. A,C")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--executors", type=int, default=2, help="executor processes")
+    parser.add_argument("--memory-1m", action="store_true", help="also push 1M tasks, then RSS")
+    parser.add_argument("--state-dir", type=Path, default=Path(".local"))
+    args = parser.parse_args(list(argv))
+    args.only = [s.strip().upper() for s in args.only.split(",") if s.strip()]
+    if not args.only or set(args.only) - set(SCENARIOS):
+        parser.error(f"--only takes scenarios among {','.join(SCENARIOS)}")
+    if args.executors < 1:
+        parser.error("--executors must be at least 1")
+    return args
+
+
+def backoff_allowance_s(config: Config, opts: LoadOptions) -> float:
+    """The longest chain of retry delays the mix's tasks wait through (jitter at its most):
+    always_fail retries max_attempts - 1 times, flaky -flaky-attempts times."""
+    chains = []
+    if opts.pct_fail:
+        chains.append(config.max_attempts - 1)
+    if opts.pct_flaky:
+        chains.append(min(opts.flaky_attempts, config.max_attempts - 1))
+    retries = max(chains, default=0)
+    delays = (
+        retry_delay_ms(k, base_ms=config.retry_base_ms, max_ms=config.retry_max_ms, jitter_ms=0)
+        + config.retry_jitter_ms
+        for k in range(1, retries + 1)
+    )
+    return sum(delays) / 1000
+
+
+class Bench:
+    """One benchmark run against a fresh database and namespace."""
+
+    def __init__(self, args: argparse.Namespace, config: Config, cluster: Cluster) -> None:
+        self.args = args
+        self.config = config
+        self.cluster = cluster
+        self.scale = 10 if args.quick else 1
+        self.url = f"http://127.0.0.1:{cluster.env['HTTP_PORT']}"
+        self.database_url = cluster.env["DATABASE_URL"]
+        self.result = Result(
+            started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            quick=args.quick,
+            executors=args.executors,
+            worker_pool=config.worker_pool,
+        )
+        self.db: Database | None = None
+
+    def say(self, line: str) -> None:
+        print(f"bench: {line}", file=sys.stderr, flush=True)
+
+    async def run(self) -> Result:
+        await self._fresh_database()
+        db = await Database.connect(self.database_url, min_size=1, max_size=4)
+        try:
+            self.result.machine = machine(self.config.redis_url, await db.server_version())
+            await self._ceilings(db)
+        finally:
+            await db.close()
+        await self._fresh_database()
+        self.db = await Database.connect(self.database_url, min_size=1, max_size=4)
+        try:
+            for service in ("ingest", "watcher", "janitor"):
+                self.cluster.start(service)
+            await wait_ready(self.url, self.cluster)
+            await self._scenarios()
+        finally:
+            await self.db.close()
+            self.cluster.stop()
+            streams = Streams.connect(
+                self.config.redis_url, Keys(self.cluster.env["TASKSTREAM_NAMESPACE"])
+            )
+            await streams.delete_namespace()
+            await streams.close()
+        return self.result
+
+    async def _fresh_database(self) -> None:
+        await db_mod.drop_database(self.database_url)
+        await db_mod.create_database(self.database_url)
+        await db_mod.migrate(self.database_url)
+
+    async def _ceilings(self, db: Database) -> None:
+        seconds = 1.5 if self.args.quick else 5.0
+        self.say(f"ceilings, {seconds:g} s each")
+        keys = Keys(f"{self.cluster.env['TASKSTREAM_NAMESPACE']}-raw")
+        streams = Streams.connect(self.config.redis_url, keys)
+        try:
+            c = await bench_ceilings.measure(db, streams, seconds)
+        finally:
+            await streams.delete_namespace()
+            await streams.close()
+        self.result.ceilings = c
+        self.result.rows += [
+            Row(measure="ceiling: Redis stream loop (XADD, XREADGROUP, XACK; 500 a pipeline)",
+                result=f"{c.redis_msgs_s:,.0f} msg/s", value=c.redis_msgs_s),
+            Row(measure="ceiling: Postgres INSERT from unnest, 500 rows a statement",
+                result=f"{c.pg_insert_rows_s:,.0f} rows/s", value=c.pg_insert_rows_s),
+            Row(measure="ceiling: Postgres UPDATE from unnest, 500 rows a statement",
+                result=f"{c.pg_update_rows_s:,.0f} rows/s", value=c.pg_update_rows_s),
+            Row(measure="ceiling: bare durable loop (insert+XADD; read+claim+complete+XACK)",
+                result=f"{c.durable_tasks_s:,.0f} tasks/s", value=c.durable_tasks_s),
+        ]  # fmt: skip
+
+    async def _load(self, key: str, opts: LoadOptions) -> Report:
+        self.say(f"{key}: {opts.burst()} via {opts.route()}")
+        report = await run_load(
+            opts, db=self.db, concurrency=self.config.worker_pool, check=self.cluster.check
+        )
+        self.cluster.check()
+        self.result.reports[key] = report
+        if report.unfinished or report.rejected:
+            raise BenchError(
+                f"scenario {key}: {report.unfinished} unfinished, {report.rejected} rejected"
+                + "".join(f"\n  {e}" for e in report.errors)
+            )
+        return report
+
+    def _noop(self, **options: Any) -> LoadOptions:
+        """Options for noop tasks, all of priority default, against this bench's ingest."""
+        mix = dict(pct_noop=100, pct_flaky=0, pct_fail=0, pct_sleep=0, pct_critical=0,
+                   pct_high=0, pct_default=100, pct_low=0)  # fmt: skip
+        return LoadOptions(**{"url": self.url, "timeout": 900, **mix, **options})
+
+    def _memory(self, label: str) -> None:
+        self.result.memory_mib[label] = rss = self.cluster.rss()
+        executors = [v for k, v in rss.items() if k.startswith("executor")]
+        shown = f"ingest {rss.get('ingest', 0):.0f} MiB, executors " + ", ".join(
+            f"{v:.0f}" for v in executors
+        )
+        self.result.rows.append(Row(measure=f"RSS {label}", result=shown + " MiB"))
+
+    async def _start_executors(self) -> None:
+        """Start the executors and wait until each has run a task."""
+        self.cluster.start("executor")
+        for _ in range(20):
+            warm = self._noop(n=50 * self.args.executors, batch=50, timeout=60)
+            report = await run_load(warm, db=self.db, check=self.cluster.check)
+            if (report.executors or 0) >= self.args.executors:
+                return
+        raise BenchError("not every executor took tasks within the warm-up")
+
+    async def _scenarios(self) -> None:
+        n = 100_000 // self.scale
+        if "C" in self.args.only:
+            await self._scenario_c(n)
+        await self._start_executors()
+        if "A" in self.args.only:
+            await self._scenario_a(n)
+        if "B" in self.args.only:
+            await self._scenario_b(30 / self.scale)
+        if "D" in self.args.only:
+            await self._scenario_d(10_000 // self.scale)
+        if self.args.memory_1m:
+            million = self._noop(n=100_000, batch=500, w=4)
+            for i in range(10):
+                self.say(f"memory: round {i + 1} of 10 (100k tasks each)")
+                await self._load("1M", million)
+            self._memory("after 1M more tasks")
+        self._memory("at the end")
+
+    def _durable(self) -> float:
+        return self.result.ceilings.durable_tasks_s if self.result.ceilings else 0.0
+
+    async def _scenario_c(self, n: int) -> None:
+        """Load n tasks while no executor runs, then start them: first start → last finish."""
+        self.say(f"C: loading {n:,} tasks with no executor running, then draining them")
+        opts = self._noop(n=n, batch=500, w=4)
+        concurrency = self.config.worker_pool
+        check = self.cluster.check
+        async with LoadRun(opts, db=self.db, concurrency=concurrency, check=check) as run:
+            await run.submit()
+            self.cluster.start("executor")
+            report = await run.finish()
+        self.cluster.check()
+        self.result.reports["C"] = report
+        rate = report.succeeded / report.process_s if report.process_s else 0.0
+        self._row(
+            measure=f"C: drain of {n:,} queued tasks (first start to last finish)",
+            value=rate,
+            result=f"{rate:,.0f} tasks/s",
+            target=f">= {C_TARGET:,}/s",
+            met=rate >= C_TARGET,
+            ceiling=self._durable(),
+        )
+        self._memory(f"after C ({n:,} tasks)")
+
+    async def _scenario_a(self, n: int) -> None:
+        report = await self._load("A", self._noop(n=n, batch=500, w=4))
+        rate = report.throughput
+        self._row(
+            measure=f"A: {n:,} noop via the batch route, first accepted to last succeeded",
+            value=rate,
+            result=f"{rate:,.0f} tasks/s",
+            target=f">= {A_TARGET:,}/s and >= {A_SHARE:.0%} of the bare loop",
+            met=rate >= A_TARGET and rate >= A_SHARE * self._durable(),
+            ceiling=self._durable(),
+        )
+        self._memory(f"after A ({n:,} tasks)")
+
+    async def _scenario_b(self, seconds: float) -> None:
+        report = await self._load("B", self._noop(rate=1000, duration=seconds, w=64))
+        title = f"B: open loop, 1,000/s for {seconds:g} s, single route: enqueue to start"
+        figures = (
+            ("p50", report.wait_p50_ms, B_P50_MS),
+            ("p99", report.wait_p99_ms, B_P99_MS),
+            ("max", report.wait_max_ms, None),
+        )
+        for name, value, limit in figures:
+            self._row(
+                measure=f"{title} {name}",
+                value=value,
+                result=fmt_ms(value),
+                target=f"<= {limit:g} ms" if limit else "",
+                met=None if limit is None or value is None else value <= limit,
+            )
+
+    async def _scenario_d(self, n: int) -> None:
+        opts = LoadOptions(n=n, url=self.url, timeout=900)
+        allowance = backoff_allowance_s(self.config, opts)
+        report = await self._load("D", opts)
+        self._row(
+            measure=f"D: the Go scheduler's mix, {n:,} tasks: drain time "
+            f"({report.fail_pct:.1f} % dead, {report.retries:,} retries)",
+            value=report.drain_s,
+            result=fmt_ms(report.drain_s * 1000),
+            target=f"<= {D_SLACK_S:g} s + {allowance:.1f} s of backoff",
+            met=report.drain_s <= D_SLACK_S + allowance,
+        )
+
+    def _row(
+        self,
+        *,
+        measure: str,
+        value: float | None,
+        result: str,
+        target: str,
+        met: bool | None,
+        ceiling: float = 0.0,
+    ) -> None:
+        ratio = f"{value / ceiling:.0%}" if value and ceiling else ""
+        self.result.rows.append(
+            Row(
+                measure=measure,
+                result=result,
+                target=target,
+                vs_ceiling=ratio,
+                met=met,
+                value=value,
+            )
+        )
+
+
+def render(result: Result) -> str:
+    m = result.machine
+    rows: list[list[str]] = []
+    if m is not None:
+        rows += [
+            ["machine", m.describe(), "", "", ""],
+            ["software", f"Python {m.python}, Redis {m.redis}, Postgres {m.postgres}", "", "", ""],
+        ]
+    rows.append(
+        ["services", f"{result.executors} executors x {result.worker_pool} handlers", "", "", ""]
+    )
+    for r in result.rows:
+        mark = "" if r.met is None else ("met" if r.met else "MISSED")
+        rows.append([r.measure, r.result, r.target, r.vs_ceiling, mark])
+    header = ["measure", "result", "target", "vs ceiling", ""]
+    title = f"taskstream bench{' --quick' if result.quick else ''}, {result.started}"
+    return title + "\n\n" + markdown(header, rows, right={1, 3})
+
+
+def bench_main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    try:
+        config = config_mod.load()
+    except TaskstreamError as exc:
+        print(f"taskstream bench: {exc}", file=sys.stderr)
+        return 2
+    database_url = db_mod.with_database(config.database_url, BENCH_DB)
+    log = lambda line: print(f"bench: {line}", file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        stores = ensure(config.redis_url, database_url, args.state_dir.resolve(), log=log)
+    except StoreError as exc:
+        print(f"taskstream bench: {exc}", file=sys.stderr)
+        return 1
+    env = dict(
+        os.environ,
+        REDIS_URL=stores.redis_url,
+        DATABASE_URL=stores.database_url,
+        TASKSTREAM_NAMESPACE=f"bench-{uuid.uuid4().hex[:8]}",
+        HTTP_HOST="127.0.0.1",
+        HTTP_PORT=str(free_port()),
+        METRICS_ADDR="",
+        LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+    )
+    config = msgspec.structs.replace(config, redis_url=stores.redis_url)
+    cluster = Cluster(env, args.executors)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    with stores:
+        try:
+            result = run_async(Bench(args, config, cluster).run)
+        except KeyboardInterrupt:
+            print("taskstream bench: interrupted; stopping", file=sys.stderr)
+            return 130
+        except (TaskstreamError, LoadError) as exc:
+            print(f"taskstream bench: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            cluster.stop()
+            signal.signal(signal.SIGTERM, previous)
+    if args.json:
+        print(msgspec.json.format(msgspec.json.encode(result), indent=2).decode())
+    else:
+        print(render(result))
+    return 0
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt

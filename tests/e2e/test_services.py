@@ -1,0 +1,102 @@
+"""The services as processes: the happy path over HTTP, and an ordered SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from tests.e2e.system import System
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+async def statuses(url: str) -> dict[str, str]:
+    conn = await asyncpg.connect(url)
+    try:
+        return {str(r["id"]): r["status"] for r in await conn.fetch("SELECT id, status FROM tasks")}
+    finally:
+        await conn.close()
+
+
+async def wait_http(base: str) -> None:
+    async def up() -> bool:
+        try:
+            async with aiohttp.ClientSession() as s, s.get(f"{base}/healthz") as r:
+                return r.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    await wait_for(up, timeout=20)
+
+
+async def post(base: str, path: str, body: Any) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as s, s.post(f"{base}{path}", json=body) as r:
+        return r.status, await r.json()
+
+
+async def test_noop_posted_over_http_succeeds_within_a_second(
+    system: System, database_url: str
+) -> None:
+    system.start("ingest")
+    system.start("executor-1")
+    await wait_http(system.url)
+    status, body = await post(system.url, "/v1/tasks", {"type": "noop", "payload": {"x": 1}})
+    assert status == 201
+    task_id = body["id"]
+    posted = time.monotonic()
+
+    async def succeeded() -> bool:
+        async with aiohttp.ClientSession() as s, s.get(f"{system.url}/v1/tasks/{task_id}") as r:
+            return bool((await r.json())["status"] == "succeeded")
+
+    await wait_for(succeeded, timeout=10, every=0.01)
+    assert time.monotonic() - posted < 1.0
+
+    # The Go scheduler's route and bodies.
+    go = {"type": "noop", "priority": "high", "payload": {}, "idempotency_key": "go-1"}
+    status, body = await post(system.url, "/tasks", go)
+    assert (status, body["status"]) == (202, "queued") and body["task_id"]
+    status, again = await post(system.url, "/tasks", go)
+    assert (status, again) == (200, {"task_id": body["task_id"], "status": "duplicate"})
+
+
+async def test_sigterm_finishes_in_flight_tasks_and_exits_zero(
+    system: System, database_url: str
+) -> None:
+    system.start("ingest")
+    await wait_http(system.url)
+    tasks = [{"type": "recorded", "payload": {"ms": 800}} for _ in range(6)]
+    status, body = await post(system.url, "/v1/tasks/batch", {"tasks": tasks})
+    assert status == 200
+    ids = [r["id"] for r in body["results"]]
+    system.start("executor-1", WORKER_POOL="3", PREFETCH="3")
+
+    await wait_for(lambda: _started(system, 3), timeout=20)
+    system.signal("executor-1", signal.SIGTERM)
+    assert system.wait("executor-1") == 0
+
+    runs = system.runs()
+    done = set(runs["done"])
+    assert len(done) == 3 and set(runs["start"]) == done  # in-flight finished, none begun after
+    states = await statuses(database_url)
+    assert {states[i] for i in done} == {"succeeded"}
+    assert {states[i] for i in ids if i not in done} == {"queued"}  # released, not lost
+
+    # Nothing is pending without its commit: a second executor finishes the rest, once each.
+    system.start("executor-2")
+
+    async def all_succeeded() -> bool:
+        return set((await statuses(database_url)).values()) == {"succeeded"}
+
+    await wait_for(all_succeeded, timeout=20)
+    assert all(n == 1 for n in system.runs()["done"].values())
+
+
+async def _started(system: System, n: int) -> bool:
+    return sum(system.runs()["start"].values()) >= n
