@@ -242,8 +242,11 @@ class Streams:
             acked += int(reply)
         return acked
 
-    async def delivery_counts(self, consumer: str, entries: Sequence[Delivery]) -> dict[str, int]:
-        """Times each of this consumer's pending entries was delivered (XPENDING)."""
+    async def delivery_counts(
+        self, consumer: str, entries: Sequence[Delivery]
+    ) -> dict[tuple[str, str], int]:
+        """Times each of this consumer's pending entries was delivered (XPENDING), by
+        ``(priority, entry_id)`` (entry ids are unique per stream only)."""
         by_priority: dict[str, list[str]] = {}
         for d in entries:
             by_priority.setdefault(d.priority, []).append(d.entry_id)
@@ -257,10 +260,10 @@ class Streams:
                 count=len(ids) * 2 + 100,
                 consumername=consumer,
             )
-        counts: dict[str, int] = {}
-        for reply in await pipe.execute():
+        counts: dict[tuple[str, str], int] = {}
+        for priority, reply in zip(by_priority, await pipe.execute(), strict=True):
             for item in reply:
-                counts[_s(item["message_id"])] = int(item["times_delivered"])
+                counts[(priority, _s(item["message_id"]))] = int(item["times_delivered"])
         return counts
 
     async def pending_count(self) -> dict[str, int]:
@@ -328,7 +331,7 @@ class Streams:
             cursor=_s(reply[0]), entries=entries, deliveries=deliveries, deleted=deleted
         )
 
-    async def are_pending(self, entries: Sequence[tuple[str, str]]) -> dict[str, bool]:
+    async def are_pending(self, entries: Sequence[tuple[str, str]]) -> dict[tuple[str, str], bool]:
         """Whether each ``(priority, entry_id)`` is in the group's pending list."""
         if not entries:
             return {}
@@ -337,8 +340,8 @@ class Streams:
             pipe.xpending_range(self.keys.stream(priority), GROUP, entry_id, entry_id, 1)
         replies = await pipe.execute(raise_on_error=False)
         return {
-            entry_id: not isinstance(reply, BaseException) and bool(reply)
-            for (_, entry_id), reply in zip(entries, replies, strict=True)
+            entry: not isinstance(reply, BaseException) and bool(reply)
+            for entry, reply in zip(entries, replies, strict=True)
         }
 
     async def trim_acknowledged(self, priority: str) -> int:

@@ -75,8 +75,9 @@ class Executor:
         self._inflight = 0  # read and not yet acknowledged
         self._changed = asyncio.Event()
         self._ready: asyncio.Queue[Job | None] = asyncio.Queue()
-        # Entries of running handlers, read by the heartbeat thread (hence the lock).
-        self._leases: dict[str, tuple[str, str]] = {}
+        # (priority, entry id) of running handlers, read by the heartbeat thread (hence the
+        # lock). Entry ids are unique per stream only, so the priority is part of the key.
+        self._leases: dict[tuple[str, str], tuple[str, str]] = {}
         self._lock = threading.Lock()
         self._unstarted: list[Job] = []
         self._stopping = False
@@ -194,7 +195,7 @@ class Executor:
         batch: list[Delivery | BadEntry],
         *,
         own: bool = False,
-        poison: frozenset[str] | set[str] = frozenset(),
+        poison: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
     ) -> None:
         """Claim delivered tasks and queue them for the runners; ack what cannot run."""
         deliveries = [d for d in batch if isinstance(d, Delivery)]
@@ -216,7 +217,7 @@ class Executor:
                 )
                 continue
             self._metrics.dequeued.add(1, {"priority": d.priority})
-            if d.entry_id in poison:
+            if (d.priority, d.entry_id) in poison:
                 error = ErrorInfo(
                     type="Poison",
                     message=f"delivered more than {self.config.max_deliveries} times",
@@ -276,14 +277,14 @@ class Executor:
                 continue
             lease = (job.delivery.priority, job.delivery.entry_id)
             with self._lock:
-                self._leases[job.delivery.entry_id] = lease
+                self._leases[lease] = lease
             self._metrics.inflight.add(1)
             try:
                 outcome = await self._execute(job)
             finally:
                 self._metrics.inflight.add(-1)
                 with self._lock:
-                    del self._leases[job.delivery.entry_id]
+                    del self._leases[lease]
             self._completer.submit(
                 Finished(
                     priority=job.delivery.priority,
@@ -411,7 +412,10 @@ class Executor:
         counts = await self._streams.delivery_counts(
             self.consumer, [d for d in own if isinstance(d, Delivery)]
         )
-        poison = {e.entry_id for e in own if counts.get(e.entry_id, 0) > self.config.max_deliveries}
+        limit = self.config.max_deliveries
+        poison = {
+            (e.priority, e.entry_id) for e in own if counts.get((e.priority, e.entry_id), 0) > limit
+        }
         await self._admit(own, own=True, poison=poison)
 
     def _done(self, n: int) -> None:

@@ -206,7 +206,9 @@ class Janitor:
         pending = await self._streams.are_pending(
             [(t.priority, t.entry_id) for t in candidates if t.entry_id]
         )
-        orphans = [t for t in candidates if not t.entry_id or not pending.get(t.entry_id)]
+        orphans = [
+            t for t in candidates if not t.entry_id or not pending.get((t.priority, t.entry_id))
+        ]
         if not orphans:
             return
         outcomes = [self._expired(t, 1, orphan=True) for t in orphans]

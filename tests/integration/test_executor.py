@@ -376,3 +376,21 @@ async def test_ack_happens_only_after_commit(
     await Executor(config, spy, streams, registry_with(), metrics, consumer="c").run_once()
     assert observed and all(n > 0 for _, n in observed)  # still pending while committing
     assert await pending(streams) == 0
+
+
+async def test_same_entry_id_on_two_streams_runs_both_tasks(
+    config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    # Entry ids are unique per stream only: two priorities can hand out the same id.
+    high, low = new_task(config, priority="high"), new_task(config, priority="low")
+    await db.insert_tasks([high, low])
+    await streams.ensure_groups()
+    for task in (high, low):
+        await streams._r.xadd(
+            streams.keys.stream(task.priority), {"t": str(task.id), "a": "1"}, id="5-1"
+        )
+    ran = await executor(config, db, streams, metrics).run_once()
+    assert ran == 2
+    for task in (high, low):
+        view = await db.get_task(task.id)
+        assert view is not None and view.status == "succeeded"
