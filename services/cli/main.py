@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from shared import config as config_mod
-from shared import logs, metrics, runtime
+from shared import logs, metrics, runtime, tracing
 from shared.errors import TaskstreamError
 
 SERVICES = ("ingest", "executor", "watcher", "janitor")
@@ -28,13 +28,21 @@ def run_service(name: str, argv: Sequence[str]) -> int:
         return 2
     logs.setup(config.log_level, config.log_format)
     instruments = metrics.setup(name)
+    try:
+        tracing.setup(name)
+    except TaskstreamError as exc:
+        print(f"taskstream {name}: {exc}", file=sys.stderr)
+        return 2
 
     async def main(stop: asyncio.Event) -> None:
         service = importlib.import_module(f"services.{name}.service")
         options = {"burst": args.burst} if name == "executor" else {}
         await service.serve(config, instruments, stop, **options)
 
-    return runtime.run(main)
+    try:
+        return runtime.run(main)
+    finally:
+        tracing.shutdown()
 
 
 def migrate(argv: Sequence[str]) -> int:

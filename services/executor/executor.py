@@ -23,10 +23,12 @@ import uuid
 from typing import Any
 
 import msgspec
+from opentelemetry.trace import SpanKind, StatusCode
 
 from services.executor.completer import Completer, Finished
 from services.executor.fairness import FairShare
 from services.executor.heartbeat import Heartbeat
+from shared import tracing
 from shared.backoff import failure
 from shared.config import PRIORITIES, Config
 from shared.db import ClaimedTask, Database, Outcome
@@ -296,6 +298,24 @@ class Executor:
 
     async def _execute(self, job: Job) -> Outcome:
         task = job.task
+        with tracing.tracer().start_as_current_span(
+            "task.run",
+            context=tracing.context_from(job.delivery.trace_context),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "taskstream.task.id": str(task.id),
+                "taskstream.task.attempt": task.attempt,
+                "taskstream.task.type": task.type,
+                "taskstream.task.priority": task.priority,
+            },
+        ) as span:
+            outcome = await self._run_handler(task)
+            span.set_attribute("taskstream.outcome", outcome.kind)
+            if outcome.kind != "succeeded":
+                span.set_status(StatusCode.ERROR, outcome.outcome)
+            return outcome
+
+    async def _run_handler(self, task: ClaimedTask) -> Outcome:
         fn = self._registry.get(task.type)
         if fn is None:
             error = ErrorInfo(

@@ -13,10 +13,12 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import msgspec
 from aiohttp import web
+from opentelemetry.trace import Span, SpanKind
 
 from services.ingest import openapi, ops_routes
 from services.ingest.publisher import Publisher
@@ -28,6 +30,7 @@ from services.ingest.validate import (
     new_task,
 )
 from shared import metrics as metrics_mod
+from shared import tracing
 from shared.config import PRIORITIES, Config
 from shared.db import Database, InsertResult
 from shared.errors import StoreUnavailable
@@ -92,10 +95,21 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(500, "internal", "internal error")
 
 
+def _enqueue_span(request: web.Request) -> AbstractContextManager[Span]:
+    """The request's span: a child of the caller's ``traceparent`` header when it sent one;
+    the tasks it creates carry this span's context to the executor."""
+    parent = tracing.context_from(request.headers.get("traceparent"))
+    return tracing.tracer().start_as_current_span(
+        "task.enqueue", context=parent, kind=SpanKind.SERVER
+    )
+
+
 async def create_task(request: web.Request) -> web.Response:
     req = decode_task(await request.read())
-    task = new_task(req, request.app[CONFIG])
-    result = await _insert(request.app, [task])
+    with _enqueue_span(request) as span:
+        task = new_task(req, request.app[CONFIG], trace_context=tracing.current_traceparent())
+        span.set_attribute("taskstream.task.id", str(task.id))
+        result = await _insert(request.app, [task])
     view, created = _result_of(task, result)
     return json_response(view, 201 if created else 200)
 
@@ -103,8 +117,10 @@ async def create_task(request: web.Request) -> web.Response:
 async def create_go_task(request: web.Request) -> web.Response:
     """The Go scheduler's ``POST /tasks``: 202 queued, or 200 duplicate."""
     req = decode_go_task(await request.read())
-    task = new_task(req, request.app[CONFIG])
-    result = await _insert(request.app, [task])
+    with _enqueue_span(request) as span:
+        task = new_task(req, request.app[CONFIG], trace_context=tracing.current_traceparent())
+        span.set_attribute("taskstream.task.id", str(task.id))
+        result = await _insert(request.app, [task])
     view, created = _result_of(task, result)
     if created:
         return json_response({"task_id": str(view.id), "status": "queued"}, 202)
@@ -125,12 +141,15 @@ async def create_batch(request: web.Request) -> web.Response:
         )
     results: list[Any] = [None] * len(batch.tasks)
     tasks: list[tuple[int, NewTask]] = []
-    for i, item in enumerate(batch.tasks):
-        try:
-            tasks.append((i, new_task(convert_task(item), config)))
-        except Invalid as exc:
-            results[i] = {"error": _in_batch(exc.error, i)}
-    result = await _insert(request.app, [t for _, t in tasks])
+    with _enqueue_span(request) as span:
+        trace_context = tracing.current_traceparent()
+        for i, item in enumerate(batch.tasks):
+            try:
+                tasks.append((i, new_task(convert_task(item), config, trace_context=trace_context)))
+            except Invalid as exc:
+                results[i] = {"error": _in_batch(exc.error, i)}
+        span.set_attribute("taskstream.batch.size", len(tasks))
+        result = await _insert(request.app, [t for _, t in tasks])
     for i, task in tasks:
         try:
             view, created = _result_of(task, result)
@@ -211,10 +230,13 @@ async def _insert(app: web.Application, tasks: list[NewTask]) -> InsertResult:
     if not tasks:
         return InsertResult(inserted={}, existing={})
     result = await app[DB].insert_tasks(tasks)
+    contexts = {t.id: t.trace_context for t in tasks}
     app[METRICS].enqueued.add(len(result.inserted))
     crash_point("ingest.after_commit")
     queued = [
-        Publish(priority=v.priority, task_id=v.id, attempt=v.attempt)
+        Publish(
+            priority=v.priority, task_id=v.id, attempt=v.attempt, trace_context=contexts.get(v.id)
+        )
         for v in result.inserted.values()
         if v.status == "queued"
     ]

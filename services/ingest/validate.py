@@ -82,7 +82,13 @@ def decode_go_task(body: bytes) -> TaskRequest:
     )
 
 
-def new_task(req: TaskRequest, config: Config, *, now: dt.datetime | None = None) -> NewTask:
+def new_task(
+    req: TaskRequest,
+    config: Config,
+    *,
+    now: dt.datetime | None = None,
+    trace_context: str | None = None,
+) -> NewTask:
     """Resolve defaults and the start time; raise ``Invalid`` for a contradictory request."""
     if req.run_at is not None and req.delay_ms is not None:
         raise Invalid(
@@ -110,6 +116,7 @@ def new_task(req: TaskRequest, config: Config, *, now: dt.datetime | None = None
         idempotency_key=req.idempotency_key,
         request_hash=request_hash(req) if req.idempotency_key is not None else None,
         run_at=run_at,
+        trace_context=trace_context,
     )
 
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import msgspec
 
+from shared import tracing
 from shared.config import PRIORITIES, Config
 from shared.db import Database, Ready
 from shared.faults import crash_point
@@ -157,15 +158,17 @@ class Watcher:
         return total
 
     async def _publish(self, rows: list[Ready]) -> None:
-        await self._streams.publish(
-            [
-                Publish(
-                    priority=r.priority,
-                    task_id=r.id,
-                    attempt=r.attempt,
-                    trace_context=r.trace_context,
-                )
-                for r in rows
-            ]
-        )
+        await self._streams.publish([self._entry(r) for r in rows])
         crash_point("watcher.after_publish")
+
+    def _entry(self, row: Ready) -> Publish:
+        """The entry for a task, its trace continued by a span of this move."""
+        with tracing.tracer().start_as_current_span(
+            "task.release",
+            context=tracing.context_from(row.trace_context),
+            attributes={"taskstream.task.id": str(row.id), "taskstream.task.attempt": row.attempt},
+        ):
+            trace_context = tracing.current_traceparent()
+        return Publish(
+            priority=row.priority, task_id=row.id, attempt=row.attempt, trace_context=trace_context
+        )
