@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NoOpTracerProvider
@@ -36,7 +36,7 @@ def spans() -> Iterator[InMemorySpanExporter]:
     tracing.use(NoOpTracerProvider())
 
 
-def by_name(spans: Any, name: str) -> list[ReadableSpan]:
+def by_name(spans: Any, name: str) -> list[Any]:
     return [s for s in spans.get_finished_spans() if s.name == name]
 
 
