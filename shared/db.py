@@ -6,11 +6,12 @@ Services call typed methods (``insert_tasks``, ``claim``, ``complete``…); the 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
@@ -110,7 +111,8 @@ class TaskState(msgspec.Struct, frozen=True, kw_only=True):
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     """How one attempt ended, for ``Database.complete``.
 
-    ``kind`` is ``succeeded``, ``retry`` or ``dead``; ``outcome`` is the history label
+    ``kind`` is ``succeeded``, ``retry`` or ``dead`` (``committed`` and ``fenced``: an
+    exactly-once handler's transaction already settled it); ``outcome`` is the history label
     (``failed``, ``timeout``, ``dead``, …); ``error`` is JSON of ``ErrorInfo``.
     """
 
@@ -134,6 +136,29 @@ class Ready(msgspec.Struct, frozen=True, kw_only=True):
 
 
 Publisher = Callable[[list[Ready]], Awaitable[object]]
+
+
+class Fenced(Exception):
+    """The attempt was taken over before its transaction could commit; nothing was written."""
+
+
+class _Transaction:
+    """What an exactly-once handler gets as ``ctx.db``: queries only, no commit or close."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, query: str, *args: Any) -> str:
+        return str(await self._conn.execute(query, *args))
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]:
+        return list(await self._conn.fetch(query, *args))
+
+    async def fetchrow(self, query: str, *args: Any) -> Any:
+        return await self._conn.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        return await self._conn.fetchval(query, *args)
 
 
 class InsertResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -362,6 +387,19 @@ class Database:
             if rows:
                 await publish(rows)
         return rows
+
+    @contextlib.asynccontextmanager
+    async def exactly_once(self, task_id: uuid.UUID, attempt: int) -> AsyncIterator[_Transaction]:
+        """A transaction for a handler's writes that commits only together with the task's
+        success, fenced by ``attempt``; raises ``Fenced`` (all rolled back) if the attempt was
+        taken over, and rolls back when the handler raises."""
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                yield _Transaction(conn)
+                if await conn.fetchval(sql.COMPLETE_SUCCEEDED_ONE, task_id, attempt) is None:
+                    raise Fenced(f"task {task_id} attempt {attempt} was taken over")
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"Postgres is not reachable: {exc!r}") from exc
 
     async def prepare_all(self) -> list[str]:
         """Prepare every named query (a test runs this against a migrated database)."""

@@ -19,7 +19,7 @@ import inspect
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -32,6 +32,19 @@ class NonRetryableError(TaskstreamError):
     """Raise from a handler to send the task straight to the dead letters."""
 
 
+class Transaction(Protocol):
+    """The open transaction an exactly-once handler writes through (asyncpg-style methods).
+
+    The executor commits it together with the task's ``succeeded`` status, fenced by the
+    attempt: if this attempt was reclaimed meanwhile, everything written here is rolled back.
+    """
+
+    async def execute(self, query: str, *args: Any) -> str: ...
+    async def fetch(self, query: str, *args: Any) -> list[Any]: ...
+    async def fetchrow(self, query: str, *args: Any) -> Any: ...
+    async def fetchval(self, query: str, *args: Any) -> Any: ...
+
+
 class Context(msgspec.Struct, frozen=True, kw_only=True):
     """What a handler knows about the run it is part of."""
 
@@ -42,6 +55,7 @@ class Context(msgspec.Struct, frozen=True, kw_only=True):
     type: str
     priority: str
     deadline: float  # time.time() by which the handler must return
+    db: Transaction | None = None  # exactly-once handlers only: the task's transaction
 
     @property
     def idempotency_key(self) -> str:
@@ -57,10 +71,18 @@ class Registry:
 
     def __init__(self) -> None:
         self._handlers: dict[str, Callable[[Any, Context], Awaitable[Any]]] = {}
+        self._transactional: set[str] = set()
 
-    def register(self, task_type: str, fn: HandlerFn) -> None:
+    def register(self, task_type: str, fn: HandlerFn, *, transactional: bool = False) -> None:
+        """Register ``fn`` for ``task_type``. A ``transactional`` handler (a coroutine function)
+        gets ``ctx.db``, a transaction committed with the task's success: exactly-once for
+        its writes to this Postgres."""
         if task_type in self._handlers:
             raise TaskstreamError(f"a handler for {task_type!r} is already registered")
+        if transactional:
+            if not inspect.iscoroutinefunction(fn):
+                raise TaskstreamError("a transactional handler must be a coroutine function")
+            self._transactional.add(task_type)
         if inspect.iscoroutinefunction(fn):
             self._handlers[task_type] = fn
         else:
@@ -74,12 +96,17 @@ class Registry:
     def get(self, task_type: str) -> Callable[[Any, Context], Awaitable[Any]] | None:
         return self._handlers.get(task_type)
 
+    def is_transactional(self, task_type: str) -> bool:
+        return task_type in self._transactional
+
     def types(self) -> list[str]:
         return sorted(self._handlers)
 
-    def handler(self, task_type: str) -> Callable[[HandlerFn], HandlerFn]:
+    def handler(
+        self, task_type: str, *, transactional: bool = False
+    ) -> Callable[[HandlerFn], HandlerFn]:
         def decorate(fn: HandlerFn) -> HandlerFn:
-            self.register(task_type, fn)
+            self.register(task_type, fn, transactional=transactional)
             return fn
 
         return decorate
@@ -88,9 +115,10 @@ class Registry:
 registry = Registry()
 
 
-def handler(task_type: str) -> Callable[[HandlerFn], HandlerFn]:
-    """Register the decorated function as the handler of ``task_type``."""
-    return registry.handler(task_type)
+def handler(task_type: str, *, transactional: bool = False) -> Callable[[HandlerFn], HandlerFn]:
+    """Register the decorated function as the handler of ``task_type`` (``transactional``:
+    see ``Registry.register``)."""
+    return registry.handler(task_type, transactional=transactional)
 
 
 def load_modules(names: str) -> None:

@@ -118,6 +118,13 @@ WHERE t.id = c.id AND t.attempt = c.attempt AND t.status = 'running'
 RETURNING t.id
 """
 
+# Record one successful attempt inside the handler's own transaction (exactly-once handlers).
+COMPLETE_SUCCEEDED_ONE = """
+UPDATE tasks SET status = 'succeeded', finished_at = now(), updated_at = now()
+WHERE id = $1 AND attempt = $2 AND status = 'running'
+RETURNING id
+"""
+
 # Record failed attempts that will run again: keep the error in the history, bump the
 # attempt (the fencing token) and queue the retry in the due table after its backoff.
 COMPLETE_RETRY = """

@@ -25,6 +25,9 @@ from shared.streams import Streams
 log = logging.getLogger(__name__)
 
 RETRY_PAUSE_S = 0.5
+# Outcome kinds this completer writes; "committed" (an exactly-once handler's success, already
+# in Postgres) and "fenced" (its attempt was taken over) only need counting and acking.
+RECORD = frozenset({"succeeded", "retry", "dead"})
 
 
 class Finished(msgspec.Struct, frozen=True, kw_only=True):
@@ -84,10 +87,10 @@ class Completer:
             await asyncio.shield(self._flush(batch))
 
     async def _flush(self, batch: list[Finished]) -> None:
-        outcomes = [f.outcome for f in batch if f.outcome is not None]
+        outcomes = [f.outcome for f in batch if f.outcome is not None and f.outcome.kind in RECORD]
+        recorded = await self._record(outcomes) if outcomes else set()
+        self._count(batch, recorded)
         if outcomes:
-            recorded = await self._record(outcomes)
-            self._count(batch, recorded)
             crash_point("executor.after_commit")
         await self._ack(batch)
         self._on_done(len(batch))
@@ -128,7 +131,9 @@ class Completer:
             if o is None:
                 continue
             labels = {"type": f.type, "priority": f.priority}
-            if o.task_id not in recorded:
+            if o.kind == "committed":
+                m.succeeded.add(1, labels)
+            elif o.kind == "fenced" or o.task_id not in recorded:
                 m.fenced.add(1, {"stage": "complete"})
                 log.info(
                     "dropped the late result of task %s attempt %d",

@@ -31,7 +31,7 @@ from services.executor.heartbeat import Heartbeat
 from shared import tracing
 from shared.backoff import failure
 from shared.config import PRIORITIES, Config
-from shared.db import ClaimedTask, Database, Outcome
+from shared.db import ClaimedTask, Database, Fenced, Outcome
 from shared.errors import StoreUnavailable
 from shared.handlers import Context, NonRetryableError, Registry
 from shared.metrics import Metrics
@@ -340,7 +340,14 @@ class Executor:
         try:
             payload: Any = msgspec.json.decode(task.payload)
             async with scope:
+                if self._registry.is_transactional(task.type):
+                    # Exactly-once: the handler's writes commit with the success, or not at all.
+                    async with self._db.exactly_once(task.id, task.attempt) as tx:
+                        await fn(payload, msgspec.structs.replace(ctx, db=tx))
+                    return Outcome(task_id=task.id, attempt=task.attempt, kind="committed")
                 await fn(payload, ctx)
+        except Fenced:
+            return Outcome(task_id=task.id, attempt=task.attempt, kind="fenced")
         except TimeoutError as exc:
             if not scope.expired():
                 return self._failure(task, _error_info(exc), "failed")
