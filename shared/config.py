@@ -80,7 +80,7 @@ ENV_NAMES: dict[str, str] = {
 DESCRIPTIONS: dict[str, str] = {
     "redis_url": "Redis URL (Redis ≥ 6.2; 7 is the main target).",
     "database_url": "Postgres URL; the source of truth for every task.",
-    "namespace": "Prefix of every Redis key (`<ns>:stream:<priority>` …).",
+    "namespace": "Namespace of every Redis key (`{<ns>}:stream:<priority>` …).",
     "db_pool_min": "Postgres connections each service keeps open.",
     "db_pool_max": "Most Postgres connections each service opens.",
     "http_host": "Address the ingest HTTP API binds to.",
@@ -120,7 +120,7 @@ DESCRIPTIONS: dict[str, str] = {
     "retry_max_ms": "Cap of the retry backoff.",
     "retry_jitter_ms": "Random jitter added to each retry delay (0..value).",
     "log_level": "Logging level.",
-    "log_format": "`json`, `text`, or `auto` (JSON when stdout is not a terminal).",
+    "log_format": "`json`, `text`, or `auto` (JSON lines when stderr is not a terminal).",
 }
 
 
