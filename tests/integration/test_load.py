@@ -8,7 +8,7 @@ import collections
 import io
 import random
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from services.cli.bench_track import Progress
@@ -30,8 +30,9 @@ MIX = dict(pct_noop=40, pct_flaky=25, pct_fail=25, pct_sleep=10, sleep_ms=5, fla
 @asynccontextmanager
 async def system(
     config: Config, db: Database, streams: Streams, metrics: Metrics
-) -> AsyncIterator[str]:
-    """Ingest (its base URL is yielded), one executor and one watcher, until the block ends."""
+) -> AsyncIterator[tuple[str, Callable[[], None]]]:
+    """Ingest, one executor and one watcher until the block ends; yields ingest's base URL
+    and a liveness check."""
     registry = Registry()
     for name, fn in BUILTINS.items():
         registry.register(name, fn)
@@ -40,8 +41,16 @@ async def system(
     watcher = Watcher(config, db, streams, metrics)
     async with api_client(config, db, streams, metrics) as (client, _):
         tasks = [asyncio.create_task(executor.run(stop)), asyncio.create_task(watcher.run(stop))]
+
+        def check() -> None:
+            """Fail the load at once if the executor or the watcher died."""
+            for task in tasks:
+                if task.done():
+                    task.result()
+                    raise AssertionError("a service returned before it was stopped")
+
         try:
-            yield str(client.make_url("")).rstrip("/")
+            yield str(client.make_url("")).rstrip("/"), check
         finally:
             stop.set()
             await asyncio.gather(*tasks)
@@ -54,9 +63,11 @@ def expected(opts: LoadOptions) -> collections.Counter[str]:
 async def test_report_adds_up_polling_postgres(
     config: Config, db: Database, streams: Streams, metrics: Metrics
 ) -> None:
-    async with system(config, db, streams, metrics) as url:
+    async with system(config, db, streams, metrics) as (url, check):
         opts = LoadOptions(n=40, w=4, url=url, seed=11, timeout=60, **MIX)  # type: ignore[arg-type]
-        report = await run_load(opts, db=db, concurrency=config.worker_pool, progress=quiet())
+        report = await run_load(
+            opts, db=db, concurrency=config.worker_pool, progress=quiet(), check=check
+        )
 
     planned = expected(opts)
     assert planned["always_fail"] and planned["flaky"]  # the seed draws both
@@ -79,9 +90,9 @@ async def test_report_adds_up_polling_postgres(
 async def test_report_adds_up_over_http_with_batches(
     config: Config, db: Database, streams: Streams, metrics: Metrics
 ) -> None:
-    async with system(config, db, streams, metrics) as url:
+    async with system(config, db, streams, metrics) as (url, check):
         opts = LoadOptions(n=40, w=2, batch=15, url=url, seed=5, timeout=60, **MIX)  # type: ignore[arg-type]
-        report = await run_load(opts, db=None, progress=quiet())
+        report = await run_load(opts, db=None, progress=quiet(), check=check)
 
     planned = expected(opts)
     assert report.route == "/v1/tasks/batch (15 per request)"
@@ -100,9 +111,9 @@ NOOP = dict(pct_noop=100, pct_flaky=0, pct_fail=0, pct_sleep=0)
 async def test_open_loop_submits_every_task(
     config: Config, db: Database, streams: Streams, metrics: Metrics
 ) -> None:
-    async with system(config, db, streams, metrics) as url:
+    async with system(config, db, streams, metrics) as (url, check):
         opts = LoadOptions(rate=400, duration=0.05, url=url, timeout=60, **NOOP)  # type: ignore[arg-type]
-        report = await run_load(opts, db=db, progress=quiet())
+        report = await run_load(opts, db=db, progress=quiet(), check=check)
     assert (report.requested, report.accepted, report.succeeded) == (20, 20, 20)
 
 
@@ -113,9 +124,9 @@ async def test_a_database_without_the_tasks_falls_back_to_http(
     await db_mod.create_database(url, template=template_db)
     other = await Database.connect(url, min_size=1, max_size=2)
     try:
-        async with system(config, db, streams, metrics) as base:
+        async with system(config, db, streams, metrics) as (base, check):
             opts = LoadOptions(n=5, url=base, timeout=60, **NOOP)  # type: ignore[arg-type]
-            report = await run_load(opts, db=other, progress=quiet())
+            report = await run_load(opts, db=other, progress=quiet(), check=check)
     finally:
         await other.close()
         await db_mod.drop_database(url)
