@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from opentelemetry import metrics as otel
 from opentelemetry.metrics import Meter
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import Histogram, MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 
@@ -99,6 +99,43 @@ class Metrics:
             unit="s",
             description="How late the watcher moved a due task.",
         )
+        # Queue gauges: sampled in one place (the janitor), never summed across executors.
+        self.queue_depth = meter.create_gauge(
+            "queue_depth", unit="1", description="Entries not yet delivered (group lag)."
+        )
+        self.stream_length = meter.create_gauge(
+            "stream_length", unit="1", description="Entries in the stream (XLEN)."
+        )
+        self.pending_entries = meter.create_gauge(
+            "pending_entries", unit="1", description="Delivered, not yet acknowledged entries."
+        )
+        self.consumers = meter.create_gauge(
+            "consumers", unit="1", description="Consumers in the executors' group."
+        )
+        self.oldest_pending_age = meter.create_gauge(
+            "oldest_pending_age_seconds",
+            unit="s",
+            description="Age of the oldest unacknowledged entry (since it was added).",
+        )
+        self.oldest_pending_idle = meter.create_gauge(
+            "oldest_pending_idle_seconds",
+            unit="s",
+            description="Idle time of the oldest unacknowledged entry (since delivery or lease).",
+        )
+        self.oldest_undelivered_age = meter.create_gauge(
+            "oldest_undelivered_age_seconds",
+            unit="s",
+            description="How long the first entry not yet delivered has waited.",
+        )
+        self.retry_set_depth = meter.create_gauge(
+            "retry_set_depth", unit="1", description="Retries waiting in the due table."
+        )
+        self.delayed_depth = meter.create_gauge(
+            "delayed_depth", unit="1", description="Delayed tasks waiting in the due table."
+        )
+        self.dlq_depth = meter.create_gauge(
+            "dlq_depth", unit="1", description="Dead letters held in Postgres."
+        )
         self.inflight = meter.create_up_down_counter(
             "processing_inflight", unit="1", description="Handlers running now."
         )
@@ -107,6 +144,7 @@ class Metrics:
 def views() -> list[View]:
     return [
         View(
+            instrument_type=Histogram,
             instrument_name="*_seconds",
             aggregation=ExplicitBucketHistogramAggregation(SECONDS_BUCKETS),
         )

@@ -30,11 +30,13 @@ from collections.abc import Callable
 
 import msgspec
 
+from shared import ops
 from shared.backoff import failure
 from shared.config import PRIORITIES, Config
 from shared.db import Database, Outcome, TaskState
 from shared.metrics import Metrics
 from shared.models import Delivery, ErrorInfo
+from shared.ops_models import Queues
 from shared.streams import STORES_DOWN, BadEntry, Publish, Streams
 
 log = logging.getLogger(__name__)
@@ -96,7 +98,27 @@ class Janitor:
                 self._metrics.trimmed.add(trimmed, {"priority": priority})
             report.trimmed += trimmed
         report.consumers_removed = await self.prune_consumers()
+        await self.sample()
         return report
+
+    async def sample(self) -> Queues:
+        """Set the queue gauges: sampled here, in one place, so summing them across the
+        executors can never multiply them."""
+        snapshot = await ops.queues(self._db, self._streams)
+        m = self._metrics
+        for q in snapshot.queues:
+            labels = {"priority": q.priority}
+            m.queue_depth.set(q.lag if q.lag is not None else 0, labels)
+            m.stream_length.set(q.length, labels)
+            m.pending_entries.set(q.pending, labels)
+            m.consumers.set(q.consumers, labels)
+            m.oldest_pending_age.set((q.oldest_pending_age_ms or 0) / 1000, labels)
+            m.oldest_pending_idle.set((q.oldest_pending_idle_ms or 0) / 1000, labels)
+            m.oldest_undelivered_age.set((q.oldest_undelivered_age_ms or 0) / 1000, labels)
+            m.retry_set_depth.set(q.retries_waiting, labels)
+            m.delayed_depth.set(q.delayed_waiting, labels)
+            m.dlq_depth.set(q.dead_letters, labels)
+        return snapshot
 
     async def reclaim(self, priority: str, report: Report) -> None:
         """Sweep one stream's pending list once, following the XAUTOCLAIM cursor."""

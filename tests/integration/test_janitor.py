@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 import msgspec
 import redis
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from services.executor.executor import Executor
 from services.janitor.janitor import Janitor
@@ -19,6 +20,7 @@ from shared.keys import GROUP
 from shared.metrics import Metrics
 from shared.models import Delivery
 from shared.streams import Streams
+from tests.conftest import counter_value
 from tests.factories import enqueue, new_task
 from tests.integration.test_executor import registry_with
 
@@ -77,14 +79,14 @@ async def test_live_long_task_is_never_reclaimed_while_its_heartbeat_runs(
 ) -> None:
     # The handler blocks the event loop for 4 times the visibility timeout; the heartbeat runs in a
     # thread of its own, so the entry's idle time stays short all along.
-    config = msgspec.structs.replace(config, vis_timeout_ms=300)
+    config = msgspec.structs.replace(config, vis_timeout_ms=800)
     idle_seen: list[int] = []
     sync = redis.Redis.from_url(config.redis_url)
 
     async def cpu_bound(payload: Any, ctx: Context) -> None:
-        deadline = time.monotonic() + 1.2
+        deadline = time.monotonic() + 2.4
         while time.monotonic() < deadline:
-            time.sleep(0.05)  # noqa: ASYNC251 - blocks the loop on purpose
+            time.sleep(0.1)  # noqa: ASYNC251 - blocks the loop on purpose
             [item] = sync.xpending_range(streams.keys.stream("default"), GROUP, "-", "+", 1)
             idle_seen.append(int(item["time_since_delivered"]))
 
@@ -236,3 +238,26 @@ async def test_two_janitors_at_once_do_no_double_work(
         r["attempt"] for r in await execute(config.database_url, "SELECT attempt FROM tasks")
     }
     assert attempts == {2}
+
+
+async def test_queue_gauges_are_sampled_by_the_janitor(
+    config: Config,
+    db: Database,
+    streams: Streams,
+    metrics: Metrics,
+    metric_reader: InMemoryMetricReader,
+) -> None:
+    await enqueue(db, streams, [new_task(config, priority="high") for _ in range(5)])
+    await streams.read("busy", {"high": 2})
+
+    await janitor(config, db, streams, metrics).run_once()
+
+    def gauge(name: str) -> float:
+        return counter_value(metric_reader, name, priority="high")
+
+    assert gauge("queue_depth") == 3
+    assert gauge("pending_entries") == 2
+    assert gauge("stream_length") == 5
+    assert gauge("consumers") == 1
+    assert gauge("dlq_depth") == 0
+    assert counter_value(metric_reader, "queue_depth", priority="low") == 0
