@@ -77,7 +77,7 @@ async def test_expired_lease_is_a_failed_attempt_and_the_old_worker_is_fenced(
 async def test_live_long_task_is_never_reclaimed_while_its_heartbeat_runs(
     config: Config, db: Database, streams: Streams, metrics: Metrics
 ) -> None:
-    # The handler blocks the event loop for 4 times the visibility timeout; the heartbeat runs in a
+    # The handler blocks the event loop for 3 times the visibility timeout; the heartbeat runs in a
     # thread of its own, so the entry's idle time stays short all along.
     config = msgspec.structs.replace(config, vis_timeout_ms=800)
     idle_seen: list[int] = []
