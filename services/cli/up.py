@@ -3,8 +3,8 @@
 Finds or starts Redis and Postgres (``services.cli.stores``), creates and migrates the
 database, then runs every service as its own process: ingest, N executors (stable consumer
 names, so a restart takes back its own pending entries), and the watcher and janitor when
-installed. Ctrl-C stops them in order (ingest first, then executors, then the movers), then
-the stores it started.
+installed, and Prometheus (with the alert rules) when it is installed. Ctrl-C stops them in
+order (ingest first, then executors, then the movers), then the stores it started.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import importlib.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,15 +28,18 @@ from shared import db
 from shared.errors import TaskstreamError
 
 ORDER = ("ingest", "executor", "watcher", "janitor")
+STOP_ORDER = (*ORDER, "prometheus")
+PROMETHEUS_PORT = 9090
+RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
 METRICS_BASE_PORT = 9100
 STOP_TIMEOUT = 60.0
 
 
 class Child:
-    def __init__(self, name: str, env: dict[str, str]) -> None:
+    def __init__(self, name: str, env: dict[str, str], argv: list[str] | None = None) -> None:
         self.name = name
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name.split('-')[0]}"],
+            argv or [sys.executable, "-m", f"services.{name.split('-')[0]}"],
             env=env,
             start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
         )
@@ -77,13 +81,50 @@ def up_main(argv: Sequence[str]) -> int:
             print(f"taskstream up: {exc}", file=sys.stderr)
             return 1
         print(f"migrations: {len(applied)} applied", flush=True)
-        return _supervise(config, stores.redis_url, stores.database_url, args.executors)
+        return _supervise(
+            config, stores.redis_url, stores.database_url, args.executors, args.state_dir
+        )
 
 
-def _supervise(config: config_mod.Config, redis_url: str, database_url: str, n: int) -> int:
+def _prometheus(state_dir: Path, targets: list[tuple[str, str]]) -> Child | None:
+    """Start Prometheus (when installed) scraping every service, with the alert rules."""
+    binary = shutil.which("prometheus")
+    if binary is None or not _port_free(PROMETHEUS_PORT):
+        return None
+    home = (state_dir / "prometheus").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    jobs = "\n".join(
+        f"  - job_name: taskstream-{job}\n    static_configs:\n      - targets: ['{addr}']"
+        for job, addr in targets
+    )
+    rules = f"rule_files: ['{RULES}']\n" if RULES.exists() else ""
+    config = home / "prometheus.yml"
+    config.write_text(f"global:\n  scrape_interval: 5s\n{rules}scrape_configs:\n{jobs}\n")
+    return Child(
+        "prometheus",
+        dict(os.environ),
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={home / 'data'}",
+            f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}",
+            "--log.level=warn",
+        ],
+    )
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _supervise(
+    config: config_mod.Config, redis_url: str, database_url: str, n: int, state_dir: Path
+) -> int:
     base = dict(os.environ, REDIS_URL=redis_url, DATABASE_URL=database_url)
     host = socket.gethostname()
     children: list[Child] = []
+    targets: list[tuple[str, str]] = []
     port = METRICS_BASE_PORT
     lines = [f"API         http://127.0.0.1:{config.http_port}  (metrics at /metrics)"]
     for service in available():
@@ -97,6 +138,12 @@ def _supervise(config: config_mod.Config, redis_url: str, database_url: str, n: 
             if service == "executor":
                 env["CONSUMER_NAME"] = f"{host}-{name}"
             children.append(Child(name, env))
+            addr = env.get("METRICS_ADDR", f"127.0.0.1:{config.http_port}")
+            targets.append((service, addr))
+    prometheus = _prometheus(state_dir, targets)
+    if prometheus is not None:
+        children.append(prometheus)
+        lines.append(f"prometheus  http://127.0.0.1:{PROMETHEUS_PORT}  (alert rules loaded)")
     print("taskstream is up:\n  " + "\n  ".join(lines) + "\nCtrl-C to stop.", flush=True)
 
     stopping = False
@@ -117,7 +164,7 @@ def _supervise(config: config_mod.Config, redis_url: str, database_url: str, n: 
     if failed:
         print(f"taskstream up: {failed}; stopping everything", file=sys.stderr)
     print("stopping: ingest, executors, then the movers", flush=True)
-    for service in ORDER:
+    for service in STOP_ORDER:
         group = [c for c in children if c.name.split("-")[0] == service]
         for child in group:
             child.terminate()
