@@ -181,3 +181,54 @@ def prometheus_text() -> bytes:
     from prometheus_client import REGISTRY, generate_latest
 
     return generate_latest(REGISTRY)
+
+
+# The labels each instrument is recorded with (bounded: never a task id). The README's table
+# is generated from these and the instruments' own descriptions.
+LABELS: dict[str, str] = {
+    "tasks_enqueued": "",
+    "tasks_published": "priority",
+    "publish_failures": "",
+    "tasks_dequeued": "priority",
+    "tasks_succeeded": "type, priority",
+    "tasks_failed": "type, priority",
+    "tasks_retried": "priority",
+    "tasks_dead_lettered": "priority, reason",
+    "tasks_reaped": "priority",
+    "acks": "",
+    "fenced_results": "stage (claim, complete, reclaim)",
+    "bad_entries": "priority",
+    "task_run_seconds": "type",
+    "enqueue_to_start_seconds": "priority",
+    "stream_trimmed": "priority",
+    "tasks_moved": "priority",
+    "tasks_repaired": "",
+    "watcher_lateness_seconds": "",
+    "queue_depth": "priority",
+    "stream_length": "priority",
+    "pending_entries": "priority",
+    "consumers": "priority",
+    "oldest_pending_age_seconds": "priority",
+    "oldest_pending_idle_seconds": "priority",
+    "oldest_undelivered_age_seconds": "priority",
+    "retry_set_depth": "priority",
+    "delayed_depth": "priority",
+    "dlq_depth": "priority",
+    "processing_inflight": "",
+}
+
+
+KINDS = {"Counter": "counter", "Histogram": "histogram", "Gauge": "gauge", "UpDownCounter": "gauge"}
+
+
+def markdown_table() -> str:
+    """The README's metrics table: Prometheus name, kind, labels, meaning."""
+    instruments = Metrics(MeterProvider().get_meter("taskstream"))
+    lines = ["| metric | kind | labels | meaning |", "| --- | --- | --- | --- |"]
+    for instrument in vars(instruments).values():
+        name = instrument.name
+        kind = KINDS[type(instrument).__name__.lstrip("_")]
+        shown = f"{name}_total" if kind == "counter" else name
+        labels = LABELS[name] or "—"
+        lines.append(f"| `{shown}` | {kind} | {labels} | {instrument.description} |")
+    return "\n".join(lines)
