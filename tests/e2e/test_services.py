@@ -10,7 +10,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from tests.e2e.system import System
+from tests.e2e.system import System, free_port
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -44,7 +44,8 @@ async def test_noop_posted_over_http_succeeds_within_a_second(
     system: System, database_url: str
 ) -> None:
     system.start("ingest")
-    system.start("executor-1")
+    metrics_port = free_port()
+    system.start("executor-1", METRICS_ADDR=f"127.0.0.1:{metrics_port}")
     await wait_http(system.url)
     status, body = await post(system.url, "/v1/tasks", {"type": "noop", "payload": {"x": 1}})
     assert status == 201
@@ -64,6 +65,33 @@ async def test_noop_posted_over_http_succeeds_within_a_second(
     assert (status, body["status"]) == (202, "queued") and body["task_id"]
     status, again = await post(system.url, "/tasks", go)
     assert (status, again) == (200, {"task_id": body["task_id"], "status": "duplicate"})
+
+    # Both services expose their metrics to a Prometheus scrape.
+    ingest = await scrape(f"{system.url}/metrics")
+    assert metric(ingest, "tasks_enqueued_total") == 2
+    executor = await scrape(f"http://127.0.0.1:{metrics_port}/metrics")
+
+    async def counted() -> bool:
+        text = await scrape(f"http://127.0.0.1:{metrics_port}/metrics")
+        return metric(text, "tasks_succeeded_total") == 2
+
+    await wait_for(counted, timeout=10)
+    assert "task_run_seconds_bucket" in executor and "tasks_dequeued_total" in executor
+
+
+async def scrape(url: str) -> str:
+    async with aiohttp.ClientSession() as s, s.get(url) as r:
+        assert r.status == 200
+        return await r.text()
+
+
+def metric(text: str, name: str) -> float:
+    """Sum of a metric's samples in Prometheus text format."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 async def test_sigterm_finishes_in_flight_tasks_and_exits_zero(
