@@ -21,6 +21,7 @@ from aiohttp import web
 from opentelemetry.trace import Span, SpanKind
 
 from services.ingest import openapi, ops_routes
+from services.ingest.committer import GroupCommit
 from services.ingest.publisher import Publisher
 from services.ingest.validate import (
     Invalid,
@@ -34,7 +35,6 @@ from shared import tracing
 from shared.config import PRIORITIES, Config
 from shared.db import Database, InsertResult
 from shared.errors import StoreUnavailable
-from shared.faults import crash_point
 from shared.metrics import Metrics
 from shared.models import (
     STATUSES,
@@ -45,7 +45,7 @@ from shared.models import (
     TaskList,
     TaskView,
 )
-from shared.streams import Publish, Streams
+from shared.streams import Streams
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ DB: web.AppKey[Database] = web.AppKey("db", Database)
 STREAMS: web.AppKey[Streams] = web.AppKey("streams", Streams)
 PUBLISHER: web.AppKey[Publisher] = web.AppKey("publisher", Publisher)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+COMMITTER: web.AppKey[GroupCommit] = web.AppKey("committer", GroupCommit)
 
 
 def json_response(
@@ -227,21 +228,7 @@ async def openapi_route(request: web.Request) -> web.Response:
 
 
 async def _insert(app: web.Application, tasks: list[NewTask]) -> InsertResult:
-    if not tasks:
-        return InsertResult(inserted={}, existing={})
-    result = await app[DB].insert_tasks(tasks)
-    contexts = {t.id: t.trace_context for t in tasks}
-    app[METRICS].enqueued.add(len(result.inserted))
-    crash_point("ingest.after_commit")
-    queued = [
-        Publish(
-            priority=v.priority, task_id=v.id, attempt=v.attempt, trace_context=contexts.get(v.id)
-        )
-        for v in result.inserted.values()
-        if v.status == "queued"
-    ]
-    await app[PUBLISHER].publish(queued)
-    return result
+    return await app[COMMITTER].insert(tasks)
 
 
 def _result_of(task: NewTask, result: InsertResult) -> tuple[TaskView, bool]:
@@ -329,6 +316,12 @@ def build_app(
     app[STREAMS] = streams
     app[METRICS] = metrics
     app[PUBLISHER] = publisher
+    app[COMMITTER] = GroupCommit(db, publisher, metrics)
+    app.on_cleanup.append(_close_committer)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     return app
+
+
+async def _close_committer(app: web.Application) -> None:
+    await app[COMMITTER].close()

@@ -1,0 +1,102 @@
+"""Group commit: concurrent requests share one multi-row INSERT and one pipelined XADD.
+
+Requests queue their tasks here; one writer takes everything queued (up to ``max_rows``) into
+a single transaction, then publishes every queued task in one round trip, then answers each
+request from the shared result. Nothing waits on a timer: while one commit is in flight the
+next group gathers, so a lone request goes straight through and a busy ingest commits in
+large groups. A request is answered only after its rows are committed; if the commit fails,
+every request of the group gets the error and nothing of the group is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from services.ingest.publisher import Publisher
+from shared.db import Database, InsertResult
+from shared.faults import crash_point
+from shared.metrics import Metrics
+from shared.models import NewTask
+from shared.streams import Publish
+
+log = logging.getLogger(__name__)
+
+Waiting = tuple[list[NewTask], "asyncio.Future[InsertResult]"]
+
+
+class GroupCommit:
+    def __init__(
+        self, db: Database, publisher: Publisher, metrics: Metrics, *, max_rows: int = 2000
+    ) -> None:
+        self._db = db
+        self._publisher = publisher
+        self._metrics = metrics
+        self._max_rows = max_rows
+        self._queue: list[Waiting] = []
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+
+    async def insert(self, tasks: list[NewTask]) -> InsertResult:
+        """Commit ``tasks`` (with whatever else is waiting) and publish the queued ones."""
+        if not tasks:
+            return InsertResult(inserted={}, existing={})
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._run())
+        future: asyncio.Future[InsertResult] = asyncio.get_running_loop().create_future()
+        self._queue.append((tasks, future))
+        self._wake.set()
+        return await future
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+            group = self._take()
+            # Shielded: a group being committed is finished and answered even at shutdown.
+            await asyncio.shield(self._commit(group))
+
+    def _take(self) -> list[Waiting]:
+        group: list[Waiting] = []
+        rows = 0
+        while self._queue and (not group or rows + len(self._queue[0][0]) <= self._max_rows):
+            waiting = self._queue.pop(0)
+            group.append(waiting)
+            rows += len(waiting[0])
+        return group
+
+    async def _commit(self, group: list[Waiting]) -> None:
+        tasks = [t for waiting, _ in group for t in waiting]
+        try:
+            result = await self._db.insert_tasks(tasks)
+        except Exception as exc:
+            for _, future in group:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        self._metrics.enqueued.add(len(result.inserted))
+        crash_point("ingest.after_commit")
+        contexts = {t.id: t.trace_context for t in tasks}
+        await self._publisher.publish(
+            [
+                Publish(
+                    priority=v.priority,
+                    task_id=v.id,
+                    attempt=v.attempt,
+                    trace_context=contexts.get(v.id),
+                )
+                for v in result.inserted.values()
+                if v.status == "queued"
+            ]
+        )
+        for _, future in group:
+            if not future.done():  # a client that went away: its tasks are committed anyway
+                future.set_result(result)
