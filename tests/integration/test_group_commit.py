@@ -20,13 +20,13 @@ class GatedDatabase(Database):
     def __init__(self, db: Database, fail_second: bool = False) -> None:
         super().__init__(db._pool)
         self.groups: list[int] = []
-        self.release = asyncio.Event()
+        self.gate = asyncio.Event()
         self.fail_second = fail_second
 
     async def insert_tasks(self, tasks: Any) -> Any:
         self.groups.append(len(tasks))
         if len(self.groups) == 1:
-            await self.release.wait()
+            await self.gate.wait()
         elif self.fail_second:
             raise StoreUnavailable("Postgres is not reachable: simulated")
         return await super().insert_tasks(tasks)
@@ -45,7 +45,7 @@ async def test_requests_arriving_during_a_commit_share_the_next_one(
         ]
         committer = client.app[COMMITTER]
         await wait_for(lambda: _async(len(committer._queue) == 19))
-        gated.release.set()
+        gated.gate.set()
         responses = await asyncio.gather(first, *rest)
         ids = {(await r.json())["id"] for r in responses}
 
@@ -67,7 +67,7 @@ async def test_a_failed_group_commit_answers_every_request_with_503_and_stores_n
             asyncio.create_task(client.post("/v1/tasks", json={"type": "noop"})) for _ in range(5)
         ]
         await wait_for(lambda: _async(len(client.app[COMMITTER]._queue) == 5))
-        gated.release.set()
+        gated.gate.set()
         responses = await asyncio.gather(first, *rest)
 
     assert [r.status for r in responses] == [201] + [503] * 5
