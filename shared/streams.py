@@ -180,7 +180,7 @@ class Streams:
         out: dict[str, list[Delivery | BadEntry]] = {}
         for (p, _), reply in zip(wanted, replies, strict=True):
             if isinstance(reply, ResponseError):
-                if "NOGROUP" in str(reply):
+                if _lost(reply):
                     await self.ensure_groups()
                     continue
                 raise reply
@@ -196,7 +196,7 @@ class Streams:
         try:
             reply = await self._r.xreadgroup(GROUP, consumer, streams, count=1, block=block_ms)
         except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
+            if not _lost(exc):
                 raise
             await self.ensure_groups()
             return []
@@ -212,7 +212,7 @@ class Streams:
                     streams: dict[Any, Any] = {key: start}
                     reply = await self._r.xreadgroup(GROUP, consumer, streams, count=count)
                 except ResponseError as exc:
-                    if "NOGROUP" not in str(exc):
+                    if not _lost(exc):
                         raise
                     await self.ensure_groups()
                     break
@@ -586,6 +586,13 @@ class LeaseExtender:
 
     def close(self) -> None:
         self._r.close()
+
+
+def _lost(exc: BaseException) -> bool:
+    """The reply Redis gives when a stream or its group vanished (restart, flush, deletion):
+    NOGROUP, or UNBLOCKED for a blocked read whose stream was deleted."""
+    text = str(exc)
+    return "NOGROUP" in text or "UNBLOCKED" in text
 
 
 def _s(value: bytes | str) -> str:
