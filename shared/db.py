@@ -65,8 +65,9 @@ def _unavailable(fn: F) -> F:
 _error_decoder = msgspec.json.Decoder(ErrorInfo)
 
 
-class ClaimedTask(msgspec.Struct, frozen=True, kw_only=True):
-    """A task an executor now holds (status running, this attempt)."""
+class ClaimedTask(msgspec.Struct, frozen=True):
+    """A task an executor now holds (status running, this attempt). Positional, in the
+    column order of the CLAIM queries' RETURNING lists (built once per task on a hot path)."""
 
     id: uuid.UUID
     attempt: int
@@ -290,7 +291,7 @@ class Database:
         status still match (the others are stale deliveries to drop)."""
         query = sql.CLAIM_OWN if own else sql.CLAIM
         rows = await self._pool.fetch(query, ids, attempts, consumer, entry_ids)
-        return [ClaimedTask(**dict(r)) for r in rows]
+        return [ClaimedTask(*r) for r in rows]
 
     @_unavailable
     async def release(

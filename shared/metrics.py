@@ -8,8 +8,10 @@ exporter, set up in ``setup``); tests build one on an ``InMemoryMetricReader``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 from opentelemetry import metrics as otel
-from opentelemetry.metrics import Meter
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.sdk.metrics import Histogram, MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
@@ -136,9 +138,21 @@ class Metrics:
         self.dlq_depth = meter.create_gauge(
             "dlq_depth", unit="1", description="Dead letters held in Postgres."
         )
-        self.inflight = meter.create_up_down_counter(
-            "processing_inflight", unit="1", description="Handlers running now."
+        # Read by a callback at collection time: no cost per task.
+        self._inflight_sources: list[Callable[[], int]] = []
+        self.inflight = meter.create_observable_gauge(
+            "processing_inflight",
+            callbacks=[self._observe_inflight],
+            unit="1",
+            description="Handlers running now.",
         )
+
+    def track_inflight(self, source: Callable[[], int]) -> None:
+        """Count ``source()`` in ``processing_inflight`` (an executor registers itself)."""
+        self._inflight_sources.append(source)
+
+    def _observe_inflight(self, options: CallbackOptions) -> Iterable[Observation]:
+        yield Observation(sum(source() for source in self._inflight_sources))
 
 
 def views() -> list[View]:
@@ -218,7 +232,13 @@ LABELS: dict[str, str] = {
 }
 
 
-KINDS = {"Counter": "counter", "Histogram": "histogram", "Gauge": "gauge", "UpDownCounter": "gauge"}
+KINDS = {
+    "Counter": "counter",
+    "Histogram": "histogram",
+    "Gauge": "gauge",
+    "UpDownCounter": "gauge",
+    "ObservableGauge": "gauge",
+}
 
 
 def markdown_table() -> str:
@@ -226,6 +246,8 @@ def markdown_table() -> str:
     instruments = Metrics(MeterProvider().get_meter("taskstream"))
     lines = ["| metric | kind | labels | meaning |", "| --- | --- | --- | --- |"]
     for instrument in vars(instruments).values():
+        if not hasattr(instrument, "name"):
+            continue
         name = instrument.name
         kind = KINDS[type(instrument).__name__.lstrip("_")]
         shown = f"{name}_total" if kind == "counter" else name

@@ -69,6 +69,11 @@ def use(provider: TracerProvider) -> None:
     _tracer = provider.get_tracer("taskstream")
 
 
+def enabled() -> bool:
+    """Whether spans go anywhere (hot paths skip them otherwise)."""
+    return not isinstance(_provider, trace.NoOpTracerProvider)
+
+
 def tracer() -> Tracer:
     return _tracer
 

@@ -9,6 +9,7 @@ reclaimed and the task moved on) is dropped and counted; its entry is still ackn
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import uuid
 from collections.abc import Callable
@@ -125,27 +126,35 @@ class Completer:
                 await asyncio.sleep(RETRY_PAUSE_S)
 
     def _count(self, batch: list[Finished], recorded: set[uuid.UUID]) -> None:
-        m = self._metrics
+        """Count a batch's outcomes: one add per label set, not one per task."""
+        counts: collections.Counter[tuple[str, str, str, str]] = collections.Counter()
         for f in batch:
             o = f.outcome
             if o is None:
                 continue
-            labels = {"type": f.type, "priority": f.priority}
-            if o.kind == "committed":
-                m.succeeded.add(1, labels)
+            if o.kind == "committed" or (o.kind == "succeeded" and o.task_id in recorded):
+                counts["succeeded", f.type, f.priority, ""] += 1
             elif o.kind == "fenced" or o.task_id not in recorded:
-                m.fenced.add(1, {"stage": "complete"})
+                counts["fenced", "", "", ""] += 1
                 log.info(
                     "dropped the late result of task %s attempt %d",
                     o.task_id,
                     o.attempt,
                     extra={"event": "executor.fenced"},
                 )
-            elif o.kind == "succeeded":
-                m.succeeded.add(1, labels)
             else:
-                m.failed.add(1, labels)
-                if o.kind == "retry":
-                    m.retried.add(1, {"priority": f.priority})
-                else:
-                    m.dead.add(1, {"priority": f.priority, "reason": o.reason})
+                counts[o.kind, f.type, f.priority, o.reason] += 1
+        m = self._metrics
+        for (kind, type_, priority, reason), n in counts.items():
+            if kind == "fenced":
+                m.fenced.add(n, {"stage": "complete"})
+                continue
+            labels = {"type": type_, "priority": priority}
+            if kind == "succeeded":
+                m.succeeded.add(n, labels)
+                continue
+            m.failed.add(n, labels)
+            if kind == "retry":
+                m.retried.add(n, {"priority": priority})
+            else:
+                m.dead.add(n, {"priority": priority, "reason": reason})

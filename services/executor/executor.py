@@ -13,41 +13,29 @@ rest, leaving their entries pending → record and ack what finished → return.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
 import threading
-import time
-import traceback
 import uuid
-from typing import Any
-
-import msgspec
-from opentelemetry.trace import SpanKind, StatusCode
 
 from services.executor.completer import Completer, Finished
 from services.executor.fairness import FairShare
 from services.executor.heartbeat import Heartbeat
-from shared import tracing
-from shared.backoff import failure
+from services.executor.runner import HandlerRunner, Job
 from shared.config import PRIORITIES, Config
-from shared.db import ClaimedTask, Database, Fenced, Outcome
+from shared.db import ClaimedTask, Database
 from shared.errors import StoreUnavailable
-from shared.handlers import Context, NonRetryableError, Registry
+from shared.handlers import Registry
 from shared.metrics import Metrics
-from shared.models import Delivery, ErrorInfo
+from shared.models import Delivery
 from shared.streams import STORES_DOWN, BadEntry, LeaseExtender, Publish, Streams
 from shared.streams import UNAVAILABLE as REDIS_DOWN
 
 log = logging.getLogger(__name__)
 
-TRACEBACK_LINES = 30
-_errors = msgspec.json.Encoder()
-
-
-class Job(msgspec.Struct, kw_only=True):
-    delivery: Delivery
-    task: ClaimedTask
+WATCHDOG_S = 0.05  # how often handler deadlines are checked at the least
 
 
 class Executor:
@@ -77,13 +65,17 @@ class Executor:
         self._inflight = 0  # read and not yet acknowledged
         self._changed = asyncio.Event()
         self._ready: asyncio.Queue[Job | None] = asyncio.Queue()
-        # (priority, entry id) of running handlers, read by the heartbeat thread (hence the
+        # Running jobs by (priority, entry id); the heartbeat thread reads the keys (hence the
         # lock). Entry ids are unique per stream only, so the priority is part of the key.
-        self._leases: dict[tuple[str, str], tuple[str, str]] = {}
+        self._running: dict[tuple[str, str], Job] = {}
         self._lock = threading.Lock()
         self._unstarted: list[Job] = []
         self._stopping = False
         self._completer = self._new_completer()
+        self._handlers = HandlerRunner(
+            registry, db, metrics, max_deliveries=config.max_deliveries, rand=self._rand
+        )
+        metrics.track_inflight(lambda: len(self._running))
         self.processed = 0
 
     def _new_completer(self) -> Completer:
@@ -125,6 +117,7 @@ class Executor:
             completer = tg.create_task(self._completer.run())
             runners = [tg.create_task(self._runner()) for _ in range(self.config.worker_pool)]
             stopping = tg.create_task(self._on_stop(stop))
+            watchdog = tg.create_task(self._watchdog())
             await self._take_back_own()
             await self._read_loop(stop, burst)
             self._stopping = True
@@ -147,6 +140,7 @@ class Executor:
             self._completer.close()
             await completer
             stopping.cancel()
+            watchdog.cancel()
         return self.processed
 
     async def _on_stop(self, stop: asyncio.Event) -> None:
@@ -208,6 +202,7 @@ class Executor:
         if not deliveries:
             return
         claimed = await self._claim(deliveries, own)
+        dequeued: collections.Counter[str] = collections.Counter()
         for d in deliveries:
             task = claimed.pop(d.task_id, None)
             if task is None or task.attempt != d.attempt:
@@ -218,13 +213,9 @@ class Executor:
                     Finished(priority=d.priority, entry_id=d.entry_id, outcome=None)
                 )
                 continue
-            self._metrics.dequeued.add(1, {"priority": d.priority})
+            dequeued[d.priority] += 1
             if (d.priority, d.entry_id) in poison:
-                error = ErrorInfo(
-                    type="Poison",
-                    message=f"delivered more than {self.config.max_deliveries} times",
-                )
-                outcome = self._failure(task, error, "dead", retryable=False, reason="poison")
+                outcome = self._handlers.poison(task)
                 self._completer.submit(
                     Finished(
                         priority=d.priority, entry_id=d.entry_id, outcome=outcome, type=task.type
@@ -232,6 +223,8 @@ class Executor:
                 )
                 continue
             self._ready.put_nowait(Job(delivery=d, task=task))
+        for priority, n in dequeued.items():
+            self._metrics.dequeued.add(n, {"priority": priority})
 
     async def _keep_bad(self, bad: list[BadEntry]) -> None:
         """Undecodable entries are kept in ``dead_entries`` and acknowledged, one by one."""
@@ -270,6 +263,8 @@ class Executor:
                 await asyncio.sleep(0.5)
 
     async def _runner(self) -> None:
+        me = asyncio.current_task()
+        loop = asyncio.get_running_loop()
         while True:
             job = await self._ready.get()
             if job is None:
@@ -277,16 +272,16 @@ class Executor:
             if self._stopping:
                 self._unstarted.append(job)
                 continue
-            lease = (job.delivery.priority, job.delivery.entry_id)
+            key = (job.delivery.priority, job.delivery.entry_id)
+            job.deadline = loop.time() + job.task.timeout_ms / 1000
+            job.runner = me
             with self._lock:
-                self._leases[lease] = lease
-            self._metrics.inflight.add(1)
+                self._running[key] = job
             try:
-                outcome = await self._execute(job)
+                outcome = await self._handlers.run(job)
             finally:
-                self._metrics.inflight.add(-1)
                 with self._lock:
-                    del self._leases[lease]
+                    del self._running[key]
             self._completer.submit(
                 Finished(
                     priority=job.delivery.priority,
@@ -296,90 +291,21 @@ class Executor:
                 )
             )
 
-    async def _execute(self, job: Job) -> Outcome:
-        task = job.task
-        with tracing.tracer().start_as_current_span(
-            "task.run",
-            context=tracing.context_from(job.delivery.trace_context),
-            kind=SpanKind.CONSUMER,
-            attributes={
-                "taskstream.task.id": str(task.id),
-                "taskstream.task.attempt": task.attempt,
-                "taskstream.task.type": task.type,
-                "taskstream.task.priority": task.priority,
-            },
-        ) as span:
-            outcome = await self._run_handler(task)
-            span.set_attribute("taskstream.outcome", outcome.kind)
-            if outcome.kind != "succeeded":
-                span.set_status(StatusCode.ERROR, outcome.outcome)
-            return outcome
-
-    async def _run_handler(self, task: ClaimedTask) -> Outcome:
-        fn = self._registry.get(task.type)
-        if fn is None:
-            error = ErrorInfo(
-                type="UnknownTaskType", message=f"no handler is registered for {task.type!r}"
-            )
-            return self._failure(task, error, "failed", retryable=False, reason="unknown_type")
-        timeout = task.timeout_ms / 1000
-        ctx = Context(
-            task_id=task.id,
-            attempt=task.attempt,
-            attempt_number=task.attempts_used,
-            max_attempts=task.max_attempts,
-            type=task.type,
-            priority=task.priority,
-            deadline=time.time() + timeout,
-        )
-        if task.queued_at is not None:
-            wait = (task.started_at - task.queued_at).total_seconds()
-            self._metrics.wait_seconds.record(max(0.0, wait), {"priority": task.priority})
-        started = time.perf_counter()
-        scope = asyncio.timeout(timeout)
-        try:
-            payload: Any = msgspec.json.decode(task.payload)
-            async with scope:
-                if self._registry.is_transactional(task.type):
-                    # Exactly-once: the handler's writes commit with the success, or not at all.
-                    async with self._db.exactly_once(task.id, task.attempt) as tx:
-                        await fn(payload, msgspec.structs.replace(ctx, db=tx))
-                    return Outcome(task_id=task.id, attempt=task.attempt, kind="committed")
-                await fn(payload, ctx)
-        except Fenced:
-            return Outcome(task_id=task.id, attempt=task.attempt, kind="fenced")
-        except TimeoutError as exc:
-            if not scope.expired():
-                return self._failure(task, _error_info(exc), "failed")
-            error = ErrorInfo(type="Timeout", message=f"handler ran over {task.timeout_ms} ms")
-            return self._failure(task, error, "timeout")
-        except NonRetryableError as exc:
-            return self._failure(
-                task, _error_info(exc), "failed", retryable=False, reason="non_retryable"
-            )
-        except Exception as exc:
-            return self._failure(task, _error_info(exc), "failed")
-        finally:
-            self._metrics.run_seconds.record(time.perf_counter() - started, {"type": task.type})
-        return Outcome(task_id=task.id, attempt=task.attempt, kind="succeeded")
-
-    def _failure(
-        self,
-        task: ClaimedTask,
-        error: ErrorInfo,
-        outcome: str,
-        *,
-        retryable: bool = True,
-        reason: str = "",
-    ) -> Outcome:
-        return failure(
-            task,
-            _errors.encode(error),
-            outcome,
-            retryable=retryable,
-            reason=reason,
-            rand=self._rand,
-        )
+    async def _watchdog(self) -> None:
+        """Cancel handlers past their deadline (the per-task timeout), checking at least
+        every ``WATCHDOG_S``: no timer per task."""
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            wake = now + WATCHDOG_S
+            for job in list(self._running.values()):
+                if job.deadline <= now:
+                    if not job.expired and job.runner is not None:
+                        job.expired = True
+                        job.runner.cancel()
+                else:
+                    wake = min(wake, job.deadline)
+            await asyncio.sleep(max(0.001, wake - now))
 
     async def _release_unstarted(self) -> None:
         """Hand claimed tasks that never started back to the queue for another executor."""
@@ -427,7 +353,7 @@ class Executor:
 
     def _lease_snapshot(self) -> list[tuple[str, str]]:
         with self._lock:
-            return list(self._leases.values())
+            return list(self._running)
 
     async def _take_back_own(self) -> None:
         """After a restart under the same name: run this consumer's pending entries again,
@@ -453,12 +379,6 @@ class Executor:
     async def _wait_change(self) -> None:
         self._changed.clear()
         await self._changed.wait()
-
-
-def _error_info(exc: BaseException) -> ErrorInfo:
-    lines = traceback.format_exception(exc)
-    head = "".join(lines)[-4000:] if len(lines) > TRACEBACK_LINES else "".join(lines)
-    return ErrorInfo(type=type(exc).__name__, message=str(exc)[:2000], traceback=head)
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:

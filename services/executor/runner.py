@@ -1,0 +1,158 @@
+"""Running one claimed task's handler and turning how it ended into an outcome.
+
+Timeouts cost nothing per task: the executor's watchdog marks a running job expired and
+cancels its runner, and the cancellation is told apart from a shutdown by that mark. A span is
+opened only when tracing exports somewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import traceback
+from typing import Any
+
+import msgspec
+from opentelemetry.trace import SpanKind, StatusCode
+
+from shared import tracing
+from shared.backoff import failure
+from shared.db import ClaimedTask, Database, Fenced, Outcome
+from shared.handlers import Context, NonRetryableError, Registry
+from shared.metrics import Metrics
+from shared.models import Delivery, ErrorInfo
+
+TRACEBACK_CHARS = 4000
+_errors = msgspec.json.Encoder()
+_decode = msgspec.json.decode
+
+
+class Job(msgspec.Struct, kw_only=True):
+    """A claimed delivery on its way through a runner."""
+
+    delivery: Delivery
+    task: ClaimedTask
+    deadline: float = 0.0  # loop time by which the handler must return
+    expired: bool = False  # set by the watchdog just before it cancels the runner
+    runner: asyncio.Task[None] | None = None
+
+
+class HandlerRunner:
+    def __init__(
+        self,
+        registry: Registry,
+        db: Database,
+        metrics: Metrics,
+        *,
+        max_deliveries: int,
+        rand: random.Random,
+    ) -> None:
+        self._registry = registry
+        self._db = db
+        self._metrics = metrics
+        self._max_deliveries = max_deliveries
+        self._rand = rand
+
+    async def run(self, job: Job) -> Outcome:
+        if not tracing.enabled():
+            return await self._run(job)
+        task = job.task
+        with tracing.tracer().start_as_current_span(
+            "task.run",
+            context=tracing.context_from(job.delivery.trace_context),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "taskstream.task.id": str(task.id),
+                "taskstream.task.attempt": task.attempt,
+                "taskstream.task.type": task.type,
+                "taskstream.task.priority": task.priority,
+            },
+        ) as span:
+            outcome = await self._run(job)
+            span.set_attribute("taskstream.outcome", outcome.kind)
+            if outcome.kind not in ("succeeded", "committed"):
+                span.set_status(StatusCode.ERROR, outcome.outcome)
+            return outcome
+
+    async def _run(self, job: Job) -> Outcome:
+        task = job.task
+        fn = self._registry.get(task.type)
+        if fn is None:
+            error = ErrorInfo(
+                type="UnknownTaskType", message=f"no handler is registered for {task.type!r}"
+            )
+            return self.failure(task, error, "failed", retryable=False, reason="unknown_type")
+        ctx = Context(
+            task_id=task.id,
+            attempt=task.attempt,
+            attempt_number=task.attempts_used,
+            max_attempts=task.max_attempts,
+            type=task.type,
+            priority=task.priority,
+            deadline=time.time() + task.timeout_ms / 1000,
+        )
+        if task.queued_at is not None:
+            wait = (task.started_at - task.queued_at).total_seconds()
+            self._metrics.wait_seconds.record(max(0.0, wait), {"priority": task.priority})
+        started = time.perf_counter()
+        try:
+            payload: Any = _decode(task.payload)
+            if self._registry.is_transactional(task.type):
+                # Exactly-once: the handler's writes commit with the success, or not at all.
+                async with self._db.exactly_once(task.id, task.attempt) as tx:
+                    await fn(payload, msgspec.structs.replace(ctx, db=tx))
+                return Outcome(task_id=task.id, attempt=task.attempt, kind="committed")
+            await fn(payload, ctx)
+        except asyncio.CancelledError:
+            if not job.expired:
+                raise  # shutdown, not a timeout
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            error = ErrorInfo(type="Timeout", message=f"handler ran over {task.timeout_ms} ms")
+            return self.failure(task, error, "timeout")
+        except Fenced:
+            return Outcome(task_id=task.id, attempt=task.attempt, kind="fenced")
+        except NonRetryableError as exc:
+            return self.failure(
+                task, error_info(exc), "failed", retryable=False, reason="non_retryable"
+            )
+        except Exception as exc:
+            return self.failure(task, error_info(exc), "failed")
+        finally:
+            self._metrics.run_seconds.record(time.perf_counter() - started, {"type": task.type})
+        return Outcome(task_id=task.id, attempt=task.attempt, kind="succeeded")
+
+    def failure(
+        self,
+        task: ClaimedTask,
+        error: ErrorInfo,
+        outcome: str,
+        *,
+        retryable: bool = True,
+        reason: str = "",
+    ) -> Outcome:
+        return failure(
+            task,
+            _errors.encode(error),
+            outcome,
+            retryable=retryable,
+            reason=reason,
+            rand=self._rand,
+        )
+
+    def poison(self, task: ClaimedTask) -> Outcome:
+        error = ErrorInfo(
+            type="Poison", message=f"delivered more than {self._max_deliveries} times"
+        )
+        return self.failure(task, error, "dead", retryable=False, reason="poison")
+
+
+def error_info(exc: BaseException) -> ErrorInfo:
+    """An exception as the task's last error: type, message and its traceback (the last
+    4,000 characters, where the error is)."""
+    text = "".join(traceback.format_exception(exc))
+    return ErrorInfo(
+        type=type(exc).__name__, message=str(exc)[:2000], traceback=text[-TRACEBACK_CHARS:]
+    )
