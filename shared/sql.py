@@ -215,11 +215,14 @@ SELECT id, attempt, status, entry_id, type, priority, consumer, first_attempt, m
 FROM tasks WHERE id = ANY($1::uuid[])
 """
 
-# Running tasks not updated since $1 (a lost entry leaves them running forever), oldest first.
+# Running tasks claimed before $1 whose handler timeout has also run out by $1: a live
+# executor would have settled them by now, so if their entry is gone they are orphans.
 RUNNING_BEFORE = """
 SELECT id, attempt, status, entry_id, type, priority, consumer, first_attempt, max_attempts,
     retry_base_ms, retry_max_ms, retry_jitter_ms
-FROM tasks WHERE status = 'running' AND updated_at < $1
+FROM tasks
+WHERE status = 'running' AND updated_at < $1
+  AND started_at + timeout_ms * interval '1 millisecond' < $1
 ORDER BY updated_at LIMIT $2
 """
 

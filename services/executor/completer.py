@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from shared.streams import Streams
 log = logging.getLogger(__name__)
 
 RETRY_PAUSE_S = 0.5
+FINAL_ACK_TRIES = 5
 # Outcome kinds this completer writes; "committed" (an exactly-once handler's success, already
 # in Postgres) and "fenced" (its attempt was taken over) only need counting and acking.
 RECORD = frozenset({"succeeded", "retry", "dead"})
@@ -62,6 +64,7 @@ class Completer:
         self._queue: list[Finished] = []
         self._wake = asyncio.Event()
         self._closing = False
+        self._unacked: list[tuple[str, str]] = []
 
     def submit(self, item: Finished) -> None:
         self._queue.append(item)
@@ -76,9 +79,16 @@ class Completer:
         while True:
             if not self._queue:
                 if self._closing:
+                    await self._retry_acks(final=True)
                     return
                 self._wake.clear()
-                await self._wake.wait()
+                if not self._unacked:
+                    await self._wake.wait()
+                    continue
+                # Acks are owed (Redis was down): try again now and then meanwhile.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), RETRY_PAUSE_S)
+                await self._retry_acks()
                 continue
             if len(self._queue) < self._batch_max and self._linger > 0 and not self._closing:
                 await asyncio.sleep(self._linger)
@@ -93,7 +103,10 @@ class Completer:
         self._count(batch, recorded)
         if outcomes:
             crash_point("executor.after_commit")
-        await self._ack(batch)
+        # An ack that fails (Redis down) is owed and retried later, never holding back the
+        # next commit: the entry stays pending meanwhile, which is always safe.
+        self._unacked.extend((f.priority, f.entry_id) for f in batch)
+        await self._retry_acks()
         self._on_done(len(batch))
 
     async def _record(self, outcomes: list[Outcome]) -> set[uuid.UUID]:
@@ -109,21 +122,27 @@ class Completer:
                 )
                 await asyncio.sleep(RETRY_PAUSE_S)
 
-    async def _ack(self, batch: list[Finished]) -> None:
-        entries = [(f.priority, f.entry_id) for f in batch]
-        while True:
+    async def _retry_acks(self, *, final: bool = False) -> None:
+        """Acknowledge every owed entry; on failure keep them owed (at shutdown, try a few
+        times, then leave them pending for the janitor, which finds them settled)."""
+        for _ in range(FINAL_ACK_TRIES if final else 1):
+            if not self._unacked:
+                return
+            entries, self._unacked = self._unacked, []
             try:
                 await self._streams.ack(entries)
                 self._metrics.acks.add(len(entries))
                 return
             except REDIS_DOWN as exc:
+                self._unacked = entries + self._unacked
                 log.warning(
-                    "cannot ack %d entries, retrying: %s",
+                    "cannot ack %d entries, will retry: %s",
                     len(entries),
                     exc,
                     extra={"event": "executor.ack_retry"},
                 )
-                await asyncio.sleep(RETRY_PAUSE_S)
+                if final:
+                    await asyncio.sleep(RETRY_PAUSE_S)
 
     def _count(self, batch: list[Finished], recorded: set[uuid.UUID]) -> None:
         """Count a batch's outcomes: one add per label set, not one per task."""

@@ -218,7 +218,9 @@ class Janitor:
                 m.dead.add(1, {"priority": priority, "reason": o.reason})
 
     async def recover_orphans(self, report: Report) -> None:
-        """Running tasks whose entry is pending nowhere lost it with Redis: reclaim them."""
+        """Running tasks whose entry is pending nowhere lost it with Redis: reclaim them, once
+        their handler timeout plus the visibility timeout has passed (by then a live executor
+        would have settled them, so no live handler is cut short)."""
         before = dt.datetime.fromtimestamp(
             self._clock() - self.config.vis_timeout_ms / 1000, dt.UTC
         )

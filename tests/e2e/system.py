@@ -24,6 +24,7 @@ FAST = {
     "RETRY_MAX_MS": "200",
     "RETRY_JITTER_MS": "20",
     "READ_BLOCK_MS": "100",
+    "TASK_TIMEOUT_MS": "5000",
     "SHUTDOWN_GRACE_MS": "5000",
     "LOG_FORMAT": "json",
     "HANDLER_MODULES": "tests.e2e.handlers",

@@ -163,14 +163,21 @@ async def test_stale_and_undecodable_entries_are_settled_one_by_one(
 async def test_running_task_whose_entry_redis_lost_is_recovered(
     config: Config, db: Database, streams: Streams, metrics: Metrics
 ) -> None:
-    config = msgspec.structs.replace(config, vis_timeout_ms=1)
-    [task_id] = await enqueue(db, streams, [new_task(config)])
+    config = msgspec.structs.replace(config, vis_timeout_ms=1000)
+    [task_id] = await enqueue(db, streams, [new_task(config, timeout_ms=60_000)])
     await stall(streams, db, "worker")
     await streams.delete_namespace()  # Redis restarted empty: the pending entry is gone
     await streams.ensure_groups()
-    await asyncio.sleep(0.005)
 
-    report = await janitor(config, db, streams, metrics).run_once()
+    # The worker may still be running it: nothing happens before its timeout has passed.
+    now = time.time()
+    early = Janitor(config, db, streams, metrics, name="j", clock=lambda: now + 60)
+    assert (await early.run_once()).orphans == 0
+    view = await db.get_task(task_id)
+    assert view is not None and view.status == "running"
+
+    late = Janitor(config, db, streams, metrics, name="j", clock=lambda: now + 62)
+    report = await late.run_once()
 
     assert report.orphans == 1
     view = await db.get_task(task_id)
