@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.system import System, free_port
 from tests.helpers import wait_for
@@ -85,13 +86,14 @@ async def scrape(url: str) -> str:
         return await r.text()
 
 
-def metric(text: str, name: str) -> float:
-    """Sum of a metric's samples in Prometheus text format."""
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+def metric(text: str, name: str, **labels: str) -> float:
+    """Sum of a metric's samples (Prometheus text format) whose labels include ``labels``."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 async def test_sigterm_finishes_in_flight_tasks_and_exits_zero(
@@ -128,3 +130,72 @@ async def test_sigterm_finishes_in_flight_tasks_and_exits_zero(
 
 async def _started(system: System, n: int) -> bool:
     return sum(system.runs()["start"].values()) >= n
+
+
+async def test_delayed_tasks_start_no_earlier_than_asked_and_within_the_scan_interval(
+    system: System, database_url: str
+) -> None:
+    interval_ms = int(system.env["WATCH_INTERVAL_MS"])
+    system.start("ingest")
+    system.start("watcher")
+    system.start("executor-1")
+    await wait_http(system.url)
+    tasks = [{"type": "recorded", "delay_ms": 200 + 100 * i} for i in range(5)]
+    status, _ = await post(system.url, "/v1/tasks/batch", {"tasks": tasks})
+    assert status == 200
+
+    async def all_done() -> bool:
+        return set((await statuses(database_url)).values()) == {"succeeded"}
+
+    await wait_for(all_done, timeout=20)
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT extract(epoch FROM queued_at - run_at) AS late,"
+            " extract(epoch FROM started_at - run_at) AS start FROM tasks"
+        )
+    finally:
+        await conn.close()
+    assert len(rows) == 5
+    for r in rows:
+        assert r["start"] >= 0 and r["late"] >= 0  # never early
+        # Released within one scan interval (plus the time a pass itself takes).
+        assert r["late"] <= interval_ms / 1000 + 0.25, r["late"]
+
+
+async def test_queue_gauges_agree_with_the_queues_view(
+    system: System, database_url: str, namespace: str
+) -> None:
+    from shared import ops
+    from shared.db import Database
+    from shared.keys import Keys
+    from shared.streams import Streams
+
+    metrics_port = free_port()
+    system.start("ingest")
+    system.start("janitor", METRICS_ADDR=f"127.0.0.1:{metrics_port}", JANITOR_INTERVAL_MS="100")
+    await wait_http(system.url)
+    tasks = [{"type": "noop", "priority": p} for p in ("high", "low", "low") for _ in range(3)]
+    status, _ = await post(system.url, "/v1/tasks/batch", {"tasks": tasks})
+    assert status == 200  # no executor runs: they stay queued
+
+    db = await Database.connect(database_url, min_size=1, max_size=2)
+    streams = Streams.connect(system.env["REDIS_URL"], Keys(namespace))
+    try:
+        view = {q.priority: q for q in (await ops.queues(db, streams)).queues}
+    finally:
+        await streams.close()
+        await db.close()
+
+    async def sampled() -> bool:
+        text = await scrape(f"http://127.0.0.1:{metrics_port}/metrics")
+        return metric(text, "queue_depth", priority="low") == view["low"].lag
+
+    await wait_for(sampled, timeout=10)
+    text = await scrape(f"http://127.0.0.1:{metrics_port}/metrics")
+    for priority in ("critical", "high", "default", "low"):
+        q = view[priority]
+        assert metric(text, "queue_depth", priority=priority) == q.lag
+        assert metric(text, "stream_length", priority=priority) == q.length
+        assert metric(text, "pending_entries", priority=priority) == q.pending
+    assert view["low"].lag == 6 and view["high"].lag == 3
