@@ -9,7 +9,9 @@ from __future__ import annotations
 import collections
 import os
 import random
+import re
 import signal
+import time
 from typing import Any
 
 import asyncpg
@@ -168,6 +170,7 @@ async def test_go_mix_with_an_executor_killed_and_redis_restarted(
     async def progress(k: int) -> bool:
         return sum(system.runs()["done"].values()) >= k
 
+    started = time.monotonic()
     await wait_for(lambda: progress(n // 5), timeout=60)
     system.signal("executor-1", signal.SIGKILL)
     system.start("executor-3", WORKER_POOL="32", PREFETCH="32")
@@ -188,3 +191,33 @@ async def test_go_mix_with_an_executor_killed_and_redis_restarted(
     assert dead[0]["n"] == kinds.count("fail")
     counts = await status_counts(database_url)
     assert counts["queued"] == counts["running"] == 0
+    # A handler ran to success twice only where a crash cost its task an attempt.
+    outcomes = await fetch(
+        database_url,
+        "SELECT task_id::text AS id, outcome, count(*) AS n FROM task_attempts"
+        " GROUP BY task_id, outcome",
+    )
+    crashed = {r["id"] for r in outcomes if r["outcome"] == "reclaimed"}
+    reruns = [i for i in ids if runs["done"][i] > 1]
+    assert set(reruns) <= crashed
+    by_outcome: collections.Counter[str] = collections.Counter()
+    for r in outcomes:
+        by_outcome[r["outcome"]] += r["n"]
+    logs = "".join(system.log(name) for name in system.procs)
+    print(
+        f"\nchaos run: {n} tasks in {time.monotonic() - started:.1f} s;"
+        f" succeeded {counts['succeeded']}, dead {counts['dead']};"
+        f" failed attempts {by_outcome['failed']}, reclaimed {by_outcome['reclaimed']};"
+        f" handlers re-run after a crash {len(reruns)};"
+        f" re-published after Redis loss {_logged(logs, 'watcher.repaired')},"
+        f" orphans recovered {_logged(logs, 'janitor.orphans')}"
+    )
+
+
+def _logged(logs: str, event: str) -> int:
+    """Sum of the counts in the JSON log lines of ``event`` (their message's first number)."""
+    total = 0
+    for line in logs.splitlines():
+        if f'"event":"{event}"' in line:
+            total += int(re.search(r"(\d+)", line.split('"msg":', 1)[1]).group(1))  # type: ignore[union-attr]
+    return total
