@@ -305,35 +305,17 @@ class Database:
     async def complete(self, outcomes: Sequence[Outcome]) -> set[uuid.UUID]:
         """Record a batch of outcomes in one transaction; returns the task ids recorded (an
         outcome whose attempt was fenced off is not)."""
-        ok = [o for o in outcomes if o.kind == "succeeded"]
-        retry = [o for o in outcomes if o.kind == "retry"]
-        dead = [o for o in outcomes if o.kind == "dead"]
         recorded: set[uuid.UUID] = set()
         async with self._pool.acquire() as conn, conn.transaction():
-            if ok:
-                rows = await conn.fetch(
-                    sql.COMPLETE_SUCCEEDED, [o.task_id for o in ok], [o.attempt for o in ok]
-                )
-                recorded.update(r["id"] for r in rows)
-            if retry:
-                rows = await conn.fetch(
-                    sql.COMPLETE_RETRY,
-                    [o.task_id for o in retry],
-                    [o.attempt for o in retry],
-                    [_text(o.error) for o in retry],
-                    [o.outcome for o in retry],
-                    [o.delay_ms for o in retry],
-                )
-                recorded.update(r["id"] for r in rows)
-            if dead:
-                rows = await conn.fetch(
-                    sql.COMPLETE_DEAD,
-                    [o.task_id for o in dead],
-                    [o.attempt for o in dead],
-                    [_text(o.error) for o in dead],
-                    [o.outcome for o in dead],
-                    [o.reason for o in dead],
-                )
+            for kind, query in _COMPLETE.items():
+                mine = [o for o in outcomes if o.kind == kind]
+                if not mine:
+                    continue
+                args: list[list[Any]] = [[o.task_id for o in mine], [o.attempt for o in mine]]
+                if kind != "succeeded":
+                    last = [o.delay_ms if kind == "retry" else o.reason for o in mine]
+                    args += [[_text(o.error) for o in mine], [o.outcome for o in mine], last]
+                rows = await conn.fetch(query, *args)
                 recorded.update(r["id"] for r in rows)
         return recorded
 
@@ -569,6 +551,14 @@ class Database:
         """The database's clock."""
         value: dt.datetime = await self._pool.fetchval(sql.DB_NOW)
         return value
+
+
+# Outcome kind → the statement recording it: (ids, attempts[, errors, labels, delay|reason]).
+_COMPLETE = {
+    "succeeded": sql.COMPLETE_SUCCEEDED,
+    "retry": sql.COMPLETE_RETRY,
+    "dead": sql.COMPLETE_DEAD,
+}
 
 
 def _text(raw: bytes | None) -> str | None:

@@ -303,8 +303,9 @@ def check_selection(selection: DlqSelection) -> tuple[list[uuid.UUID] | None, Dl
     return None, DlqFilter()
 
 
-def encode_cursor(dead_at: dt.datetime, task_id: uuid.UUID) -> str:
-    raw = f"{dead_at.isoformat()}|{task_id}".encode()
+def encode_cursor(at: dt.datetime, task_id: uuid.UUID) -> str:
+    """A page cursor: the last (time, id) seen, opaque to clients (tasks and dead letters)."""
+    raw = f"{at.isoformat()}|{task_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

@@ -7,8 +7,6 @@ leaves nothing half-written (each request's rows go in one transaction).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import logging
 import uuid
@@ -31,7 +29,7 @@ from services.ingest.validate import (
     new_task,
 )
 from shared import metrics as metrics_mod
-from shared import tracing
+from shared import ops, tracing
 from shared.config import PRIORITIES, Config
 from shared.db import Database, InsertResult
 from shared.errors import StoreUnavailable
@@ -183,7 +181,8 @@ async def list_tasks(request: web.Request) -> web.Response:
     views = await request.app[DB].list_tasks(
         status=status, type=q.get("type") or None, priority=priority, after=after, limit=limit
     )
-    cursor = _encode_cursor(views[-1]) if len(views) == limit else None
+    last = views[-1] if len(views) == limit else None
+    cursor = ops.encode_cursor(last.created_at, last.id) if last else None
     return json_response(TaskList(tasks=views, next_cursor=cursor))
 
 
@@ -278,18 +277,11 @@ def _int(q: Any, name: str, default: int, low: int, high: int) -> int:
     return value
 
 
-def _encode_cursor(view: TaskView) -> str:
-    raw = f"{view.created_at.isoformat()}|{view.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
 def _decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, task_id = raw.split("|")
-        return dt.datetime.fromisoformat(created), uuid.UUID(task_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise Invalid(400, ApiError(code="invalid", message="bad cursor", field="cursor")) from None
+        return ops.decode_cursor(cursor)
+    except ops.BadRequest as exc:
+        raise Invalid(400, ApiError(code="invalid", message=str(exc), field="cursor")) from None
 
 
 ROUTES: list[tuple[str, str, Handler]] = [

@@ -14,23 +14,15 @@ import signal
 import time
 from typing import Any
 
-import asyncpg
 import pytest
 
 from tests.e2e.conftest import PrivateRedis
 from tests.e2e.system import System
 from tests.e2e.test_services import post, wait_http
+from tests.helpers import query as fetch
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-async def fetch(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(url)
-    try:
-        return list(await conn.fetch(query, *args))
-    finally:
-        await conn.close()
 
 
 async def status_counts(url: str) -> collections.Counter[str]:

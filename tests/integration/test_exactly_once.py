@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
 import msgspec
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -18,14 +17,7 @@ from shared.metrics import Metrics
 from shared.streams import Streams
 from tests.conftest import counter_value
 from tests.factories import enqueue, new_task
-
-
-async def sql(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(url)
-    try:
-        return list(await conn.fetch(query, *args))
-    finally:
-        await conn.close()
+from tests.helpers import query as sql
 
 
 @pytest.fixture

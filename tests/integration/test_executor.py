@@ -7,7 +7,6 @@ import collections
 import uuid
 from typing import Any
 
-import asyncpg
 import msgspec
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -20,6 +19,7 @@ from shared.metrics import Metrics
 from shared.streams import Publish, Streams
 from tests.conftest import counter_value
 from tests.factories import enqueue, new_task
+from tests.helpers import query as fetch
 
 
 def registry_with(**extra: Any) -> Registry:
@@ -38,14 +38,6 @@ def executor(
     consumer: str = "test-1",
 ) -> Executor:
     return Executor(config, db, streams, registry or registry_with(), metrics, consumer=consumer)
-
-
-async def fetch(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(url)
-    try:
-        return list(await conn.fetch(query, *args))
-    finally:
-        await conn.close()
 
 
 async def pending(streams: Streams) -> int:

@@ -6,7 +6,6 @@ import asyncio
 import time
 from typing import Any
 
-import asyncpg
 import msgspec
 import redis
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -22,15 +21,8 @@ from shared.models import Delivery
 from shared.streams import Streams
 from tests.conftest import counter_value
 from tests.factories import enqueue, new_task
+from tests.helpers import query as execute
 from tests.integration.test_executor import registry_with
-
-
-async def execute(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(url)
-    try:
-        return list(await conn.fetch(query, *args))
-    finally:
-        await conn.close()
 
 
 def janitor(config: Config, db: Database, streams: Streams, metrics: Metrics) -> Janitor:

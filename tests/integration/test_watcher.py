@@ -22,15 +22,8 @@ from shared.metrics import Metrics
 from shared.models import NewTask
 from shared.streams import Streams
 from tests.factories import enqueue, new_task
+from tests.helpers import query as execute
 from tests.integration.test_executor import registry_with
-
-
-async def execute(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(url)
-    try:
-        return list(await conn.fetch(query, *args))
-    finally:
-        await conn.close()
 
 
 def delayed(config: Config, run_at: dt.datetime) -> NewTask:
