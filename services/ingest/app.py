@@ -41,6 +41,7 @@ from shared.models import (
     ErrorBody,
     NewTask,
     TaskList,
+    TaskRequest,
     TaskView,
 )
 from shared.streams import Streams
@@ -104,26 +105,24 @@ def _enqueue_span(request: web.Request) -> AbstractContextManager[Span]:
 
 
 async def create_task(request: web.Request) -> web.Response:
-    req = decode_task(await request.read())
-    with _enqueue_span(request) as span:
-        task = new_task(req, request.app[CONFIG], trace_context=tracing.current_traceparent())
-        span.set_attribute("taskstream.task.id", str(task.id))
-        result = await _insert(request.app, [task])
-    view, created = _result_of(task, result)
+    view, created = await _create_one(request, decode_task(await request.read()))
     return json_response(view, 201 if created else 200)
 
 
 async def create_go_task(request: web.Request) -> web.Response:
     """The Go scheduler's ``POST /tasks``: 202 queued, or 200 duplicate."""
-    req = decode_go_task(await request.read())
+    view, created = await _create_one(request, decode_go_task(await request.read()))
+    if created:
+        return json_response({"task_id": str(view.id), "status": "queued"}, 202)
+    return json_response({"task_id": str(view.id), "status": "duplicate"}, 200)
+
+
+async def _create_one(request: web.Request, req: TaskRequest) -> tuple[TaskView, bool]:
     with _enqueue_span(request) as span:
         task = new_task(req, request.app[CONFIG], trace_context=tracing.current_traceparent())
         span.set_attribute("taskstream.task.id", str(task.id))
         result = await _insert(request.app, [task])
-    view, created = _result_of(task, result)
-    if created:
-        return json_response({"task_id": str(view.id), "status": "queued"}, 202)
-    return json_response({"task_id": str(view.id), "status": "duplicate"}, 200)
+    return _result_of(task, result)
 
 
 async def create_batch(request: web.Request) -> web.Response:
