@@ -4,7 +4,9 @@ Brings the system up as ``taskstream up`` does, on a fresh database (``taskstrea
 dropped and created each run) and a fresh Redis namespace, measures the ceilings, runs the
 scenarios with the load generator, and prints one table: the machine, the ceilings, and each
 scenario with its target and its ratio to the relevant ceiling. Everything it started is
-stopped at the end, and on Ctrl-C.
+stopped at the end, and on Ctrl-C. The services log to stderr at WARNING (``BENCH_LOG_LEVEL``
+to change); configuration knobs (``WORKER_POOL``, ``PREFETCH``…) pass through from the
+environment.
 
 Order: ceilings (then the database is made fresh again) → ingest and the movers → C (load
 100k, then start the executors and time the drain) → A → B → D → memory.
@@ -67,6 +69,7 @@ class Result(msgspec.Struct, kw_only=True):
     rows: list[Row] = msgspec.field(default_factory=list)
     reports: dict[str, Report] = msgspec.field(default_factory=dict)
     memory_mib: dict[str, dict[str, float]] = msgspec.field(default_factory=dict)
+    error: str | None = None  # why the run stopped early; the rows hold what was measured
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -160,7 +163,13 @@ class Bench:
         keys = Keys(f"{self.cluster.env['TASKSTREAM_NAMESPACE']}-raw")
         streams = Streams.connect(self.config.redis_url, keys)
         try:
-            c = await bench_ceilings.measure(db, streams, seconds)
+            c = await bench_ceilings.measure(
+                db,
+                streams,
+                seconds,
+                database_url=self.database_url,
+                redis_url=self.config.redis_url,
+            )
         finally:
             await streams.delete_namespace()
             await streams.close()
@@ -172,7 +181,8 @@ class Bench:
                 result=f"{c.pg_insert_rows_s:,.0f} rows/s", value=c.pg_insert_rows_s),
             Row(measure="ceiling: Postgres UPDATE from unnest, 500 rows a statement",
                 result=f"{c.pg_update_rows_s:,.0f} rows/s", value=c.pg_update_rows_s),
-            Row(measure="ceiling: bare durable loop (insert+XADD; read+claim+complete+XACK)",
+            Row(measure="ceiling: bare durable loop (insert+XADD; read+claim+complete+XACK), "
+                f"{c.durable_processes} processes",
                 result=f"{c.durable_tasks_s:,.0f} tasks/s", value=c.durable_tasks_s),
         ]  # fmt: skip
 
@@ -275,6 +285,13 @@ class Bench:
     async def _scenario_b(self, seconds: float) -> None:
         report = await self._load("B", self._noop(rate=1000, duration=seconds, w=64))
         title = f"B: open loop, 1,000/s for {seconds:g} s, single route: enqueue to start"
+        self._row(
+            measure=f"B: open loop, 1,000/s for {seconds:g} s, single route: answered at",
+            value=report.submit_rate,
+            result=f"{report.submit_rate:,.0f}/s (request p99 {fmt_ms(report.accept_p99_ms)})",
+            target="1,000/s",
+            met=None,
+        )
         figures = (
             ("p50", report.wait_p50_ms, B_P50_MS),
             ("p99", report.wait_p99_ms, B_P99_MS),
@@ -341,7 +358,9 @@ def render(result: Result) -> str:
         rows.append([r.measure, r.result, r.target, r.vs_ceiling, mark])
     header = ["measure", "result", "target", "vs ceiling", ""]
     title = f"taskstream bench{' --quick' if result.quick else ''}, {result.started}"
-    return title + "\n\n" + markdown(header, rows, right={1, 3})
+    if result.error:
+        title += f" (stopped early: {result.error})"
+    return title + "\n\n" + markdown(header, rows, right={3})
 
 
 def bench_main(argv: Sequence[str]) -> int:
@@ -368,26 +387,27 @@ def bench_main(argv: Sequence[str]) -> int:
         METRICS_ADDR="",
         LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
     )
-    config = msgspec.structs.replace(config, redis_url=stores.redis_url)
     cluster = Cluster(env, args.executors)
+    bench = Bench(args, msgspec.structs.replace(config, redis_url=stores.redis_url), cluster)
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    code = 0
     with stores:
         try:
-            result = run_async(Bench(args, config, cluster).run)
+            run_async(bench.run)
         except KeyboardInterrupt:
-            print("taskstream bench: interrupted; stopping", file=sys.stderr)
-            return 130
+            bench.result.error, code = "interrupted", 130
         except (TaskstreamError, LoadError) as exc:
-            print(f"taskstream bench: {exc}", file=sys.stderr)
-            return 1
+            bench.result.error, code = str(exc), 1
         finally:
             cluster.stop()
             signal.signal(signal.SIGTERM, previous)
+    if bench.result.error:
+        print(f"taskstream bench: {bench.result.error}; stopped", file=sys.stderr)
     if args.json:
-        print(msgspec.json.format(msgspec.json.encode(result), indent=2).decode())
-    else:
-        print(render(result))
-    return 0
+        print(msgspec.json.format(msgspec.json.encode(bench.result), indent=2).decode())
+    elif bench.result.rows:
+        print(render(bench.result))
+    return code
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -1,18 +1,23 @@
 """The raw ceilings the benchmark's scenarios are measured against, on the same machine and
-in the same run: what Redis, Postgres, and the least durable work per task allow from one
-Python process, in batches of 500, through the project's own ``shared.streams`` and
-``shared.db``.
+in the same run, in batches of 500 through the project's own ``shared.streams`` and
+``shared.db``: what Redis and Postgres allow one Python process, and what the least durable
+work per task allows one process per core (the services are several processes too).
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 
 import msgspec
 
+from services.cli.load import run_async
 from shared.db import Database, Outcome
+from shared.keys import Keys
 from shared.models import Delivery, NewTask
 from shared.streams import Publish, Streams
 
@@ -26,16 +31,23 @@ class Ceilings(msgspec.Struct, kw_only=True):
     pg_insert_rows_s: float  # INSERT … SELECT FROM unnest
     pg_update_rows_s: float  # UPDATE … FROM unnest
     durable_tasks_s: float  # insert + XADD, then XREADGROUP + claim + complete + XACK
+    durable_processes: int  # processes running the durable loop at once
 
 
-async def measure(db: Database, streams: Streams, seconds: float) -> Ceilings:
+async def measure(
+    db: Database, streams: Streams, seconds: float, *, database_url: str, redis_url: str
+) -> Ceilings:
     await streams.ensure_groups()
     insert, update = await postgres_batches(db, seconds)
+    processes = os.cpu_count() or 1
     return Ceilings(
         redis_msgs_s=await redis_loop(streams, seconds),
         pg_insert_rows_s=insert,
         pg_update_rows_s=update,
-        durable_tasks_s=await durable_loop(db, streams, seconds),
+        durable_tasks_s=await durable_processes(
+            processes, seconds, database_url, redis_url, streams.keys.namespace
+        ),
+        durable_processes=processes,
     )
 
 
@@ -86,7 +98,38 @@ def _task(task_id: uuid.UUID) -> NewTask:
     )
 
 
-async def durable_loop(db: Database, streams: Streams, seconds: float) -> float:
+async def durable_processes(
+    n: int, seconds: float, database_url: str, redis_url: str, namespace: str
+) -> float:
+    """Tasks/s of ``n`` processes running ``durable_loop`` at once on one stream."""
+    start_at = time.time() + 3.0  # every process has imported and connected by then
+    args = (seconds, database_url, redis_url, namespace, start_at)
+    loop = asyncio.get_running_loop()
+    spawn = multiprocessing.get_context("spawn")  # never fork a process running an event loop
+    with ProcessPoolExecutor(n, mp_context=spawn) as pool:
+        rates = [loop.run_in_executor(pool, _durable_process, i, *args) for i in range(n)]
+        return sum(await asyncio.gather(*rates))
+
+
+def _durable_process(
+    i: int, seconds: float, database_url: str, redis_url: str, namespace: str, start_at: float
+) -> float:
+    async def main() -> float:
+        db = await Database.connect(database_url, min_size=2, max_size=2)
+        streams = Streams.connect(redis_url, Keys(namespace))
+        try:
+            await asyncio.sleep(max(0.0, start_at - time.time()))
+            return await durable_loop(db, streams, seconds, consumer=f"{CONSUMER}-{i}")
+        finally:
+            await streams.close()
+            await db.close()
+
+    return run_async(main)
+
+
+async def durable_loop(
+    db: Database, streams: Streams, seconds: float, *, consumer: str = CONSUMER
+) -> float:
     """Tasks/s of the least durable work per task, producer and consumer side by side in one
     process: insert 500 rows (INSERT_TASKS) and XADD them; XREADGROUP 500, one fenced claim
     (CLAIM), one fenced completion (COMPLETE_SUCCEEDED), one XACK."""
@@ -109,7 +152,7 @@ async def durable_loop(db: Database, streams: Streams, seconds: float) -> float:
     async def consume() -> None:
         nonlocal consumed
         while time.perf_counter() < stop:
-            got = (await streams.read(CONSUMER, {"default": BATCH})).get("default", [])
+            got = (await streams.read(consumer, {"default": BATCH})).get("default", [])
             deliveries = [d for d in got if isinstance(d, Delivery)]
             if not deliveries:
                 await asyncio.sleep(0.001)
@@ -118,7 +161,7 @@ async def durable_loop(db: Database, streams: Streams, seconds: float) -> float:
                 [d.task_id for d in deliveries],
                 [d.attempt for d in deliveries],
                 [d.entry_id for d in deliveries],
-                CONSUMER,
+                consumer,
             )
             outcomes = [Outcome(task_id=t.id, attempt=t.attempt, kind="succeeded") for t in claimed]
             consumed += len(await db.complete(outcomes))

@@ -40,7 +40,7 @@ class Report(msgspec.Struct, kw_only=True):
     unfinished: int  # not terminal when the wait ended
     executors: int | None  # distinct consumers that ran a final attempt (None: unknown)
     concurrency: int | None  # handlers per executor (WORKER_POOL), when known
-    peak_inflight: int  # most final attempts running at one time
+    peak_inflight: int  # most tasks claimed and not yet recorded at one time (final attempts)
     submit_s: float
     submit_rate: float
     drain_s: float  # first task accepted → last task finished
@@ -49,7 +49,7 @@ class Report(msgspec.Struct, kw_only=True):
     fail_pct: float  # dead / accepted
     retries: int
     reaped: int | None
-    run_p95_ms: float | None
+    run_p95_ms: float | None  # final attempt, claimed → outcome committed
     wait_p50_ms: float | None  # enqueue → start of the first attempt
     wait_p95_ms: float | None
     wait_p99_ms: float | None

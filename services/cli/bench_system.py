@@ -33,9 +33,13 @@ class Machine(msgspec.Struct, kw_only=True):
     python: str
     redis: str
     postgres: str
+    load_avg: float  # 1-minute load average when the bench started: others' work skews figures
 
     def describe(self) -> str:
-        return f"{self.cores} cores, {self.cpu}, {self.ram_gib:.1f} GiB RAM"
+        return (
+            f"{self.cores} cores, {self.cpu}, {self.ram_gib:.1f} GiB RAM;"
+            f" load average {self.load_avg:.2f} at the start"
+        )
 
 
 def machine(redis_url: str, postgres: str) -> Machine:
@@ -46,6 +50,7 @@ def machine(redis_url: str, postgres: str) -> Machine:
         python=platform.python_version(),
         redis=redis_version(redis_url),
         postgres=postgres,
+        load_avg=os.getloadavg()[0],
     )
 
 
