@@ -346,29 +346,31 @@ class Database:
 
     @_unavailable
     async def move_due(self, limit: int, publish: Publisher) -> list[Ready]:
-        """Move due rows to queued and ``publish`` them before the commit.
+        """Move due rows to queued, commit, then ``publish`` them.
 
-        A crash (or a failed publish) before the commit rolls the move back: the rows stay
-        due and are moved again; an entry already added is a duplicate that fencing drops.
+        Publishing after the commit matters: an entry added before it could reach an
+        executor whose claim still sees the task ``retrying`` and drops the entry. A crash
+        (or a failed publish) after the commit leaves queued tasks without an entry, which
+        the watcher's repair re-sends; nothing is lost either way.
         """
         async with self._pool.acquire() as conn, conn.transaction():
             rows = [Ready(**dict(r)) for r in await conn.fetch(sql.MOVE_DUE, limit)]
-            if rows:
-                await publish(rows)
+        if rows:
+            await publish(rows)
         return rows
 
     @_unavailable
     async def republish_queued(
         self, priority: str, before: dt.datetime, limit: int, publish: Publisher
     ) -> list[Ready]:
-        """Re-send queued tasks of ``priority`` last published before ``before``."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = [
-                Ready(**dict(r))
-                for r in await conn.fetch(sql.REPUBLISH_QUEUED, priority, before, limit)
-            ]
-            if rows:
-                await publish(rows)
+        """Re-send queued tasks of ``priority`` last published before ``before`` (stamped, then
+        published after the commit, like ``move_due``)."""
+        rows = [
+            Ready(**dict(r))
+            for r in await self._pool.fetch(sql.REPUBLISH_QUEUED, priority, before, limit)
+        ]
+        if rows:
+            await publish(rows)
         return rows
 
     @contextlib.asynccontextmanager
@@ -509,23 +511,22 @@ class Database:
     ) -> list[DlqRef]:
         """Replay up to ``limit`` matching dead letters, oldest first, in one transaction:
         each task is queued with fresh attempts (``first_attempt = attempt = attempt + 1``)
-        and its letter deleted, and ``publish`` adds the entries before the commit. A crash
-        or failed publish before the commit rolls everything back (the letters stay); an
-        entry already added is a duplicate that fencing drops."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(sql.REPLAY_DEAD_LETTERS, *_dlq_args(ids, where), limit)
-            if rows:
-                await publish(
-                    [
-                        Ready(
-                            id=r["id"],
-                            attempt=r["attempt"],
-                            priority=r["priority"],
-                            trace_context=r["trace_context"],
-                        )
-                        for r in rows
-                    ]
-                )
+        and its letter deleted; after the commit ``publish`` adds the entries (see
+        ``move_due`` for why after). A crash or failed publish in between leaves queued
+        tasks without entries, which the watcher's repair re-sends."""
+        rows = await self._pool.fetch(sql.REPLAY_DEAD_LETTERS, *_dlq_args(ids, where), limit)
+        if rows:
+            await publish(
+                [
+                    Ready(
+                        id=r["id"],
+                        attempt=r["attempt"],
+                        priority=r["priority"],
+                        trace_context=r["trace_context"],
+                    )
+                    for r in rows
+                ]
+            )
         return [
             DlqRef(
                 task_id=r["id"],

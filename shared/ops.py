@@ -6,9 +6,10 @@ CLI's ``--json`` prints the route's body). Bad arguments raise ``BadRequest`` na
 field; an unreachable store raises ``StoreUnavailable``.
 
 Dead letters: a replay gives each task fresh attempts and keeps its history (see
-``Database.replay_dead_letters``); the entries are added before the commit, so a crash leaves
-at worst a duplicate entry that fencing drops, never a lost task. A purge deletes only the
-dead-letter records: the tasks stay ``dead``, with their attempts and last error, and remain
+``Database.replay_dead_letters``); the entries are added after the commit, and a crash in
+between leaves queued tasks that the watcher's repair re-sends, never a lost task. A purge
+deletes only the dead-letter records: the tasks stay ``dead``, with their attempts and last
+error, and remain
 visible through ``task_history`` (and ``GET /v1/tasks/{id}``); they can no longer be
 replayed from the dead letters. Replays and purges of a filter or of everything work in
 batches of ``BATCH`` (one transaction each) and only take letters that died before the call
@@ -229,18 +230,25 @@ async def dlq_replay(
         return _result("replay", True, total, refs, ids)
 
     async def publish(rows: list[Ready]) -> None:
-        await streams.publish(
-            [
-                Publish(
-                    priority=r.priority,
-                    task_id=r.id,
-                    attempt=r.attempt,
-                    trace_context=r.trace_context,
-                )
-                for r in rows
-            ]
-        )
+        entries = [
+            Publish(
+                priority=r.priority, task_id=r.id, attempt=r.attempt, trace_context=r.trace_context
+            )
+            for r in rows
+        ]
+        try:
+            await streams.publish(entries)
+        except StoreUnavailable as exc:
+            # Committed already: the tasks are queued and the watcher's repair sends them.
+            log.warning(
+                "replayed %d tasks, publishing deferred to the repair: %s",
+                len(rows),
+                exc,
+                extra={"event": "ops.replay_unpublished"},
+            )
 
+    # Redis unreachable: refuse before changing anything, rather than leave it to the repair.
+    await streams.ping()
     where = await _as_of(db, where)
     count, refs = 0, []
     while True:

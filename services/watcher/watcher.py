@@ -1,9 +1,11 @@
 """The watcher: moves due retries and delayed tasks onto the streams, and repairs lost entries.
 
 Moving: due rows of the current and overdue hourly buckets are taken with ``FOR UPDATE SKIP
-LOCKED`` (several watchers share the table), their tasks marked queued, the entries added, and
-only then is the transaction committed. A task is never released early; it is late by at most
-``WATCH_INTERVAL_MS`` plus one batch.
+LOCKED`` (several watchers share the table) and deleted, their tasks marked queued, the
+transaction committed, and only then the entries added: an entry added before the commit
+could reach an executor that still sees the task ``retrying`` and drops it. A crash between
+the commit and the XADD leaves queued tasks without entries, which the repair below re-sends.
+A task is never released early; it is late by at most ``WATCH_INTERVAL_MS`` plus one batch.
 
 Repair: Postgres owns every task, so whatever Redis lost can be re-sent. When the epoch key
 changed or a stream's group is missing (Redis restarted empty, failed over, was flushed), one
@@ -158,8 +160,8 @@ class Watcher:
         return total
 
     async def _publish(self, rows: list[Ready]) -> None:
+        crash_point("watcher.after_commit")
         await self._streams.publish([self._entry(r) for r in rows])
-        crash_point("watcher.after_publish")
 
     def _entry(self, row: Ready) -> Publish:
         """The entry for a task, its trace continued by a span of this move."""

@@ -70,25 +70,25 @@ async def test_executor_killed_mid_task_is_reclaimed_and_the_task_succeeds_once(
     assert runs["start"][task_id] == 2 and runs["done"][task_id] == 1
 
 
-async def test_watcher_killed_between_xadd_and_commit_yields_one_success(
+async def test_watcher_killed_between_commit_and_xadd_yields_one_success(
     system: System, database_url: str
 ) -> None:
     system.start("ingest")
     system.start("executor-1")
-    system.start("watcher", TASKSTREAM_CRASH_AT="watcher.after_publish")
+    system.start("watcher", TASKSTREAM_CRASH_AT="watcher.after_commit")
     await wait_http(system.url)
     ids = await submit(
         system, [{"type": "recorded", "delay_ms": 200, "payload": {}} for _ in range(5)]
     )
-    assert system.wait("watcher") == -signal.SIGKILL  # died after XADD, before its commit
+    assert system.wait("watcher") == -signal.SIGKILL  # died after its commit, before XADD
     rows = await fetch(database_url, "SELECT status FROM tasks")
-    assert {r["status"] for r in rows} == {"scheduled"}  # the move was rolled back
-    system.start("watcher-2")
+    assert {r["status"] for r in rows} == {"queued"}  # moved, but no entry was added
+    system.start("watcher-2")  # its repair re-sends them (REPAIR_AFTER_MS)
 
     await wait_for(lambda: settled(database_url, len(ids)), timeout=30)
     assert (await status_counts(database_url)) == {"succeeded": len(ids)}
     runs = system.runs()
-    assert all(runs["done"][i] == 1 for i in ids)  # duplicates dropped by fencing
+    assert all(runs["done"][i] == 1 for i in ids)
     assert all(runs["start"][i] == 1 for i in ids)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -82,24 +83,45 @@ async def test_delayed_task_is_released_no_earlier_than_asked(
     assert view is not None and view.status == "scheduled"
 
 
-async def test_crash_between_xadd_and_commit_leaves_a_duplicate_that_fencing_drops(
+async def test_entries_are_added_only_once_the_move_is_committed(
+    config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    # An entry added before the commit could be read by an executor whose claim still sees
+    # the task scheduled (or retrying) and drops it. So when the entry goes out, another
+    # connection must already see the task queued, and a claim must succeed.
+    [task] = [delayed(config, dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))]
+    await db.insert_tasks([task])
+    seen: list[str] = []
+
+    async def publish(rows: Any) -> None:
+        [row] = await execute(config.database_url, "SELECT status FROM tasks WHERE id=$1", task.id)
+        seen.append(row["status"])
+
+    await db.move_due(10, publish)
+    assert seen == ["queued"]
+
+
+async def test_crash_between_commit_and_xadd_is_repaired_and_runs_once(
     config: Config, db: Database, streams: Streams, metrics: Metrics
 ) -> None:
     [task] = [delayed(config, dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))]
     await db.insert_tasks([task])
     watcher = Watcher(config, db, streams, metrics)
+    await watcher.start()
 
-    async def publish_then_crash(rows: Any) -> None:
-        await watcher._publish(rows)
-        raise RuntimeError("crash before commit")
+    async def crash(rows: Any) -> None:
+        raise RuntimeError("killed after the commit, before the XADD")
 
     with pytest.raises(RuntimeError):
-        await db.move_due(10, publish_then_crash)
+        await db.move_due(10, crash)
     view = await db.get_task(task.id)
-    assert view is not None and view.status == "scheduled"  # rolled back, still due
-    assert (await watcher.run_once()).moved == 1
-    assert await entry_tasks(streams) == [task.id, task.id]  # a duplicate entry
+    assert view is not None and view.status == "queued"  # committed, but no entry
+    assert await entry_tasks(streams) == []
 
+    # Once the group has delivered everything for REPAIR_AFTER_MS, the repair re-sends it.
+    later = time.time() + config.repair_after_ms / 1000 + 1
+    report = await Watcher(config, db, streams, metrics, clock=lambda: later).run_once()
+    assert report.repaired == 1
     runs: list[uuid.UUID] = []
 
     async def count(payload: Any, ctx: Any) -> None:
