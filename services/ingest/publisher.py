@@ -8,6 +8,7 @@ dies first, the watcher's repair re-sends it from Postgres.)
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Sequence
 
@@ -39,9 +40,12 @@ class Publisher:
             # Redis unreachable (or any other failure): keep them, never lose one.
             self._keep(entries, exc)
             return False
-        for e in entries:
-            self._metrics.published.add(1, {"priority": e.priority})
+        self._count(entries)
         return True
+
+    def _count(self, entries: Sequence[Publish]) -> None:
+        for priority, n in collections.Counter(e.priority for e in entries).items():
+            self._metrics.published.add(n, {"priority": priority})
 
     def _keep(self, entries: Sequence[Publish], exc: BaseException) -> None:
         self._metrics.publish_failures.add(len(entries))
@@ -78,7 +82,6 @@ class Publisher:
         except Exception:
             self._backlog = batch + self._backlog
             return 0
-        for e in batch:
-            self._metrics.published.add(1, {"priority": e.priority})
+        self._count(batch)
         log.info("published %d deferred tasks", len(batch), extra={"event": "ingest.published"})
         return len(batch)
