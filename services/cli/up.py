@@ -93,9 +93,13 @@ def _prometheus(state_dir: Path, targets: list[tuple[str, str]]) -> Child | None
         return None
     home = (state_dir / "prometheus").resolve()
     home.mkdir(parents=True, exist_ok=True)
+    by_job: dict[str, list[str]] = {}
+    for job, addr in targets:
+        by_job.setdefault(job, []).append(f"'{addr}'")
     jobs = "\n".join(
-        f"  - job_name: taskstream-{job}\n    static_configs:\n      - targets: ['{addr}']"
-        for job, addr in targets
+        f"  - job_name: taskstream-{job}\n    static_configs:\n"
+        f"      - targets: [{', '.join(addrs)}]"
+        for job, addrs in by_job.items()
     )
     rules = f"rule_files: ['{RULES}']\n" if RULES.exists() else ""
     config = home / "prometheus.yml"
