@@ -102,6 +102,10 @@ operating:
   consumers     consumers of the executors' group (--remove-dead [--min-idle 1h])
   dlq           dead letters: list | replay | purge (dry run unless --yes)
 
+measuring:
+  load          the load generator (the Go scheduler's flags: -n -w -url -pct-* …)
+  bench         the standard scenarios beside the raw ceilings (make bench)
+
 local:
   up            everything locally: stores, migrations, services, until Ctrl-C
   with-stores   run a command with Redis and Postgres available (started if needed)
