@@ -196,8 +196,8 @@ class Database:
 
     @_unavailable
     async def insert_tasks(self, tasks: Sequence[NewTask]) -> InsertResult:
-        """Insert tasks in one transaction; a taken idempotency key inserts nothing and
-        returns the task that holds it."""
+        """Insert tasks in one statement (all or nothing); a taken idempotency key inserts
+        nothing and returns the task that holds it."""
         # Sorted by key so that concurrent batches take key locks in one order (no deadlock).
         ordered = sorted(tasks, key=lambda t: t.idempotency_key or "")
         cols: list[list[Any]] = [[] for _ in range(14)]
@@ -220,29 +220,31 @@ class Database:
             )
             for col, value in zip(cols, row, strict=True):
                 col.append(value)
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(sql.INSERT_TASKS, *cols)
-            inserted = {r["id"]: task_view(r) for r in rows}
-            taken = [t for t in ordered if t.idempotency_key is not None and t.id not in inserted]
-            existing: dict[uuid.UUID, tuple[TaskView, bool]] = {}
-            if taken:
-                # Compared per requested task: one batch may repeat a key with other bodies.
-                keys = {
-                    k["key"]: k
-                    for k in await conn.fetch(
-                        sql.SELECT_IDEMPOTENCY_KEYS, [t.idempotency_key for t in taken]
-                    )
-                }
-                by_id = {
-                    r["id"]: task_view(r)
-                    for r in await conn.fetch(
-                        sql.SELECT_TASKS, [k["task_id"] for k in keys.values()]
-                    )
-                }
-                for t in taken:
-                    k = keys[t.idempotency_key]
-                    same = bytes(k["request_hash"]) == t.request_hash
-                    existing[t.id] = (by_id[k["task_id"]], same)
+        # One statement, so it commits on its own: no BEGIN and COMMIT round trips. A taken
+        # key was committed before ON CONFLICT skipped it (it waits for an in-flight holder),
+        # so the lookups below, in statements of their own, always find it.
+        rows = await self._pool.fetch(sql.INSERT_TASKS, *cols)
+        inserted = {r["id"]: task_view(r) for r in rows}
+        taken = [t for t in ordered if t.idempotency_key is not None and t.id not in inserted]
+        existing: dict[uuid.UUID, tuple[TaskView, bool]] = {}
+        if taken:
+            # Compared per requested task: one batch may repeat a key with other bodies.
+            keys = {
+                k["key"]: k
+                for k in await self._pool.fetch(
+                    sql.SELECT_IDEMPOTENCY_KEYS, [t.idempotency_key for t in taken]
+                )
+            }
+            by_id = {
+                r["id"]: task_view(r)
+                for r in await self._pool.fetch(
+                    sql.SELECT_TASKS, [k["task_id"] for k in keys.values()]
+                )
+            }
+            for t in taken:
+                k = keys[t.idempotency_key]
+                same = bytes(k["request_hash"]) == t.request_hash
+                existing[t.id] = (by_id[k["task_id"]], same)
         return InsertResult(inserted=inserted, existing=existing)
 
     @_unavailable
@@ -305,18 +307,23 @@ class Database:
     async def complete(self, outcomes: Sequence[Outcome]) -> set[uuid.UUID]:
         """Record a batch of outcomes in one transaction; returns the task ids recorded (an
         outcome whose attempt was fenced off is not)."""
+        statements: list[tuple[str, list[list[Any]]]] = []
+        for kind, query in _COMPLETE.items():
+            mine = [o for o in outcomes if o.kind == kind]
+            if not mine:
+                continue
+            args: list[list[Any]] = [[o.task_id for o in mine], [o.attempt for o in mine]]
+            if kind != "succeeded":
+                last = [o.delay_ms if kind == "retry" else o.reason for o in mine]
+                args += [[_text(o.error) for o in mine], [o.outcome for o in mine], last]
+            statements.append((query, args))
+        if len(statements) == 1:  # the common case: one statement commits on its own
+            query, args = statements[0]
+            return {r["id"] for r in await self._pool.fetch(query, *args)}
         recorded: set[uuid.UUID] = set()
         async with self._pool.acquire() as conn, conn.transaction():
-            for kind, query in _COMPLETE.items():
-                mine = [o for o in outcomes if o.kind == kind]
-                if not mine:
-                    continue
-                args: list[list[Any]] = [[o.task_id for o in mine], [o.attempt for o in mine]]
-                if kind != "succeeded":
-                    last = [o.delay_ms if kind == "retry" else o.reason for o in mine]
-                    args += [[_text(o.error) for o in mine], [o.outcome for o in mine], last]
-                rows = await conn.fetch(query, *args)
-                recorded.update(r["id"] for r in rows)
+            for query, args in statements:
+                recorded.update(r["id"] for r in await conn.fetch(query, *args))
         return recorded
 
     @_unavailable
@@ -353,8 +360,7 @@ class Database:
         (or a failed publish) after the commit leaves queued tasks without an entry, which
         the watcher's repair re-sends; nothing is lost either way.
         """
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = [Ready(**dict(r)) for r in await conn.fetch(sql.MOVE_DUE, limit)]
+        rows = [Ready(**dict(r)) for r in await self._pool.fetch(sql.MOVE_DUE, limit)]
         if rows:
             await publish(rows)
         return rows
