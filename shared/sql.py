@@ -309,53 +309,45 @@ FROM dead_letters d JOIN tasks t ON t.id = d.task_id
 WHERE d.task_id = $1
 """
 
-# A page of dead letters, newest first, filtered; the cursor is the last (dead_at, task_id).
-LIST_DEAD_LETTERS = """
-SELECT d.task_id, d.priority, d.type, d.attempt, d.attempt - t.first_attempt + 1 AS attempts,
-    d.reason, d.error, d.dead_at, t.created_at
-FROM dead_letters d JOIN tasks t ON t.id = d.task_id
-WHERE ($1::uuid[] IS NULL OR d.task_id = ANY($1::uuid[]))
+# The dead-letter filter shared by the queries below: ids, priority, type, reason, an error
+# substring, and a dead_at range ($1..$7).
+DLQ_FILTER = """  AND ($1::uuid[] IS NULL OR d.task_id = ANY($1::uuid[]))
   AND ($2::text IS NULL OR d.priority = $2)
   AND ($3::text IS NULL OR d.type = $3)
   AND ($4::text IS NULL OR d.reason = $4)
   AND ($5::text IS NULL OR strpos(lower(concat_ws(': ', d.error->>'type',
       d.error->>'message')), lower($5)) > 0)
   AND ($6::timestamptz IS NULL OR d.dead_at >= $6)
-  AND ($7::timestamptz IS NULL OR d.dead_at < $7)
+  AND ($7::timestamptz IS NULL OR d.dead_at < $7)"""
+
+# A page of dead letters, newest first, filtered; the cursor is the last (dead_at, task_id).
+LIST_DEAD_LETTERS = f"""
+SELECT d.task_id, d.priority, d.type, d.attempt, d.attempt - t.first_attempt + 1 AS attempts,
+    d.reason, d.error, d.dead_at, t.created_at
+FROM dead_letters d JOIN tasks t ON t.id = d.task_id
+WHERE true
+{DLQ_FILTER}
   AND ($8::timestamptz IS NULL OR (d.dead_at, d.task_id) < ($8, $9::uuid))
 ORDER BY d.dead_at DESC, d.task_id DESC
 LIMIT $10
 """
 
 # Dead letters a replay would take (dry run), oldest first, with how many match in all.
-MATCH_DEAD_LETTERS = """
+MATCH_DEAD_LETTERS = f"""
 SELECT d.task_id, d.priority, d.type, d.reason, d.dead_at, count(*) OVER () AS total
 FROM dead_letters d JOIN tasks t ON t.id = d.task_id
 WHERE t.status = 'dead'
-  AND ($1::uuid[] IS NULL OR d.task_id = ANY($1::uuid[]))
-  AND ($2::text IS NULL OR d.priority = $2)
-  AND ($3::text IS NULL OR d.type = $3)
-  AND ($4::text IS NULL OR d.reason = $4)
-  AND ($5::text IS NULL OR strpos(lower(concat_ws(': ', d.error->>'type',
-      d.error->>'message')), lower($5)) > 0)
-  AND ($6::timestamptz IS NULL OR d.dead_at >= $6)
-  AND ($7::timestamptz IS NULL OR d.dead_at < $7)
+{DLQ_FILTER}
 ORDER BY d.dead_at, d.task_id
 LIMIT $8
 """
 
 # Dead letters a purge would delete (dry run), oldest first, with how many match in all.
-MATCH_DEAD_LETTERS_ANY = """
+MATCH_DEAD_LETTERS_ANY = f"""
 SELECT d.task_id, d.priority, d.type, d.reason, d.dead_at, count(*) OVER () AS total
 FROM dead_letters d
-WHERE ($1::uuid[] IS NULL OR d.task_id = ANY($1::uuid[]))
-  AND ($2::text IS NULL OR d.priority = $2)
-  AND ($3::text IS NULL OR d.type = $3)
-  AND ($4::text IS NULL OR d.reason = $4)
-  AND ($5::text IS NULL OR strpos(lower(concat_ws(': ', d.error->>'type',
-      d.error->>'message')), lower($5)) > 0)
-  AND ($6::timestamptz IS NULL OR d.dead_at >= $6)
-  AND ($7::timestamptz IS NULL OR d.dead_at < $7)
+WHERE true
+{DLQ_FILTER}
 ORDER BY d.dead_at, d.task_id
 LIMIT $8
 """
@@ -363,19 +355,12 @@ LIMIT $8
 # Replay a batch of dead letters, oldest first: delete the letters and queue their tasks with
 # fresh attempts (first_attempt moves to the new attempt; the fencing token keeps growing);
 # returns what to publish. Letters another replay or purge holds are skipped.
-REPLAY_DEAD_LETTERS = """
+REPLAY_DEAD_LETTERS = f"""
 WITH picked AS (
     SELECT d.task_id, d.reason, d.dead_at
     FROM dead_letters d JOIN tasks t ON t.id = d.task_id
     WHERE t.status = 'dead'
-      AND ($1::uuid[] IS NULL OR d.task_id = ANY($1::uuid[]))
-      AND ($2::text IS NULL OR d.priority = $2)
-      AND ($3::text IS NULL OR d.type = $3)
-      AND ($4::text IS NULL OR d.reason = $4)
-      AND ($5::text IS NULL OR strpos(lower(concat_ws(': ', d.error->>'type',
-          d.error->>'message')), lower($5)) > 0)
-      AND ($6::timestamptz IS NULL OR d.dead_at >= $6)
-      AND ($7::timestamptz IS NULL OR d.dead_at < $7)
+{DLQ_FILTER}
     ORDER BY d.dead_at, d.task_id
     LIMIT $8
     FOR UPDATE OF d, t SKIP LOCKED
@@ -392,17 +377,11 @@ RETURNING t.id, t.attempt, t.priority, t.type, t.trace_context, p.reason, p.dead
 """
 
 # Delete a batch of dead-letter records, oldest first (their tasks stay dead, history kept).
-PURGE_DEAD_LETTERS = """
+PURGE_DEAD_LETTERS = f"""
 WITH picked AS (
     SELECT d.task_id FROM dead_letters d
-    WHERE ($1::uuid[] IS NULL OR d.task_id = ANY($1::uuid[]))
-      AND ($2::text IS NULL OR d.priority = $2)
-      AND ($3::text IS NULL OR d.type = $3)
-      AND ($4::text IS NULL OR d.reason = $4)
-      AND ($5::text IS NULL OR strpos(lower(concat_ws(': ', d.error->>'type',
-          d.error->>'message')), lower($5)) > 0)
-      AND ($6::timestamptz IS NULL OR d.dead_at >= $6)
-      AND ($7::timestamptz IS NULL OR d.dead_at < $7)
+    WHERE true
+{DLQ_FILTER}
     ORDER BY d.dead_at, d.task_id
     LIMIT $8
     FOR UPDATE SKIP LOCKED
@@ -416,5 +395,7 @@ RETURNING d.task_id, d.priority, d.type, d.reason, d.dead_at
 DB_NOW = "SELECT now()"
 
 ALL: dict[str, str] = {
-    name: value for name, value in globals().items() if name.isupper() and name != "ALL"
+    name: value
+    for name, value in globals().items()
+    if name.isupper() and name not in ("ALL", "DLQ_FILTER")
 }
