@@ -8,7 +8,10 @@ exporter, set up in ``setup``); tests build one on an ``InMemoryMetricReader``.
 
 from __future__ import annotations
 
+import bisect
+import math
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from opentelemetry import metrics as otel
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -37,10 +40,50 @@ SECONDS_BUCKETS = (
 )
 
 
+class HotHistogram:
+    """A histogram for the per-task hot path, aggregated in process and exported in
+    Prometheus format beside the OpenTelemetry instruments (same registry, same ``/metrics``).
+
+    OpenTelemetry's ``Histogram.record`` costs about 13 µs a call here (attribute checks and
+    hashing, view matching); two of them per task took a quarter of an executor. Recording
+    here is a bucket increment (under 1 µs). One label only, with bounded values.
+    """
+
+    def __init__(self, name: str, description: str, label: str) -> None:
+        self.name = name
+        self.description = description
+        self.label = label
+        self._bounds = list(SECONDS_BUCKETS)
+        # label value → [count per bucket (the last: above every bound)..., sum]
+        self._series: dict[str, list[float]] = {}
+
+    def record(self, value: float, attributes: dict[str, str] | None = None) -> None:
+        """The OpenTelemetry signature, so call sites read the same."""
+        key = (attributes or {}).get(self.label, "")
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = [0.0] * (len(self._bounds) + 2)
+        series[bisect.bisect_left(self._bounds, value)] += 1
+        series[-1] += value
+
+    def collect(self) -> Iterable[Any]:
+        """prometheus_client's Collector protocol: one histogram family."""
+        from prometheus_client.core import HistogramMetricFamily
+
+        family = HistogramMetricFamily(self.name, self.description, labels=[self.label])
+        for key, series in sorted(self._series.items()):
+            cumulative, buckets = 0.0, []
+            for bound, n in zip([*self._bounds, math.inf], series[:-1], strict=True):
+                cumulative += n
+                buckets.append(("+Inf" if bound == math.inf else str(bound), cumulative))
+            family.add_metric([key], buckets, series[-1])
+        yield family
+
+
 class Metrics:
     """The instruments of one process."""
 
-    def __init__(self, meter: Meter) -> None:
+    def __init__(self, meter: Meter, registry: Any = None) -> None:
         self.enqueued = meter.create_counter(
             "tasks_enqueued", unit="1", description="Tasks accepted and committed by ingest."
         )
@@ -79,14 +122,13 @@ class Metrics:
         self.bad_entries = meter.create_counter(
             "bad_entries", unit="1", description="Stream entries that did not decode."
         )
-        self.run_seconds = meter.create_histogram(
-            "task_run_seconds", unit="s", description="Handler run time."
+        self.run_seconds = HotHistogram("task_run_seconds", "Handler run time.", "type")
+        self.wait_seconds = HotHistogram(
+            "enqueue_to_start_seconds", "Time from queued to the handler starting.", "priority"
         )
-        self.wait_seconds = meter.create_histogram(
-            "enqueue_to_start_seconds",
-            unit="s",
-            description="Time from queued to the handler starting.",
-        )
+        if registry is not None:
+            registry.register(self.run_seconds)
+            registry.register(self.wait_seconds)
         self.trimmed = meter.create_counter(
             "stream_trimmed", unit="1", description="Acknowledged entries trimmed from streams."
         )
@@ -166,9 +208,10 @@ def views() -> list[View]:
 
 
 def build(reader: MetricReader) -> Metrics:
-    """Metrics on a private provider reading into ``reader`` (tests)."""
+    """Metrics on a private provider reading into ``reader`` (tests); the hot histograms go
+    to the reader's Prometheus registry when it has one."""
     provider = MeterProvider(metric_readers=[reader], views=views())
-    return Metrics(provider.get_meter("taskstream"))
+    return Metrics(provider.get_meter("taskstream"), getattr(reader, "_registry", None))
 
 
 def setup(service: str) -> Metrics:
@@ -182,7 +225,9 @@ def setup(service: str) -> Metrics:
         resource=Resource.create({"service.name": f"taskstream-{service}"}),
     )
     otel.set_meter_provider(provider)
-    return Metrics(provider.get_meter("taskstream"))
+    from prometheus_client import REGISTRY
+
+    return Metrics(provider.get_meter("taskstream"), REGISTRY)
 
 
 def noop() -> Metrics:
@@ -235,6 +280,7 @@ LABELS: dict[str, str] = {
 KINDS = {
     "Counter": "counter",
     "Histogram": "histogram",
+    "HotHistogram": "histogram",
     "Gauge": "gauge",
     "UpDownCounter": "gauge",
     "ObservableGauge": "gauge",
