@@ -24,7 +24,7 @@ import contextlib
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 import msgspec
 
@@ -250,13 +250,7 @@ async def dlq_replay(
     # Redis unreachable: refuse before changing anything, rather than leave it to the repair.
     await streams.ping()
     where = await _as_of(db, where)
-    count, refs = 0, []
-    while True:
-        batch = await db.replay_dead_letters(ids, where, BATCH, publish)
-        count += len(batch)
-        refs.extend(batch[: MAX_IDS - len(refs)])
-        if len(batch) < BATCH:
-            break
+    count, refs = await _in_batches(lambda: db.replay_dead_letters(ids, where, BATCH, publish))
     if count:
         log.info("replayed %d dead letters", count, extra={"event": "ops.dlq_replayed"})
     return _result("replay", False, count, refs, ids)
@@ -270,16 +264,22 @@ async def dlq_purge(db: Database, selection: DlqSelection, *, dry_run: bool) -> 
         total, refs = await db.match_dead_letters(ids, where, replayable=False, limit=MAX_IDS)
         return _result("purge", True, total, refs, ids)
     where = await _as_of(db, where)
-    count, refs = 0, []
-    while True:
-        batch = await db.purge_dead_letters(ids, where, BATCH)
-        count += len(batch)
-        refs.extend(batch[: MAX_IDS - len(refs)])
-        if len(batch) < BATCH:
-            break
+    count, refs = await _in_batches(lambda: db.purge_dead_letters(ids, where, BATCH))
     if count:
         log.info("purged %d dead letters", count, extra={"event": "ops.dlq_purged"})
     return _result("purge", False, count, refs, ids)
+
+
+async def _in_batches(step: Callable[[], Awaitable[list[DlqRef]]]) -> tuple[int, list[DlqRef]]:
+    """Run ``step`` (one transaction of up to ``BATCH``) until a short batch; how many in all,
+    and the first ``MAX_IDS`` of them."""
+    count, refs = 0, list[DlqRef]()
+    while True:
+        batch = await step()
+        count += len(batch)
+        refs.extend(batch[: MAX_IDS - len(refs)])
+        if len(batch) < BATCH:
+            return count, refs
 
 
 def check_selection(selection: DlqSelection) -> tuple[list[uuid.UUID] | None, DlqFilter]:
