@@ -181,7 +181,7 @@ class Database:
     async def connect(cls, url: str, *, min_size: int = 2, max_size: int = 10) -> Database:
         try:
             pool = await asyncpg.create_pool(
-                url, min_size=min_size, max_size=max_size, command_timeout=60
+                url, min_size=min_size, max_size=max_size, command_timeout=60, reset=_reset
             )
         except UNAVAILABLE as exc:
             raise StoreUnavailable(f"Postgres is not reachable: {exc}") from exc
@@ -566,6 +566,14 @@ _COMPLETE = {
     "retry": sql.COMPLETE_RETRY,
     "dead": sql.COMPLETE_DEAD,
 }
+
+
+async def _reset(conn: asyncpg.Connection) -> None:
+    """Run when a connection goes back to the pool. asyncpg's default sends a reset query
+    (unlisten, unlock, RESET ALL) each time: a round trip per pooled query. Nothing here uses
+    session state, so only an unfinished transaction needs ending."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
 
 
 def _text(raw: bytes | None) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 from shared import db as db_mod
 from shared import sql
@@ -38,3 +39,18 @@ async def test_every_named_query_prepares(db: Database) -> None:
     prepared = await db.prepare_all()
     assert set(prepared) == set(sql.ALL)
     assert "CLAIM" in prepared and "INSERT_TASKS" in prepared
+
+
+async def test_a_connection_back_in_the_pool_never_carries_an_open_transaction(
+    config: Any,
+) -> None:
+    db = await Database.connect(config.database_url, min_size=1, max_size=1)
+    try:
+        async with db._pool.acquire() as conn:
+            await conn.execute("BEGIN")
+            await conn.execute("CREATE TABLE leak (x int)")
+        async with db._pool.acquire() as conn:
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval("SELECT to_regclass('leak')") is None
+    finally:
+        await db.close()
