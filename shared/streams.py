@@ -196,12 +196,12 @@ class Streams:
             out[p] = list(self._decode(reply))
         return out
 
-    async def wait(self, consumer: str, block_ms: int) -> list[Delivery | BadEntry]:
-        """Block up to ``block_ms`` until any stream has a new entry; returns at most one
-        entry per stream (the caller then reads by weight)."""
+    async def wait(self, consumer: str, block_ms: int, count: int = 1) -> list[Delivery | BadEntry]:
+        """Block up to ``block_ms`` until any stream has a new entry; returns at most ``count``
+        entries per stream (a backlog is then read by weight)."""
         streams: dict[Any, Any] = {key: ">" for key in self.keys.streams.values()}
         try:
-            reply = await self._r.xreadgroup(GROUP, consumer, streams, count=1, block=block_ms)
+            reply = await self._r.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)
         except ResponseError as exc:
             if not _lost(exc):
                 raise
