@@ -31,7 +31,7 @@ ORDER = ("ingest", "executor", "watcher", "janitor")
 STOP_ORDER = (*ORDER, "prometheus")
 PROMETHEUS_PORT = 9090
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
-METRICS_BASE_PORT = 9100
+METRICS_BASE_PORT = 9101
 STOP_TIMEOUT = 60.0
 
 
@@ -64,6 +64,13 @@ def up_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="taskstream up", description=__doc__)
     parser.add_argument("--executors", type=int, default=2, help="executor processes")
     parser.add_argument("--state-dir", type=Path, default=Path(".local"))
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=METRICS_BASE_PORT,
+        help="the first of the services' metrics ports (one each, upwards)",
+    )
+    parser.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus")
     args = parser.parse_args(list(argv))
     if args.executors < 1:
         parser.error("--executors must be at least 1")
@@ -81,9 +88,7 @@ def up_main(argv: Sequence[str]) -> int:
             print(f"taskstream up: {exc}", file=sys.stderr)
             return 1
         print(f"migrations: {len(applied)} applied", flush=True)
-        return _supervise(
-            config, stores.redis_url, stores.database_url, args.executors, args.state_dir
-        )
+        return _supervise(config, stores.redis_url, stores.database_url, args)
 
 
 def _prometheus(state_dir: Path, targets: list[tuple[str, str]]) -> Child | None:
@@ -123,28 +128,29 @@ def _port_free(port: int) -> bool:
 
 
 def _supervise(
-    config: config_mod.Config, redis_url: str, database_url: str, n: int, state_dir: Path
+    config: config_mod.Config, redis_url: str, database_url: str, args: argparse.Namespace
 ) -> int:
+    n = args.executors
     base = dict(os.environ, REDIS_URL=redis_url, DATABASE_URL=database_url)
     host = socket.gethostname()
     children: list[Child] = []
     targets: list[tuple[str, str]] = []
-    port = METRICS_BASE_PORT
+    port = args.metrics_port
     lines = [f"API         http://127.0.0.1:{config.http_port}  (metrics at /metrics)"]
     for service in available():
         names = [f"executor-{i}" for i in range(1, n + 1)] if service == "executor" else [service]
         for name in names:
             env = dict(base)
             if service != "ingest":
-                port += 1
                 env["METRICS_ADDR"] = f"127.0.0.1:{port}"
                 lines.append(f"{name:<11} http://127.0.0.1:{port}/metrics")
+                port += 1
             if service == "executor":
                 env["CONSUMER_NAME"] = f"{host}-{name}"
             children.append(Child(name, env))
             addr = env.get("METRICS_ADDR", f"127.0.0.1:{config.http_port}")
             targets.append((service, addr))
-    prometheus = _prometheus(state_dir, targets)
+    prometheus = None if args.no_prometheus else _prometheus(args.state_dir, targets)
     if prometheus is not None:
         children.append(prometheus)
         lines.append(f"prometheus  http://127.0.0.1:{PROMETHEUS_PORT}  (alert rules loaded)")
