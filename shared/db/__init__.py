@@ -1,0 +1,59 @@
+"""The only package that talks to Postgres (asyncpg).
+
+Services call typed methods (``insert_tasks``, ``claim``, ``complete``…) of ``Database``; the
+SQL lives in ``shared.sql`` as named constants, and migrations in ``migrations/`` as numbered
+files. The methods come in families, one module each: ``tasks`` (ingest and executors),
+``movers`` (watcher and janitor), ``operators``, ``bench``; ``schema`` creates and migrates.
+"""
+
+from __future__ import annotations
+
+from shared.db.base import (
+    UNAVAILABLE,
+    ClaimedTask,
+    Fenced,
+    InsertResult,
+    Outcome,
+    Publisher,
+    Ready,
+    TaskState,
+    TaskTiming,
+    task_view,
+)
+from shared.db.bench import BenchQueries
+from shared.db.movers import MoverQueries
+from shared.db.operators import OperatorQueries
+from shared.db.schema import (
+    MIGRATIONS_DIR,
+    create_database,
+    drop_database,
+    migrate,
+    schema_version,
+    with_database,
+)
+from shared.db.tasks import TaskQueries
+
+
+class Database(TaskQueries, MoverQueries, OperatorQueries, BenchQueries):
+    """A pool of connections and every typed operation on it."""
+
+
+__all__ = [
+    "MIGRATIONS_DIR",
+    "UNAVAILABLE",
+    "ClaimedTask",
+    "Database",
+    "Fenced",
+    "InsertResult",
+    "Outcome",
+    "Publisher",
+    "Ready",
+    "TaskState",
+    "TaskTiming",
+    "create_database",
+    "drop_database",
+    "migrate",
+    "schema_version",
+    "task_view",
+    "with_database",
+]

@@ -1,0 +1,75 @@
+"""What the watcher and the janitor need: due rows, repairs, stalled and orphaned tasks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+
+import msgspec
+
+from shared import sql
+from shared.db.base import (
+    Base,
+    Publisher,
+    Ready,
+    TaskState,
+    _unavailable,
+)
+
+
+class MoverQueries(Base):
+    """What the watcher and the janitor need: due rows, repairs, stalled and orphaned tasks."""
+
+    @_unavailable
+    async def task_states(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, TaskState]:
+        rows = await self._pool.fetch(sql.STALLED_TASKS, list(ids))
+        return {r["id"]: TaskState(**dict(r)) for r in rows}
+
+    @_unavailable
+    async def running_before(self, before: dt.datetime, limit: int) -> list[TaskState]:
+        rows = await self._pool.fetch(sql.RUNNING_BEFORE, before, limit)
+        return [TaskState(**dict(r)) for r in rows]
+
+    @_unavailable
+    async def record_dead_entries(
+        self, entries: Sequence[tuple[str, str, dict[str, str]]], reason: str
+    ) -> None:
+        """Keep undecodable stream entries: ``(priority, entry_id, fields)``."""
+        if not entries:
+            return
+        await self._pool.execute(
+            sql.INSERT_DEAD_ENTRIES,
+            [e[0] for e in entries],
+            [e[1] for e in entries],
+            [msgspec.json.encode(e[2]).decode() for e in entries],
+            [reason] * len(entries),
+        )
+
+    @_unavailable
+    async def move_due(self, limit: int, publish: Publisher) -> list[Ready]:
+        """Move due rows to queued, commit, then ``publish`` them.
+
+        Publishing after the commit matters: an entry added before it could reach an
+        executor whose claim still sees the task ``retrying`` and drops the entry. A crash
+        (or a failed publish) after the commit leaves queued tasks without an entry, which
+        the watcher's repair re-sends; nothing is lost either way.
+        """
+        rows = [Ready(**dict(r)) for r in await self._pool.fetch(sql.MOVE_DUE, limit)]
+        if rows:
+            await publish(rows)
+        return rows
+
+    @_unavailable
+    async def republish_queued(
+        self, priority: str, before: dt.datetime, limit: int, publish: Publisher
+    ) -> list[Ready]:
+        """Re-send queued tasks of ``priority`` last published before ``before`` (stamped, then
+        published after the commit, like ``move_due``)."""
+        rows = [
+            Ready(**dict(r))
+            for r in await self._pool.fetch(sql.REPUBLISH_QUEUED, priority, before, limit)
+        ]
+        if rows:
+            await publish(rows)
+        return rows

@@ -1,0 +1,152 @@
+"""What operators read and change: queue depths, task histories, dead letters."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+
+from shared import sql
+from shared.db.base import (
+    Base,
+    Publisher,
+    Ready,
+    _dead_letter_view,
+    _dlq_args,
+    _dlq_ref,
+    _error_info,
+    _unavailable,
+    task_view,
+)
+from shared.ops_models import (
+    AttemptView,
+    DeadLetterView,
+    DlqFilter,
+    DlqRef,
+    TaskRecord,
+    TaskSummary,
+)
+
+
+class OperatorQueries(Base):
+    """What operators read and change: queue depths, task histories, dead letters."""
+
+    @_unavailable
+    async def queue_depths(self) -> dict[str, dict[str, int]]:
+        """Per priority: due rows waiting by kind (``retry``, ``delayed``) and ``dead``
+        letters held."""
+        out: dict[str, dict[str, int]] = {}
+        for r in await self._pool.fetch(sql.QUEUE_DEPTHS):
+            out.setdefault(r["priority"], {})[r["kind"]] = int(r["n"])
+        return out
+
+    @_unavailable
+    async def task_summaries(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, TaskSummary]:
+        """Type, status, attempt and age of several tasks (one query, no payload)."""
+        rows = await self._pool.fetch(sql.TASK_SUMMARIES, list(ids))
+        return {r["id"]: TaskSummary(**dict(r)) for r in rows}
+
+    @_unavailable
+    async def task_record(self, task_id: uuid.UUID) -> TaskRecord | None:
+        """A task row, its failed attempts and its dead letter, read in one snapshot."""
+        snapshot = {"isolation": "repeatable_read", "readonly": True}
+        async with self._pool.acquire() as conn, conn.transaction(**snapshot):
+            row = await conn.fetchrow(sql.SELECT_TASK, task_id)
+            if row is None:
+                return None
+            attempts = await conn.fetch(sql.SELECT_ATTEMPTS, task_id)
+            letter = await conn.fetchrow(sql.SELECT_DEAD_LETTER, task_id)
+        return TaskRecord(
+            task=task_view(row),
+            first_attempt=row["first_attempt"],
+            consumer=row["consumer"],
+            entry_id=row["entry_id"],
+            attempts=[
+                AttemptView(
+                    attempt=a["attempt"],
+                    outcome=a["outcome"],
+                    consumer=a["consumer"],
+                    started_at=a["started_at"],
+                    finished_at=a["finished_at"],
+                    error=_error_info(a["error"]),
+                )
+                for a in attempts
+            ],
+            dead_letter=_dead_letter_view(letter) if letter is not None else None,
+        )
+
+    @_unavailable
+    async def list_dead_letters(
+        self,
+        where: DlqFilter,
+        *,
+        after: tuple[dt.datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[DeadLetterView]:
+        """A page of dead letters, newest first; ``after`` is the last (dead_at, task_id)."""
+        dead_at, task_id = after if after is not None else (None, None)
+        rows = await self._pool.fetch(
+            sql.LIST_DEAD_LETTERS, *_dlq_args(None, where), dead_at, task_id, limit
+        )
+        return [_dead_letter_view(r) for r in rows]
+
+    @_unavailable
+    async def match_dead_letters(
+        self,
+        ids: Sequence[uuid.UUID] | None,
+        where: DlqFilter,
+        *,
+        replayable: bool,
+        limit: int,
+    ) -> tuple[int, list[DlqRef]]:
+        """How many dead letters match (only those a replay would take if ``replayable``),
+        and the first ``limit`` of them, oldest first. Changes nothing (dry runs)."""
+        query = sql.MATCH_DEAD_LETTERS if replayable else sql.MATCH_DEAD_LETTERS_ANY
+        rows = await self._pool.fetch(query, *_dlq_args(ids, where), limit)
+        return (int(rows[0]["total"]) if rows else 0), [_dlq_ref(r) for r in rows]
+
+    @_unavailable
+    async def replay_dead_letters(
+        self,
+        ids: Sequence[uuid.UUID] | None,
+        where: DlqFilter,
+        limit: int,
+        publish: Publisher,
+    ) -> list[DlqRef]:
+        """Replay up to ``limit`` matching dead letters, oldest first, in one transaction:
+        each task is queued with fresh attempts (``first_attempt = attempt = attempt + 1``)
+        and its letter deleted; after the commit ``publish`` adds the entries (see
+        ``move_due`` for why after). A crash or failed publish in between leaves queued
+        tasks without entries, which the watcher's repair re-sends."""
+        rows = await self._pool.fetch(sql.REPLAY_DEAD_LETTERS, *_dlq_args(ids, where), limit)
+        if rows:
+            await publish(
+                [
+                    Ready(
+                        id=r["id"],
+                        attempt=r["attempt"],
+                        priority=r["priority"],
+                        trace_context=r["trace_context"],
+                    )
+                    for r in rows
+                ]
+            )
+        return [
+            DlqRef(
+                task_id=r["id"],
+                priority=r["priority"],
+                type=r["type"],
+                reason=r["reason"],
+                dead_at=r["dead_at"],
+            )
+            for r in rows
+        ]
+
+    @_unavailable
+    async def purge_dead_letters(
+        self, ids: Sequence[uuid.UUID] | None, where: DlqFilter, limit: int
+    ) -> list[DlqRef]:
+        """Delete up to ``limit`` matching dead-letter records, oldest first; the tasks stay
+        ``dead`` with their history."""
+        rows = await self._pool.fetch(sql.PURGE_DEAD_LETTERS, *_dlq_args(ids, where), limit)
+        return [_dlq_ref(r) for r in rows]

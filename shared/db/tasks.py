@@ -1,0 +1,181 @@
+"""Tasks from ingest to their outcome: insert, read, cancel, claim, release, complete."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from shared import sql
+from shared.db.base import (
+    UNAVAILABLE,
+    Base,
+    ClaimedTask,
+    Fenced,
+    InsertResult,
+    Outcome,
+    _text,
+    _Transaction,
+    _unavailable,
+    task_view,
+)
+from shared.errors import StoreUnavailable
+from shared.models import NewTask, TaskView
+
+# Outcome kind → the statement recording it: (ids, attempts[, errors, labels, delay|reason]).
+_COMPLETE = {
+    "succeeded": sql.COMPLETE_SUCCEEDED,
+    "retry": sql.COMPLETE_RETRY,
+    "dead": sql.COMPLETE_DEAD,
+}
+
+
+class TaskQueries(Base):
+    """Tasks from ingest to their outcome: insert, read, cancel, claim, release, complete."""
+
+    @_unavailable
+    async def insert_tasks(self, tasks: Sequence[NewTask]) -> InsertResult:
+        """Insert tasks in one statement (all or nothing); a taken idempotency key inserts
+        nothing and returns the task that holds it."""
+        # Sorted by key so that concurrent batches take key locks in one order (no deadlock).
+        ordered = sorted(tasks, key=lambda t: t.idempotency_key or "")
+        cols: list[list[Any]] = [[] for _ in range(14)]
+        for t in ordered:
+            row = (
+                t.id,
+                t.type,
+                t.priority,
+                t.payload.decode(),
+                t.status,
+                t.max_attempts,
+                t.retry_base_ms,
+                t.retry_max_ms,
+                t.retry_jitter_ms,
+                t.timeout_ms,
+                t.idempotency_key,
+                t.request_hash,
+                t.run_at,
+                t.trace_context,
+            )
+            for col, value in zip(cols, row, strict=True):
+                col.append(value)
+        # One statement, so it commits on its own: no BEGIN and COMMIT round trips. A taken
+        # key was committed before ON CONFLICT skipped it (it waits for an in-flight holder),
+        # so the lookups below, in statements of their own, always find it.
+        rows = await self._pool.fetch(sql.INSERT_TASKS, *cols)
+        inserted = {r["id"]: task_view(r) for r in rows}
+        taken = [t for t in ordered if t.idempotency_key is not None and t.id not in inserted]
+        existing: dict[uuid.UUID, tuple[TaskView, bool]] = {}
+        if taken:
+            # Compared per requested task: one batch may repeat a key with other bodies.
+            keys = {
+                k["key"]: k
+                for k in await self._pool.fetch(
+                    sql.SELECT_IDEMPOTENCY_KEYS, [t.idempotency_key for t in taken]
+                )
+            }
+            by_id = {
+                r["id"]: task_view(r)
+                for r in await self._pool.fetch(
+                    sql.SELECT_TASKS, [k["task_id"] for k in keys.values()]
+                )
+            }
+            for t in taken:
+                k = keys[t.idempotency_key]
+                same = bytes(k["request_hash"]) == t.request_hash
+                existing[t.id] = (by_id[k["task_id"]], same)
+        return InsertResult(inserted=inserted, existing=existing)
+
+    @_unavailable
+    async def get_task(self, task_id: uuid.UUID) -> TaskView | None:
+        row = await self._pool.fetchrow(sql.SELECT_TASK, task_id)
+        return task_view(row) if row is not None else None
+
+    @_unavailable
+    async def list_tasks(
+        self,
+        *,
+        status: str | None,
+        type: str | None,
+        priority: str | None,
+        after: tuple[dt.datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[TaskView]:
+        created, task_id = after if after is not None else (None, None)
+        rows = await self._pool.fetch(
+            sql.LIST_TASKS, status, type, priority, created, task_id, limit
+        )
+        return [task_view(r) for r in rows]
+
+    @_unavailable
+    async def cancel_task(self, task_id: uuid.UUID) -> TaskView | None:
+        """Cancel a task that has not started; ``None`` if it is missing or past that."""
+        row = await self._pool.fetchrow(sql.CANCEL_TASK, task_id)
+        return task_view(row) if row is not None else None
+
+    @_unavailable
+    async def attempts(self, task_id: uuid.UUID) -> list[dict[str, Any]]:
+        rows = await self._pool.fetch(sql.SELECT_ATTEMPTS, task_id)
+        return [dict(r) for r in rows]
+
+    @_unavailable
+    async def claim(
+        self,
+        ids: Sequence[uuid.UUID],
+        attempts: Sequence[int],
+        entry_ids: Sequence[str],
+        consumer: str,
+        *,
+        own: bool = False,
+    ) -> list[ClaimedTask]:
+        """Mark delivered tasks running for ``consumer``; returns only those whose attempt and
+        status still match (the others are stale deliveries to drop)."""
+        query = sql.CLAIM_OWN if own else sql.CLAIM
+        rows = await self._pool.fetch(query, ids, attempts, consumer, entry_ids)
+        return [ClaimedTask(*r) for r in rows]
+
+    @_unavailable
+    async def release(
+        self, ids: Sequence[uuid.UUID], attempts: Sequence[int], consumer: str
+    ) -> set[uuid.UUID]:
+        """Put claimed, never started tasks back to queued."""
+        rows = await self._pool.fetch(sql.RELEASE, ids, attempts, consumer)
+        return {r["id"] for r in rows}
+
+    @_unavailable
+    async def complete(self, outcomes: Sequence[Outcome]) -> set[uuid.UUID]:
+        """Record a batch of outcomes in one transaction; returns the task ids recorded (an
+        outcome whose attempt was fenced off is not)."""
+        statements: list[tuple[str, list[list[Any]]]] = []
+        for kind, query in _COMPLETE.items():
+            mine = [o for o in outcomes if o.kind == kind]
+            if not mine:
+                continue
+            args: list[list[Any]] = [[o.task_id for o in mine], [o.attempt for o in mine]]
+            if kind != "succeeded":
+                last = [o.delay_ms if kind == "retry" else o.reason for o in mine]
+                args += [[_text(o.error) for o in mine], [o.outcome for o in mine], last]
+            statements.append((query, args))
+        if len(statements) == 1:  # the common case: one statement commits on its own
+            query, args = statements[0]
+            return {r["id"] for r in await self._pool.fetch(query, *args)}
+        recorded: set[uuid.UUID] = set()
+        async with self._pool.acquire() as conn, conn.transaction():
+            for query, args in statements:
+                recorded.update(r["id"] for r in await conn.fetch(query, *args))
+        return recorded
+
+    @contextlib.asynccontextmanager
+    async def exactly_once(self, task_id: uuid.UUID, attempt: int) -> AsyncIterator[_Transaction]:
+        """A transaction for a handler's writes that commits only together with the task's
+        success, fenced by ``attempt``; raises ``Fenced`` (all rolled back) if the attempt was
+        taken over, and rolls back when the handler raises."""
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                yield _Transaction(conn)
+                if await conn.fetchval(sql.COMPLETE_SUCCEEDED_ONE, task_id, attempt) is None:
+                    raise Fenced(f"task {task_id} attempt {attempt} was taken over")
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"Postgres is not reachable: {exc!r}") from exc
