@@ -1,0 +1,47 @@
+"""The only package that talks to Redis (redis-py with hiredis).
+
+One stream per priority and one consumer group of executors. An entry carries only the task id
+and the attempt (the fencing token), plus the trace context: the task itself lives in Postgres.
+Services call typed methods of ``Streams``; every key comes from ``shared.keys``. The methods
+come in families, one module each: ``delivery`` (producers and executors), ``upkeep`` (watcher
+and janitor), ``inspect`` (operators and tests); ``lease`` extends leases from a thread.
+"""
+
+from __future__ import annotations
+
+from shared.streams.base import (
+    STORES_DOWN,
+    UNAVAILABLE,
+    BadEntry,
+    ConsumerInfo,
+    DeliveryMark,
+    PendingEntry,
+    Publish,
+    Reclaimed,
+    StreamStats,
+    entry_time_ms,
+)
+from shared.streams.delivery import DeliveryOps
+from shared.streams.inspect import InspectOps
+from shared.streams.lease import LeaseExtender
+from shared.streams.upkeep import UpkeepOps
+
+
+class Streams(DeliveryOps, UpkeepOps, InspectOps):
+    """Typed operations on the priority streams of one namespace."""
+
+
+__all__ = [
+    "STORES_DOWN",
+    "UNAVAILABLE",
+    "BadEntry",
+    "ConsumerInfo",
+    "DeliveryMark",
+    "LeaseExtender",
+    "PendingEntry",
+    "Publish",
+    "Reclaimed",
+    "StreamStats",
+    "Streams",
+    "entry_time_ms",
+]

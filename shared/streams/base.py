@@ -1,0 +1,217 @@
+"""Redis access shared by the operation families: the client, errors, entry types."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Self
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from shared.config import PRIORITIES
+from shared.errors import StoreUnavailable
+from shared.keys import GROUP, Keys
+from shared.models import Delivery
+
+LUA_DIR = Path(__file__).resolve().parents[1] / "lua"
+
+
+PUBLISH_CHUNK = 1000  # entries per publish script call (it runs atomically: keep it short)
+
+
+STREAM_INDEX = {p: i + 1 for i, p in enumerate(PRIORITIES)}  # KEYS index in publish.lua
+
+
+# What "Redis is down" looks like from redis-py.
+UNAVAILABLE: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+# Either store unreachable, as seen by a service's loop.
+STORES_DOWN: tuple[type[BaseException], ...] = (StoreUnavailable, *UNAVAILABLE)
+
+
+class BadEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """A stream entry that does not decode as a delivery."""
+
+    priority: str
+    entry_id: str
+    fields: dict[str, str]
+
+
+class DeliveryMark(msgspec.Struct, frozen=True, kw_only=True):
+    """How far the executors' group has read one stream."""
+
+    exists: bool  # the stream and its group exist
+    last_delivered_ms: int  # time part of the last delivered entry id (0: none)
+    all_delivered: bool  # nothing in the stream is waiting for its first delivery
+
+
+class Reclaimed(msgspec.Struct, frozen=True, kw_only=True):
+    """One XAUTOCLAIM step on one stream."""
+
+    cursor: str  # "0-0" when the sweep is complete
+    entries: list[Delivery | BadEntry]
+    deliveries: dict[str, int]  # entry id → times delivered (this claim included)
+    deleted: list[str]  # ids of entries gone from the stream (acknowledged for Redis 6.2)
+
+
+class ConsumerInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One consumer of the executors' group on one stream (XINFO CONSUMERS)."""
+
+    priority: str
+    name: str
+    pending: int
+    idle_ms: int
+
+
+class Publish(msgspec.Struct, frozen=True, kw_only=True):
+    """One entry to add: a task's attempt on its priority's stream."""
+
+    priority: str
+    task_id: uuid.UUID
+    attempt: int
+    trace_context: str | None = None
+
+
+class StreamStats(msgspec.Struct, frozen=True, kw_only=True):
+    """One stream and the executors' group on it (``Streams.stream_stats``).
+
+    ``lag_source``: ``xinfo`` (XINFO GROUPS reported it, Redis ≥ 7), ``counted`` (entries after
+    ``last-delivered-id``), ``counted_capped`` (the count stopped at its cap: a lower bound), or
+    ``none`` (no group). ``now_ms`` is Redis's clock, to age entry ids against.
+    """
+
+    priority: str
+    exists: bool
+    length: int
+    now_ms: int
+    lag: int | None = None
+    lag_source: str = "none"
+    pending: int = 0
+    consumers: int = 0
+    oldest_pending_id: str | None = None
+    oldest_pending_idle_ms: int | None = None
+    first_undelivered_id: str | None = None
+
+
+class PendingEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One pending entry (XPENDING, extended form) and what its stream entry carries.
+    ``age_ms`` is how long ago it was added to the stream (Redis's clock)."""
+
+    priority: str
+    entry_id: str
+    consumer: str
+    idle_ms: int
+    deliveries: int
+    age_ms: int
+    task_id: uuid.UUID | None
+    attempt: int | None
+
+
+class Base:
+    """One namespace's streams on one client; the operation families below add to it."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys, url: str = "") -> None:
+        self._r = client
+        self.keys = keys
+        self.url = url
+        self._scripts: dict[str, Any] = {}
+
+    @classmethod
+    def connect(cls, url: str, keys: Keys, *, max_connections: int = 32) -> Self:
+        client = aioredis.Redis.from_url(
+            url,
+            max_connections=max_connections,
+            socket_connect_timeout=2,
+            health_check_interval=0,
+            decode_responses=False,
+        )
+        return cls(client, keys, url)
+
+    async def close(self) -> None:
+        await self._r.aclose()
+
+    async def ping(self) -> None:
+        try:
+            await self._r.ping()
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"Redis is not reachable: {exc}") from exc
+
+    async def ensure_groups(self) -> None:
+        """Create every stream with the executors' group (idempotent), and the epoch key."""
+        pipe = self._r.pipeline(transaction=False)
+        for key in self.keys.streams.values():
+            pipe.xgroup_create(key, GROUP, id="0", mkstream=True)
+        pipe.set(self.keys.epoch, uuid.uuid4().hex, nx=True)
+        for result in await pipe.execute(raise_on_error=False):
+            if isinstance(result, ResponseError) and "BUSYGROUP" not in str(result):
+                raise result
+
+    def _script(self, name: str) -> Any:
+        script = self._scripts.get(name)
+        if script is None:
+            source = (LUA_DIR / f"{name}.lua").read_text()
+            script = self._scripts[name] = self._r.register_script(source)
+        return script
+
+    def _decode(self, reply: Any) -> Iterable[Delivery | BadEntry]:
+        for stream, items in reply or ():
+            priority = self.keys.priority_of(stream.decode())
+            for entry_id, fields in items:
+                eid = entry_id.decode()
+                if fields is None:  # deleted entry (Redis 6.2 replies nil for it)
+                    continue
+                try:
+                    yield Delivery(
+                        priority=priority,
+                        entry_id=eid,
+                        task_id=uuid.UUID(fields[b"t"].decode()),
+                        attempt=int(fields[b"a"]),
+                        trace_context=fields[b"tp"].decode() if b"tp" in fields else None,
+                    )
+                except (KeyError, ValueError, UnicodeDecodeError):
+                    yield BadEntry(priority=priority, entry_id=eid, fields=_strs(fields))
+
+
+def _lost(exc: BaseException) -> bool:
+    """The reply Redis gives when a stream or its group vanished (restart, flush, deletion):
+    NOGROUP, or UNBLOCKED for a blocked read whose stream was deleted."""
+    text = str(exc)
+    return "NOGROUP" in text or "UNBLOCKED" in text
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _id_tuple(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _strs(fields: Mapping[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()}
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def entry_time_ms(entry_id: str) -> int:
+    """The millisecond timestamp part of a stream entry id."""
+    return _id_tuple(entry_id)[0]
+
+
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    """Turn "Redis could not be reached" into ``StoreUnavailable``."""
+    try:
+        yield
+    except UNAVAILABLE as exc:
+        raise StoreUnavailable(f"Redis is not reachable: {exc}") from exc
