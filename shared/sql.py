@@ -373,7 +373,7 @@ SET status = 'queued', attempt = t.attempt + 1, first_attempt = t.attempt + 1,
     consumer = NULL, entry_id = NULL
 FROM picked p
 WHERE t.id = p.task_id
-RETURNING t.id, t.attempt, t.priority, t.type, t.trace_context, p.reason, p.dead_at
+RETURNING t.id AS task_id, t.attempt, t.priority, t.type, t.trace_context, p.reason, p.dead_at
 """
 
 # Delete a batch of dead-letter records, oldest first (their tasks stay dead, history kept).

@@ -164,7 +164,15 @@ class Watcher:
         await self._streams.publish([self._entry(r) for r in rows])
 
     def _entry(self, row: Ready) -> Publish:
-        """The entry for a task, its trace continued by a span of this move."""
+        """The entry for a task, its trace continued by a span of this move (when tracing
+        exports; otherwise the task's own trace context goes on as it is)."""
+        if not tracing.enabled():
+            return Publish(
+                priority=row.priority,
+                task_id=row.id,
+                attempt=row.attempt,
+                trace_context=row.trace_context,
+            )
         with tracing.tracer().start_as_current_span(
             "task.release",
             context=tracing.context_from(row.trace_context),

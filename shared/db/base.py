@@ -247,7 +247,7 @@ def task_view(row: asyncpg.Record) -> TaskView:
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         timeout_ms=row["timeout_ms"],
-        last_error=_error_decoder.decode(error) if error is not None else None,
+        last_error=_error_info(error),
     )
 
 

@@ -123,7 +123,7 @@ class OperatorQueries(Base):
             await publish(
                 [
                     Ready(
-                        id=r["id"],
+                        id=r["task_id"],
                         attempt=r["attempt"],
                         priority=r["priority"],
                         trace_context=r["trace_context"],
@@ -131,16 +131,7 @@ class OperatorQueries(Base):
                     for r in rows
                 ]
             )
-        return [
-            DlqRef(
-                task_id=r["id"],
-                priority=r["priority"],
-                type=r["type"],
-                reason=r["reason"],
-                dead_at=r["dead_at"],
-            )
-            for r in rows
-        ]
+        return [_dlq_ref(r) for r in rows]
 
     @_unavailable
     async def purge_dead_letters(
