@@ -163,10 +163,6 @@ class Janitor:
                 report.dropped += 1  # the task moved on: a stale entry
             elif task.status == "running" and task.entry_id == d.entry_id:
                 outcomes.append(self._expired(task, times))
-                if times > self.config.max_deliveries:
-                    report.poisoned += 1
-                else:
-                    report.reclaimed += 1
             elif task.status == "queued":
                 # Delivered but never claimed (the consumer died in between): send it again.
                 resend.append(
@@ -185,6 +181,15 @@ class Janitor:
         if outcomes:
             recorded = await self._db.complete(outcomes)
             self._count(outcomes, recorded, priority)
+            # Counted by what was recorded: another janitor may have settled the same attempt
+            # between our read and our fenced update (then ours is a stale entry, dropped).
+            for o in outcomes:
+                if o.task_id not in recorded:
+                    report.dropped += 1
+                elif o.reason == "poison":
+                    report.poisoned += 1
+                else:
+                    report.reclaimed += 1
         if resend:
             await self._streams.publish(resend)
         await self._streams.ack((e.priority, e.entry_id) for e in entries)

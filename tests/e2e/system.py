@@ -37,6 +37,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_port_block(n: int) -> int:
+    """The first of ``n`` consecutive ports that are all free right now."""
+    for _ in range(100):
+        first = free_port()
+        socks: list[socket.socket] = []
+        try:
+            for port in range(first, first + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+        return first
+    raise RuntimeError(f"no block of {n} free ports found")
+
+
 class System:
     """The four services as processes against one database and one key namespace."""
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.e2e.system import ROOT, free_port
+from tests.e2e.system import ROOT, free_port, free_port_block
 from tests.e2e.test_services import post, wait_http
 from tests.helpers import wait_for
 
@@ -24,7 +24,7 @@ async def test_up_runs_every_service_and_stops_them_on_ctrl_c(
 ) -> None:
     from tests.conftest import REDIS_URL
 
-    port, metrics = free_port(), free_port()
+    port, metrics = free_port(), free_port_block(4)
     env = dict(
         os.environ,
         REDIS_URL=REDIS_URL,
@@ -52,12 +52,9 @@ async def test_up_runs_every_service_and_stops_them_on_ctrl_c(
 
         await wait_for(succeeded, timeout=15)
         # Every service answers on its metrics port: 2 executors, the watcher, the janitor.
+        # (they start side by side, so each is awaited: ingest can be up before the janitor)
         for p in range(metrics, metrics + 4):
-            async with (
-                aiohttp.ClientSession() as s,
-                s.get(f"http://127.0.0.1:{p}/healthz") as r,
-            ):
-                assert r.status == 200
+            await wait_http(f"http://127.0.0.1:{p}")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
     finally:
