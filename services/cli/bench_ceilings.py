@@ -17,6 +17,7 @@ import msgspec
 
 from services.cli.load import run_async
 from shared.db import Database, Outcome
+from shared.ids import new_id
 from shared.keys import Keys
 from shared.models import Delivery, NewTask
 from shared.streams import Publish, Streams
@@ -53,7 +54,7 @@ async def measure(
 
 async def redis_loop(streams: Streams, seconds: float) -> float:
     """Messages/s through XADD (500 pipelined), XREADGROUP COUNT 500 and one XACK of 500."""
-    entries = [Publish(priority="low", task_id=uuid.uuid4(), attempt=1) for _ in range(BATCH)]
+    entries = [Publish(priority="low", task_id=new_id(), attempt=1) for _ in range(BATCH)]
     done = 0
     start = time.perf_counter()
     while (elapsed := time.perf_counter() - start) < seconds:
@@ -70,7 +71,7 @@ async def postgres_batches(db: Database, seconds: float) -> tuple[float, float]:
     inserted = updated = 0
     insert_s = update_s = 0.0
     while insert_s + update_s < seconds:
-        ids = [uuid.uuid4() for _ in range(BATCH)]
+        ids = [new_id() for _ in range(BATCH)]
         t0 = time.perf_counter()
         inserted += await db.bench_insert(ids, types, priorities)
         t1 = time.perf_counter()
@@ -142,7 +143,7 @@ async def durable_loop(
             if produced - consumed >= MAX_AHEAD:
                 await asyncio.sleep(0.001)
                 continue
-            tasks = [_task(uuid.uuid4()) for _ in range(BATCH)]
+            tasks = [_task(new_id()) for _ in range(BATCH)]
             await db.insert_tasks(tasks)
             await streams.publish(
                 [Publish(priority="default", task_id=t.id, attempt=1) for t in tasks]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import uuid
 from typing import Any
 
 import msgspec
 
 from shared.config import Config
+from shared.ids import new_id
 from shared.models import (
     ApiError,
     Backoff,
@@ -103,7 +103,7 @@ def new_task(
         run_at = req.run_at
     backoff = req.backoff or Backoff()
     return NewTask(
-        id=uuid.uuid4(),
+        id=new_id(),
         type=req.type,
         priority=req.priority,
         payload=json_encoder.encode(req.payload),
