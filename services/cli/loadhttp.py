@@ -36,10 +36,14 @@ class HttpClient:
 
     def __init__(self, url: str, size: int, *, timeout: float = 120.0) -> None:
         parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if parts.scheme != "http" or not parts.hostname or port == -1:
             raise HttpError(f"only http://host[:port] URLs are supported, got {url!r}")
         self._host = parts.hostname
-        self._port = parts.port or 80
+        self._port = port or 80
         self._prefix = parts.path.rstrip("/")
         self._host_header = parts.netloc
         self._timeout = timeout
@@ -62,36 +66,47 @@ class HttpClient:
     async def _exchange(self, request: bytes) -> Response:
         while self._idle:
             conn = self._idle.pop()
+            reader, writer = conn
+            if writer.is_closing() or reader.at_eof() or reader.exception() is not None:
+                writer.close()  # closed or reset by the server while idle
+                continue
             try:
-                return await self._on(conn, request)
+                return await self._on(conn, request, reused=True)
             except _Stale:
-                continue  # the server closed it while idle, before reading this request
+                # It went away just as this request was written, before any byte of an answer:
+                # the server had not taken the request, so it is sent again on a new connection
+                # (a server that died mid-request can make this a duplicate; acceptable for a
+                # load generator, which is why nothing else uses this client).
+                continue
         try:
             conn = await asyncio.open_connection(self._host, self._port, limit=MAX_HEAD)
         except OSError as exc:
             raise HttpError(f"cannot connect to {self._host}:{self._port}: {exc}") from exc
-        try:
-            return await self._on(conn, request)
-        except _Stale as exc:
-            raise HttpError("the server closed the connection without answering") from exc
+        return await self._on(conn, request, reused=False)
 
-    async def _on(self, conn: Connection, request: bytes) -> Response:
+    async def _on(self, conn: Connection, request: bytes, *, reused: bool) -> Response:
         reader, writer = conn
+        answered = False
         try:
             writer.write(request)
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except asyncio.IncompleteReadError as exc:
-                if not exc.partial:
-                    raise _Stale from None
-                raise
+            head = await reader.readuntil(b"\r\n\r\n")
+            answered = True
             response, keep = await _read(reader, head)
-        except BaseException as exc:
+        except Exception as exc:
             writer.close()
-            if isinstance(exc, _Stale):
+            if isinstance(exc, HttpError):
                 raise
-            if isinstance(exc, (OSError, ValueError, asyncio.IncompleteReadError)):
+            silent = isinstance(exc, (ConnectionError, RuntimeError)) or (
+                isinstance(exc, asyncio.IncompleteReadError) and not exc.partial
+            )
+            if reused and silent and not answered:
+                raise _Stale from exc
+            if isinstance(exc, (OSError, ValueError, RuntimeError, asyncio.IncompleteReadError,
+                                asyncio.LimitOverrunError)):  # fmt: skip
                 raise HttpError(f"connection failed: {exc!r}") from exc
+            raise
+        except BaseException:  # cancelled (a timeout) mid-exchange: the connection is unusable
+            writer.close()
             raise
         if keep:
             self._idle.append(conn)
@@ -112,6 +127,24 @@ class _Stale(Exception):
 
 
 async def _read(reader: asyncio.StreamReader, head: bytes) -> tuple[Response, bool]:
+    while True:
+        version, code, headers = _parse_head(head)
+        if not (100 <= code < 200):
+            break
+        head = await reader.readuntil(b"\r\n\r\n")  # an interim answer: the real one follows
+    keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+    if headers.get("transfer-encoding", "").lower() == "chunked":  # before Content-Length
+        body = await _chunks(reader)
+    elif "content-length" in headers:
+        body = await reader.readexactly(int(headers["content-length"]))
+    elif code in (204, 304):
+        body = b""
+    else:
+        body, keep = await reader.read(), False
+    return Response(code, headers, body), keep
+
+
+def _parse_head(head: bytes) -> tuple[str, int, dict[str, str]]:
     lines = head.decode("latin-1").split("\r\n")
     version, _, rest = lines[0].partition(" ")
     code = rest.partition(" ")[0]
@@ -122,16 +155,7 @@ async def _read(reader: asyncio.StreamReader, head: bytes) -> tuple[Response, bo
         if line:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
-    keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
-    if "content-length" in headers:
-        body = await reader.readexactly(int(headers["content-length"]))
-    elif headers.get("transfer-encoding", "").lower() == "chunked":
-        body = await _chunks(reader)
-    elif code in ("204", "304"):
-        body = b""
-    else:
-        body, keep = await reader.read(), False
-    return Response(int(code), headers, body), keep
+    return version, int(code), headers
 
 
 async def _chunks(reader: asyncio.StreamReader) -> bytes:

@@ -47,7 +47,7 @@ def free_port_block(n: int) -> int:
                 s = socket.socket()
                 socks.append(s)
                 s.bind(("127.0.0.1", port))
-        except OSError:
+        except (OSError, OverflowError):  # taken, or past 65535
             continue
         finally:
             for s in socks:

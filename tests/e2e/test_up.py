@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.e2e.system import ROOT, free_port, free_port_block
+from tests.e2e.system import ROOT, free_port_block
 from tests.e2e.test_services import post, wait_http
 from tests.helpers import wait_for
 
@@ -24,7 +24,8 @@ async def test_up_runs_every_service_and_stops_them_on_ctrl_c(
 ) -> None:
     from tests.conftest import REDIS_URL
 
-    port, metrics = free_port(), free_port_block(4)
+    port = free_port_block(5)  # the API, then a metrics port for each of the 4 others
+    metrics = port + 1
     env = dict(
         os.environ,
         REDIS_URL=REDIS_URL,
