@@ -312,7 +312,7 @@ def check_selection(selection: DlqSelection) -> tuple[list[uuid.UUID] | None, Dl
 
 
 def encode_cursor(at: dt.datetime, task_id: uuid.UUID) -> str:
-    """A page cursor: the last (time, id) seen, opaque to clients (tasks and dead letters)."""
+    """A dead-letter page cursor: the last (time, id) seen, opaque to clients."""
     raw = f"{at.isoformat()}|{task_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 

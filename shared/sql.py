@@ -52,15 +52,15 @@ SELECT_TASK = "SELECT * FROM tasks WHERE id = $1"
 # Several tasks by id.
 SELECT_TASKS = "SELECT * FROM tasks WHERE id = ANY($1::uuid[])"
 
-# A page of tasks, newest first, filtered; the cursor is the last (created_at, id) seen.
+# A page of tasks, newest first (ids are time-ordered), filtered; the cursor is the last id seen.
 LIST_TASKS = """
 SELECT * FROM tasks
 WHERE ($1::text IS NULL OR status = $1)
   AND ($2::text IS NULL OR type = $2)
   AND ($3::text IS NULL OR priority = $3)
-  AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
-ORDER BY created_at DESC, id DESC
-LIMIT $6
+  AND ($4::uuid IS NULL OR id < $4)
+ORDER BY id DESC
+LIMIT $5
 """
 
 # Cancel a task that has not started (scheduled, queued or retrying); drops its due row.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -100,13 +99,12 @@ class TaskQueries(Base):
         status: str | None,
         type: str | None,
         priority: str | None,
-        after: tuple[dt.datetime, uuid.UUID] | None,
+        after: uuid.UUID | None,
         limit: int,
     ) -> list[TaskView]:
-        created, task_id = after if after is not None else (None, None)
-        rows = await self._pool.fetch(
-            sql.LIST_TASKS, status, type, priority, created, task_id, limit
-        )
+        """Newest first: ids are time-ordered (version 7), so the id is the order and the
+        cursor (``after``: the last id of the previous page)."""
+        rows = await self._pool.fetch(sql.LIST_TASKS, status, type, priority, after, limit)
         return [task_view(r) for r in rows]
 
     @_unavailable

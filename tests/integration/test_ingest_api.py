@@ -455,7 +455,7 @@ async def test_list_filters_by_status_type_and_priority(client: Client) -> None:
 async def test_cursor_pagination_walks_every_task_once_newest_first(client: Client) -> None:
     for i in range(4):
         await created(client, payload={"i": i})
-    # Tasks of one batch share created_at: the id breaks the tie.
+    # Tasks of one batch share created_at; ids are time-ordered, so they are the order.
     resp = await client.post("/v1/tasks/batch", json={"tasks": [{"type": "t"}] * 5})
     assert resp.status == 200
     for i in range(3):
@@ -477,7 +477,9 @@ async def test_cursor_pagination_walks_every_task_once_newest_first(client: Clie
 
     assert len(walked) == 12
     assert len({t.id for t in walked}) == 12
-    assert walked == sorted(walked, key=lambda t: (t.created_at, t.id), reverse=True)
+    assert walked == sorted(walked, key=lambda t: t.id, reverse=True)
+    assert [t.created_at for t in walked] == sorted((t.created_at for t in walked), reverse=True)
+    assert [t.payload for t in walked][:3] == [{"j": 2}, {"j": 1}, {"j": 0}]
     assert pages in (4, 5)  # a full last page may be followed by an empty one
     everything = msgspec.json.decode(
         await (await client.get("/v1/tasks", params={"limit": "500"})).read(), type=TaskList
