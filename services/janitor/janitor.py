@@ -37,7 +37,7 @@ from shared.db import Database, Outcome, TaskState
 from shared.metrics import Metrics
 from shared.models import Delivery, ErrorInfo
 from shared.ops_models import Queues
-from shared.streams import STORES_DOWN, BadEntry, Publish, Streams
+from shared.streams import STORES_DOWN, BadEntry, Publish, Streams, lost_data
 
 log = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode
@@ -84,6 +84,14 @@ class Janitor:
             except STORES_DOWN as exc:
                 # Outcomes commit before acks, so an interrupted pass is simply repeated.
                 log.warning("pass failed: %s", exc, extra={"event": "janitor.store_down"})
+            except Exception as exc:
+                if not lost_data(exc):
+                    raise
+                # Redis lost a stream or the group in the middle of the pass: recreate them;
+                # the next pass finds the running tasks whose entries vanished (orphans).
+                log.warning("pass met lost data: %s", exc, extra={"event": "janitor.store_down"})
+                with contextlib.suppress(*STORES_DOWN):
+                    await self._streams.ensure_groups()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.config.janitor_interval_ms / 1000)
 

@@ -30,7 +30,7 @@ from shared.config import PRIORITIES, Config
 from shared.db import Database, Ready
 from shared.faults import crash_point
 from shared.metrics import Metrics
-from shared.streams import STORES_DOWN, DeliveryMark, Publish, Streams
+from shared.streams import STORES_DOWN, DeliveryMark, Publish, Streams, lost_data
 
 log = logging.getLogger(__name__)
 FAR_FUTURE = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
@@ -79,6 +79,13 @@ class Watcher:
             except STORES_DOWN as exc:
                 # Nothing moved or half-moved: the transaction rolled back. Try again later.
                 log.warning("pass failed: %s", exc, extra={"event": "watcher.store_down"})
+                moved = 0
+            except Exception as exc:
+                if not lost_data(exc):
+                    raise
+                # Redis lost a stream or the group mid-pass: the next repair sees the new
+                # epoch and re-publishes what was queued.
+                log.warning("pass met lost data: %s", exc, extra={"event": "watcher.store_down"})
                 moved = 0
             if moved < self.config.watch_batch:
                 with contextlib.suppress(TimeoutError):

@@ -20,6 +20,7 @@ from shared.streams.base import (
     Reclaimed,
     StreamStats,
     entry_time_ms,
+    lost_data,
 )
 from shared.streams.delivery import DeliveryOps
 from shared.streams.inspect import InspectOps
@@ -44,4 +45,5 @@ __all__ = [
     "StreamStats",
     "Streams",
     "entry_time_ms",
+    "lost_data",
 ]

@@ -179,6 +179,12 @@ class Base:
                     yield BadEntry(priority=priority, entry_id=eid, fields=_strs(fields))
 
 
+def lost_data(exc: BaseException) -> bool:
+    """Whether ``exc`` is Redis saying a stream or the group is gone (it lost its data): the
+    movers recreate them and go on instead of failing."""
+    return _lost(exc)
+
+
 def _lost(exc: BaseException) -> bool:
     """The reply Redis gives when a stream or its group vanished (restart, flush, deletion):
     NOGROUP, or UNBLOCKED for a blocked read whose stream was deleted."""

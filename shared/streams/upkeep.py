@@ -14,6 +14,7 @@ from shared.streams.base import (
     DeliveryMark,
     Reclaimed,
     _id_tuple,
+    _lost,
     _s,
 )
 
@@ -65,7 +66,15 @@ class UpkeepOps(Base):
         they are found through XPENDING (just claimed, yet not returned) and acknowledged here.
         """
         key = self.keys.stream(priority)
-        reply = await self._r.xautoclaim(key, GROUP, consumer, min_idle_ms, cursor, count=count)
+        try:
+            reply = await self._r.xautoclaim(key, GROUP, consumer, min_idle_ms, cursor, count=count)
+        except ResponseError as exc:
+            if not _lost(exc):
+                raise
+            # Redis lost the stream or the group (restarted empty): nothing is pending there
+            # any more. Recreate them; running tasks whose entries vanished are orphans.
+            await self.ensure_groups()
+            return Reclaimed(cursor="0-0", entries=[], deliveries={}, deleted=[])
         claimed = reply[1]
         raw = [(i, f) for i, f in claimed if i is not None]
         nils = len(claimed) - len(raw)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,6 +41,29 @@ class PrivateRedis:
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed:
+        item.stash[FAILED] = True
+    return report
+
+
+def _stop(system: System, request: pytest.FixtureRequest) -> None:
+    """Stop the services; when the test failed, print the end of each one's log (pytest shows
+    it under the failure), since a CI run leaves nothing else behind."""
+    system.stop_all()
+    if request.node.stash.get(FAILED, False):
+        for name in system.procs:
+            lines = system.log(name).splitlines()[-30:]
+            print(f"----- {name}.log (last {len(lines)} lines)", *lines, sep="\n")
+
+
 @pytest.fixture
 def private_redis(database_url: str) -> Iterator[PrivateRedis]:
     if shutil.which("redis-server") is None:
@@ -52,18 +75,24 @@ def private_redis(database_url: str) -> Iterator[PrivateRedis]:
 
 
 @pytest.fixture
-def system(tmp_path: Path, database_url: str, namespace: str) -> Iterator[System]:
+def system(
+    tmp_path: Path, database_url: str, namespace: str, request: pytest.FixtureRequest
+) -> Iterator[System]:
     from tests.conftest import REDIS_URL
 
     s = System(tmp_path, REDIS_URL, database_url, namespace)
     yield s
-    s.stop_all()
+    _stop(s, request)
 
 
 @pytest.fixture
 def private_system(
-    tmp_path: Path, database_url: str, namespace: str, private_redis: PrivateRedis
+    tmp_path: Path,
+    database_url: str,
+    namespace: str,
+    private_redis: PrivateRedis,
+    request: pytest.FixtureRequest,
 ) -> Iterator[tuple[System, PrivateRedis]]:
     s = System(tmp_path, private_redis.url, database_url, namespace)
     yield s, private_redis
-    s.stop_all()
+    _stop(s, request)

@@ -260,3 +260,49 @@ async def test_queue_gauges_are_sampled_by_the_janitor(
     assert gauge("consumers") == 1
     assert gauge("dlq_depth") == 0
     assert counter_value(metric_reader, "queue_depth", priority="low") == 0
+
+
+async def test_a_pass_right_after_redis_lost_everything_does_not_fail(
+    config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    # Redis restarted empty and no one has recreated the streams and the group yet: every
+    # command of the pass meets a missing key or group. The janitor must go on (it recreates
+    # them), not die: a dead janitor reclaims nothing, ever.
+    await enqueue(db, streams, [new_task(config) for _ in range(3)])
+    await stall(streams, db, "worker", n=3)
+    await streams.delete_namespace()
+
+    report = await janitor(config, db, streams, metrics).run_once()
+
+    assert report.reclaimed == report.trimmed == 0
+    groups = await streams.consumers()  # the groups are back, so the next pass works
+    assert groups == []
+    assert (await janitor(config, db, streams, metrics).run_once()).reclaimed == 0
+
+
+async def test_the_janitor_survives_data_lost_in_the_middle_of_a_pass(
+    config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    # Redis loses the stream between two commands of one pass: the loop logs it, recreates
+    # the groups and runs the next pass instead of ending the service.
+    config = msgspec.structs.replace(config, janitor_interval_ms=10)
+    stop = asyncio.Event()
+    passes = 0
+
+    class LosingStreams(Streams):
+        async def trim_acknowledged(self, priority: str) -> int:
+            nonlocal passes
+            if priority == "critical":
+                passes += 1
+                if passes == 1:
+                    await self.delete_namespace()
+                    raise redis.ResponseError("NOGROUP No such key or consumer group")
+                if passes == 3:
+                    stop.set()
+            return await super().trim_acknowledged(priority)
+
+    losing = LosingStreams(streams._r, streams.keys)
+    await asyncio.wait_for(Janitor(config, db, losing, metrics, name="j").run(stop), timeout=10)
+
+    assert passes == 3
+    assert await streams.epoch() is not None  # the groups (and their epoch) were recreated
