@@ -13,7 +13,7 @@ import pytest
 import uvloop
 from aiohttp import web
 
-from services.cli.loadhttp import HttpClient, HttpError
+from services.cli.loadhttp import HttpClient, HttpError, Response
 from tests.e2e.system import free_port
 from tests.helpers import wait_for
 
@@ -141,14 +141,18 @@ async def test_at_most_size_connections_at_once() -> None:
     assert 1 <= len(set(ports)) <= 3
 
 
+async def one_by_one(url: str, *paths: str) -> list[Response]:
+    """POST ``{}`` to each path in turn over a client of one connection."""
+    client = HttpClient(url, 1)
+    try:
+        return [await client.post(path, b"{}") for path in paths]
+    finally:
+        await client.close()
+
+
 async def test_reads_chunked_answers_and_keeps_the_connection() -> None:
     async with aiohttp_server() as (url, ports):
-        client = HttpClient(url, 1)
-        try:
-            first = await client.post("/chunked", b"{}")
-            second = await client.post("/chunked", b"{}")
-        finally:
-            await client.close()
+        first, second = await one_by_one(url, "/chunked", "/chunked")
     assert (first.status, first.body) == (200, b"abcdef")
     assert second.body == b"abcdef"
     assert len(set(ports)) == 1
@@ -156,12 +160,7 @@ async def test_reads_chunked_answers_and_keeps_the_connection() -> None:
 
 async def test_connection_close_is_honoured() -> None:
     async with aiohttp_server() as (url, ports):
-        client = HttpClient(url, 1)
-        try:
-            busy = await client.post("/close", b"{}")
-            after = await client.post("/echo", b"{}")
-        finally:
-            await client.close()
+        busy, after = await one_by_one(url, "/close", "/echo")
     assert (busy.status, busy.headers["retry-after"], busy.body) == (503, "1", b"busy")
     assert after.status == 201
     assert ports[0] != ports[1]  # the answer said close: the next request took a new one
