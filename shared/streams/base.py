@@ -180,14 +180,9 @@ class Base:
 
 
 def lost_data(exc: BaseException) -> bool:
-    """Whether ``exc`` is Redis saying a stream or the group is gone (it lost its data): the
-    movers recreate them and go on instead of failing."""
-    return _lost(exc)
-
-
-def _lost(exc: BaseException) -> bool:
-    """The reply Redis gives when a stream or its group vanished (restart, flush, deletion):
-    NOGROUP, or UNBLOCKED for a blocked read whose stream was deleted."""
+    """Whether ``exc`` is the reply Redis gives when a stream or its group vanished (restart,
+    flush, deletion): NOGROUP, or UNBLOCKED for a blocked read whose stream was deleted. Callers
+    recreate them and go on instead of failing."""
     text = str(exc)
     return "NOGROUP" in text or "UNBLOCKED" in text
 

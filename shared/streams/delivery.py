@@ -18,8 +18,8 @@ from shared.streams.base import (
     Base,
     Publish,
     _id_tuple,
-    _lost,
     _s,
+    lost_data,
 )
 
 
@@ -63,7 +63,7 @@ class DeliveryOps(Base):
         out: dict[str, list[Delivery | BadEntry]] = {}
         for (p, _), reply in zip(wanted, replies, strict=True):
             if isinstance(reply, ResponseError):
-                if _lost(reply):
+                if lost_data(reply):
                     await self.ensure_groups()
                     continue
                 raise reply
@@ -79,7 +79,7 @@ class DeliveryOps(Base):
         try:
             reply = await self._r.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)
         except ResponseError as exc:
-            if not _lost(exc):
+            if not lost_data(exc):
                 raise
             await self.ensure_groups()
             return []
@@ -95,7 +95,7 @@ class DeliveryOps(Base):
                     streams: dict[Any, Any] = {key: start}
                     reply = await self._r.xreadgroup(GROUP, consumer, streams, count=count)
                 except ResponseError as exc:
-                    if not _lost(exc):
+                    if not lost_data(exc):
                         raise
                     await self.ensure_groups()
                     break

@@ -14,8 +14,8 @@ from shared.streams.base import (
     DeliveryMark,
     Reclaimed,
     _id_tuple,
-    _lost,
     _s,
+    lost_data,
 )
 
 
@@ -69,7 +69,7 @@ class UpkeepOps(Base):
         try:
             reply = await self._r.xautoclaim(key, GROUP, consumer, min_idle_ms, cursor, count=count)
         except ResponseError as exc:
-            if not _lost(exc):
+            if not lost_data(exc):
                 raise
             # Redis lost the stream or the group (restarted empty): nothing is pending there
             # any more. Recreate them; running tasks whose entries vanished are orphans.
