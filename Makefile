@@ -19,10 +19,10 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/taskstream up --executors $(EXECUTORS)
+	$(BIN)/python -m tools up --executors $(EXECUTORS)
 
 test: $(STAMP)
-	$(BIN)/taskstream with-stores -- $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m tools with-stores -- $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -44,7 +44,7 @@ all: lint typecheck test
 # The standard scenarios beside the raw ceilings (several minutes; never part of `make test`).
 # BENCH_ARGS: --quick, --only A,C, --json, --executors N, --memory-1m.
 bench: $(STAMP)
-	$(BIN)/taskstream bench $(BENCH_ARGS)
+	$(BIN)/python -m tools bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .local .mypy_cache .ruff_cache .pytest_cache

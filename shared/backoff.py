@@ -7,7 +7,7 @@ import random
 import uuid
 from typing import Protocol
 
-from shared.db import Outcome
+from taskstream.shared.db import Outcome
 
 
 class Attempted(Protocol):

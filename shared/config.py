@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from shared.errors import ConfigError
+from taskstream.shared.errors import ConfigError
 
 PRIORITIES: tuple[str, ...] = ("critical", "high", "default", "low")
 

@@ -1,6 +1,6 @@
 """The handler API for user code, and the four built-in handlers of the Go scheduler.
 
-    from shared.handlers import handler, Context, NonRetryableError
+    from taskstream.shared.handlers import handler, Context, NonRetryableError
 
     @handler("email.send")
     async def send(payload: dict, ctx: Context) -> None:
@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from shared.errors import TaskstreamError
+from taskstream.shared.errors import TaskstreamError
 
 HandlerFn = Callable[[Any, "Context"], Awaitable[Any]] | Callable[[Any, "Context"], Any]
 

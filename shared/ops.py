@@ -28,11 +28,11 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 import msgspec
 
-from shared.config import PRIORITIES
-from shared.db import Database, Ready
-from shared.errors import StoreUnavailable, TaskstreamError
-from shared.models import TERMINAL
-from shared.ops_models import (
+from taskstream.shared.config import PRIORITIES
+from taskstream.shared.db import Database, Ready
+from taskstream.shared.errors import StoreUnavailable, TaskstreamError
+from taskstream.shared.models import TERMINAL
+from taskstream.shared.ops_models import (
     MAX_IDS,
     AttemptView,
     DeadLetterPage,
@@ -48,7 +48,14 @@ from shared.ops_models import (
     TaskRecord,
     TaskSummary,
 )
-from shared.streams import UNAVAILABLE, ConsumerInfo, PendingEntry, Publish, Streams, entry_time_ms
+from taskstream.shared.streams import (
+    UNAVAILABLE,
+    ConsumerInfo,
+    PendingEntry,
+    Publish,
+    Streams,
+    entry_time_ms,
+)
 
 log = logging.getLogger(__name__)
 

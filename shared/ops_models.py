@@ -12,7 +12,7 @@ from typing import Annotated
 
 import msgspec
 
-from shared.models import AwareDatetime, ErrorInfo, Priority, TaskView
+from taskstream.shared.models import AwareDatetime, ErrorInfo, Priority, TaskView
 
 # Most task ids one replay or purge request may name.
 MAX_IDS = 1000

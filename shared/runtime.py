@@ -1,4 +1,4 @@
-"""Running a service: the event loop, signals, and the metrics listener.
+"""Running a service: the command line, the event loop, signals, and the metrics listener.
 
 The first SIGTERM or SIGINT sets the ``stop`` event and the service shuts down in its written
 order; a second one cancels the service outright. A background task that dies takes the
@@ -7,20 +7,60 @@ service down with a non-zero exit, so its orchestrator restarts it.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
 import signal
 import socket
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 from aiohttp import web
 
-from shared import metrics
+from taskstream.shared import config as config_mod
+from taskstream.shared import logs, metrics, tracing
+from taskstream.shared.errors import TaskstreamError
 
 log = logging.getLogger(__name__)
 
 Main = Callable[[asyncio.Event], Awaitable[None]]
+Serve = Callable[..., Awaitable[None]]
+
+
+def main(
+    name: str,
+    serve: Serve,
+    argv: Sequence[str] | None = None,
+    *,
+    flags: Mapping[str, str] | None = None,
+) -> int:
+    """A service's whole ``__main__``: parse ``flags`` (boolean options passed to ``serve`` as
+    keywords), read the configuration (a bad value: one line naming it, exit 2), set up
+    logging, metrics and tracing, and run ``serve(config, metrics, stop, **flags)`` until
+    SIGTERM/SIGINT. Returns the process exit code."""
+    parser = argparse.ArgumentParser(prog=f"taskstream {name}")
+    for flag, text in (flags or {}).items():
+        parser.add_argument(f"--{flag}", action="store_true", help=text)
+    args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    try:
+        config = config_mod.load()
+        tracing.setup(name)
+    except TaskstreamError as exc:
+        print(f"taskstream {name}: {exc}", file=sys.stderr)
+        return 2
+    logs.setup(config.log_level, config.log_format)
+    instruments = metrics.setup(name)
+    options: dict[str, Any] = {flag: getattr(args, flag) for flag in flags or {}}
+
+    async def service(stop: asyncio.Event) -> None:
+        await serve(config, instruments, stop, **options)
+
+    try:
+        return run(service)
+    finally:
+        tracing.shutdown()
 
 
 def run(main: Main) -> int:

@@ -18,7 +18,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Tracer, TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from shared.errors import ConfigError
+from taskstream.shared.errors import ConfigError
 
 _propagator = TraceContextTextMapPropagator()
 _provider: TracerProvider = trace.NoOpTracerProvider()

@@ -14,13 +14,13 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from shared import config as config_mod
-from shared import db as db_mod
-from shared import metrics as metrics_mod
-from shared.db import Database
-from shared.keys import Keys
-from shared.metrics import Metrics
-from shared.streams import Streams
+from taskstream.shared import config as config_mod
+from taskstream.shared import db as db_mod
+from taskstream.shared import metrics as metrics_mod
+from taskstream.shared.db import Database
+from taskstream.shared.keys import Keys
+from taskstream.shared.metrics import Metrics
+from taskstream.shared.streams import Streams
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 SERVER_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/taskstream")

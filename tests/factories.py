@@ -7,10 +7,10 @@ from typing import Any
 
 import msgspec
 
-from shared.config import Config
-from shared.db import Database
-from shared.models import NewTask
-from shared.streams import Publish, Streams
+from taskstream.shared.config import Config
+from taskstream.shared.db import Database
+from taskstream.shared.models import NewTask
+from taskstream.shared.streams import Publish, Streams
 
 
 def new_task(

@@ -11,12 +11,12 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient, TestServer
 
-from services.ingest.app import build_app
-from services.ingest.publisher import Publisher
-from shared.config import Config
-from shared.db import Database
-from shared.metrics import Metrics
-from shared.streams import Streams
+from taskstream.services.ingest.app import build_app
+from taskstream.services.ingest.publisher import Publisher
+from taskstream.shared.config import Config
+from taskstream.shared.db import Database
+from taskstream.shared.metrics import Metrics
+from taskstream.shared.streams import Streams
 
 
 @asynccontextmanager

@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from services.executor.executor import Executor
-from shared.config import Config
-from shared.db import Database
-from shared.handlers import BUILTINS, Context, NonRetryableError, Registry
-from shared.metrics import Metrics
-from shared.streams import Streams
+from taskstream.services.executor.executor import Executor
+from taskstream.shared.config import Config
+from taskstream.shared.db import Database
+from taskstream.shared.handlers import BUILTINS, Context, NonRetryableError, Registry
+from taskstream.shared.metrics import Metrics
+from taskstream.shared.streams import Streams
 from tests.factories import enqueue, new_task
 
 

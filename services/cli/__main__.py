@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from services.cli.main import main
+from taskstream.services.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 import aiohttp
 import msgspec
 
-from services.cli.bench_report import Report, SubmitStats, build_report, render
-from services.cli.bench_track import (
+from taskstream.services.cli.load_report import Report, SubmitStats, build_report, render
+from taskstream.services.cli.load_track import (
     DbTracker,
     HttpTracker,
     LoadError,
@@ -31,11 +31,11 @@ from services.cli.bench_track import (
     Tracker,
     wait_all,
 )
-from services.cli.loadhttp import HttpClient, HttpError
-from shared import config as config_mod
-from shared.config import PRIORITIES
-from shared.db import Database
-from shared.errors import TaskstreamError
+from taskstream.services.cli.loadhttp import HttpClient, HttpError
+from taskstream.shared import config as config_mod
+from taskstream.shared.config import PRIORITIES
+from taskstream.shared.db import Database
+from taskstream.shared.errors import TaskstreamError
 
 TYPES = ("noop", "flaky", "always_fail", "sleeper")
 SEND_ATTEMPTS = 10  # per request, while ingest answers 429 or 503

@@ -8,41 +8,16 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from shared import config as config_mod
-from shared import logs, metrics, runtime, tracing
-from shared.errors import TaskstreamError
+from taskstream.shared import config as config_mod
+from taskstream.shared.errors import TaskstreamError
 
 SERVICES = ("ingest", "executor", "watcher", "janitor")
 
 
 def run_service(name: str, argv: Sequence[str]) -> int:
     """Run one service until SIGTERM/SIGINT; the process exit code."""
-    parser = argparse.ArgumentParser(prog=f"taskstream {name}")
-    if name == "executor":
-        parser.add_argument("--burst", action="store_true", help="exit once the streams are empty")
-    args = parser.parse_args(list(argv))
-    try:
-        config = config_mod.load()
-    except TaskstreamError as exc:
-        print(f"taskstream {name}: {exc}", file=sys.stderr)
-        return 2
-    logs.setup(config.log_level, config.log_format)
-    instruments = metrics.setup(name)
-    try:
-        tracing.setup(name)
-    except TaskstreamError as exc:
-        print(f"taskstream {name}: {exc}", file=sys.stderr)
-        return 2
-
-    async def main(stop: asyncio.Event) -> None:
-        service = importlib.import_module(f"services.{name}.service")
-        options = {"burst": args.burst} if name == "executor" else {}
-        await service.serve(config, instruments, stop, **options)
-
-    try:
-        return runtime.run(main)
-    finally:
-        tracing.shutdown()
+    module = importlib.import_module(f"taskstream.services.{name}.__main__")
+    return int(module.main(argv))
 
 
 def migrate(argv: Sequence[str]) -> int:
@@ -51,7 +26,7 @@ def migrate(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--create-db", action="store_true", help="create the database first")
     args = parser.parse_args(list(argv))
-    from shared import db
+    from taskstream.shared import db
 
     try:
         config = config_mod.load()
@@ -104,11 +79,9 @@ operating:
 
 measuring:
   load          the load generator (the Go scheduler's flags: -n -w -url -pct-* …)
-  bench         the standard scenarios beside the raw ceilings (make bench)
 
-local:
-  up            everything locally: stores, migrations, services, until Ctrl-C
-  with-stores   run a command with Redis and Postgres available (started if needed)
+(From a source checkout, `python -m tools up | with-stores | bench` run everything locally,
+start the stores for a command, and benchmark: `make run`, `make test`, `make bench`.)
 """
 
 
@@ -124,19 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return migrate(rest)
     if command == "config":
         return show_config(rest)
-    if command == "up":
-        from services.cli.up import up_main
-
-        return up_main(rest)
-    if command == "with-stores":
-        from services.cli.stores import with_stores_main
-
-        return int(with_stores_main(rest))
     if command == "load":
-        return int(importlib.import_module("services.cli.load").load_main(rest))
-    if command == "bench":
-        return int(importlib.import_module("services.cli.bench").bench_main(rest))
+        return int(importlib.import_module("taskstream.services.cli.load").load_main(rest))
     if command in ("queues", "pending", "task", "consumers", "dlq"):
-        return int(importlib.import_module("services.cli.ops_cli").ops_main(command, rest))
+        return int(
+            importlib.import_module("taskstream.services.cli.ops_cli").ops_main(command, rest)
+        )
     print(f"taskstream: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2

@@ -18,19 +18,19 @@ from typing import Any, NoReturn
 
 import msgspec
 
-from services.cli import ops_text
-from services.cli.format import parse_duration
-from shared import config as config_mod
-from shared import ops
-from shared.config import PRIORITIES, Config
-from shared.db import Database
-from shared.errors import ConfigError, StoreUnavailable, TaskstreamError
-from shared.keys import Keys
-from shared.ops_models import (
+from taskstream.services.cli import ops_text
+from taskstream.services.cli.format import parse_duration
+from taskstream.shared import config as config_mod
+from taskstream.shared import ops
+from taskstream.shared.config import PRIORITIES, Config
+from taskstream.shared.db import Database
+from taskstream.shared.errors import ConfigError, StoreUnavailable, TaskstreamError
+from taskstream.shared.keys import Keys
+from taskstream.shared.ops_models import (
     DlqFilter,
     DlqSelection,
 )
-from shared.streams import Streams
+from taskstream.shared.streams import Streams
 
 COMMANDS = ("queues", "pending", "task", "consumers", "dlq")
 _encode = msgspec.json.Encoder().encode

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from services.cli.format import format_duration, format_time, shorten, table
-from shared import ops
-from shared.ops_models import DeadLetterPage, DlqResult, PendingList, Queues, TaskHistory
+from taskstream.services.cli.format import format_duration, format_time, shorten, table
+from taskstream.shared import ops
+from taskstream.shared.ops_models import DeadLetterPage, DlqResult, PendingList, Queues, TaskHistory
 
 
 def queues_text(result: Queues) -> str:

@@ -1,10 +1,17 @@
-"""``python -m services.executor``: run an executor."""
+"""``python -m taskstream.services.executor`` (or ``taskstream executor``): run an executor."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
-from services.cli.main import run_service
+from taskstream.services.executor.service import serve
+from taskstream.shared import runtime
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return runtime.main("executor", serve, argv, flags={"burst": "exit once the streams are empty"})
+
 
 if __name__ == "__main__":
-    sys.exit(run_service("executor", sys.argv[1:]))
+    sys.exit(main())

@@ -17,12 +17,12 @@ from collections.abc import Callable
 
 import msgspec
 
-from shared.db import Database, Outcome
-from shared.errors import StoreUnavailable
-from shared.faults import crash_point
-from shared.metrics import Metrics
-from shared.streams import UNAVAILABLE as REDIS_DOWN
-from shared.streams import Streams
+from taskstream.shared.db import Database, Outcome
+from taskstream.shared.errors import StoreUnavailable
+from taskstream.shared.faults import crash_point
+from taskstream.shared.metrics import Metrics
+from taskstream.shared.streams import UNAVAILABLE as REDIS_DOWN
+from taskstream.shared.streams import Streams
 
 log = logging.getLogger(__name__)
 

@@ -20,18 +20,18 @@ import random
 import threading
 import uuid
 
-from services.executor.completer import Completer, Finished
-from services.executor.fairness import FairShare
-from services.executor.heartbeat import Heartbeat
-from services.executor.runner import HandlerRunner, Job
-from shared.config import PRIORITIES, Config
-from shared.db import ClaimedTask, Database
-from shared.errors import StoreUnavailable
-from shared.handlers import Registry
-from shared.metrics import Metrics
-from shared.models import Delivery
-from shared.streams import STORES_DOWN, BadEntry, LeaseExtender, Publish, Streams
-from shared.streams import UNAVAILABLE as REDIS_DOWN
+from taskstream.services.executor.completer import Completer, Finished
+from taskstream.services.executor.fairness import FairShare
+from taskstream.services.executor.heartbeat import Heartbeat
+from taskstream.services.executor.runner import HandlerRunner, Job
+from taskstream.shared.config import PRIORITIES, Config
+from taskstream.shared.db import ClaimedTask, Database
+from taskstream.shared.errors import StoreUnavailable
+from taskstream.shared.handlers import Registry
+from taskstream.shared.metrics import Metrics
+from taskstream.shared.models import Delivery
+from taskstream.shared.streams import STORES_DOWN, BadEntry, LeaseExtender, Publish, Streams
+from taskstream.shared.streams import UNAVAILABLE as REDIS_DOWN
 
 log = logging.getLogger(__name__)
 

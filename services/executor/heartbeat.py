@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from shared.streams import LeaseExtender
+from taskstream.shared.streams import LeaseExtender
 
 log = logging.getLogger(__name__)
 

@@ -16,12 +16,12 @@ from typing import Any
 import msgspec
 from opentelemetry.trace import SpanKind, StatusCode
 
-from shared import tracing
-from shared.backoff import failure
-from shared.db import ClaimedTask, Database, Fenced, Outcome
-from shared.handlers import Context, NonRetryableError, Registry
-from shared.metrics import Metrics
-from shared.models import Delivery, ErrorInfo
+from taskstream.shared import tracing
+from taskstream.shared.backoff import failure
+from taskstream.shared.db import ClaimedTask, Database, Fenced, Outcome
+from taskstream.shared.handlers import Context, NonRetryableError, Registry
+from taskstream.shared.metrics import Metrics
+from taskstream.shared.models import Delivery, ErrorInfo
 
 TRACEBACK_CHARS = 4000
 _errors = msgspec.json.Encoder()

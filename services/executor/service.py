@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from services.executor.executor import Executor
-from shared import handlers
-from shared.config import Config
-from shared.db import Database
-from shared.keys import Keys
-from shared.metrics import Metrics
-from shared.runtime import consumer_name, serve_metrics
-from shared.streams import Streams
+from taskstream.services.executor.executor import Executor
+from taskstream.shared import handlers
+from taskstream.shared.config import Config
+from taskstream.shared.db import Database
+from taskstream.shared.keys import Keys
+from taskstream.shared.metrics import Metrics
+from taskstream.shared.runtime import consumer_name, serve_metrics
+from taskstream.shared.streams import Streams
 
 log = logging.getLogger(__name__)
 

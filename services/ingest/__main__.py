@@ -1,10 +1,17 @@
-"""``python -m services.ingest``: run the ingest HTTP API."""
+"""``python -m taskstream.services.ingest`` (or ``taskstream ingest``): run the ingest HTTP API."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
-from services.cli.main import run_service
+from taskstream.services.ingest.service import serve
+from taskstream.shared import runtime
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return runtime.main("ingest", serve, argv)
+
 
 if __name__ == "__main__":
-    sys.exit(run_service("ingest", []))
+    sys.exit(main())

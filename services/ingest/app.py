@@ -17,23 +17,23 @@ import msgspec
 from aiohttp import web
 from opentelemetry.trace import Span, SpanKind
 
-from services.ingest import openapi, ops_routes
-from services.ingest.committer import GroupCommit
-from services.ingest.publisher import Publisher
-from services.ingest.validate import (
+from taskstream.services.ingest import openapi, ops_routes
+from taskstream.services.ingest.committer import GroupCommit
+from taskstream.services.ingest.publisher import Publisher
+from taskstream.services.ingest.validate import (
     Invalid,
     convert_task,
     decode_go_task,
     decode_task,
     new_task,
 )
-from shared import metrics as metrics_mod
-from shared import tracing
-from shared.config import PRIORITIES, Config
-from shared.db import Database, InsertResult
-from shared.errors import StoreUnavailable
-from shared.metrics import Metrics
-from shared.models import (
+from taskstream.shared import metrics as metrics_mod
+from taskstream.shared import tracing
+from taskstream.shared.config import PRIORITIES, Config
+from taskstream.shared.db import Database, InsertResult
+from taskstream.shared.errors import StoreUnavailable
+from taskstream.shared.metrics import Metrics
+from taskstream.shared.models import (
     STATUSES,
     ApiError,
     BatchRequest,
@@ -43,7 +43,7 @@ from shared.models import (
     TaskRequest,
     TaskView,
 )
-from shared.streams import Streams
+from taskstream.shared.streams import Streams
 
 log = logging.getLogger(__name__)
 

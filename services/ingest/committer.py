@@ -14,12 +14,12 @@ import asyncio
 import contextlib
 import logging
 
-from services.ingest.publisher import Publisher
-from shared.db import Database, InsertResult
-from shared.faults import crash_point
-from shared.metrics import Metrics
-from shared.models import NewTask
-from shared.streams import Publish
+from taskstream.services.ingest.publisher import Publisher
+from taskstream.shared.db import Database, InsertResult
+from taskstream.shared.faults import crash_point
+from taskstream.shared.metrics import Metrics
+from taskstream.shared.models import NewTask
+from taskstream.shared.streams import Publish
 
 log = logging.getLogger(__name__)
 

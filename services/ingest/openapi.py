@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from shared.models import (
+from taskstream.shared.models import (
     BatchRequest,
     ErrorBody,
     GoTaskRequest,
@@ -173,8 +173,8 @@ def spec() -> dict[str, Any]:
 
 def _ops() -> tuple[dict[str, Any], dict[str, Any]]:
     """The operator routes (services/ingest/ops_routes.py) and their schemas."""
-    from shared.ops import ConsumerList
-    from shared.ops_models import (
+    from taskstream.shared.ops import ConsumerList
+    from taskstream.shared.ops_models import (
         DeadLetterPage,
         DlqResult,
         PendingList,

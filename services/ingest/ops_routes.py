@@ -17,13 +17,13 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from services.ingest.validate import Invalid, describe
-from shared import ops
-from shared.config import PRIORITIES
-from shared.db import Database
-from shared.models import ApiError
-from shared.ops_models import DlqFilter, DlqSelection, ReplayRequest
-from shared.streams import Streams
+from taskstream.services.ingest.validate import Invalid, describe
+from taskstream.shared import ops
+from taskstream.shared.config import PRIORITIES
+from taskstream.shared.db import Database
+from taskstream.shared.models import ApiError
+from taskstream.shared.ops_models import DlqFilter, DlqSelection, ReplayRequest
+from taskstream.shared.streams import Streams
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 _encode = msgspec.json.Encoder().encode
@@ -138,7 +138,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
 
 def _stores(request: web.Request) -> tuple[Database, Streams]:
     # The app module imports this one to register the routes: import its keys late.
-    from services.ingest.app import DB, STREAMS
+    from taskstream.services.ingest.app import DB, STREAMS
 
     return request.app[DB], request.app[STREAMS]
 

@@ -12,8 +12,8 @@ import collections
 import logging
 from collections.abc import Sequence
 
-from shared.metrics import Metrics
-from shared.streams import Publish, Streams
+from taskstream.shared.metrics import Metrics
+from taskstream.shared.streams import Publish, Streams
 
 log = logging.getLogger(__name__)
 

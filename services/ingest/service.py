@@ -12,13 +12,13 @@ import logging
 
 from aiohttp import web
 
-from services.ingest.app import build_app
-from services.ingest.publisher import Publisher
-from shared.config import Config
-from shared.db import Database
-from shared.keys import Keys
-from shared.metrics import Metrics
-from shared.streams import UNAVAILABLE, Streams
+from taskstream.services.ingest.app import build_app
+from taskstream.services.ingest.publisher import Publisher
+from taskstream.shared.config import Config
+from taskstream.shared.db import Database
+from taskstream.shared.keys import Keys
+from taskstream.shared.metrics import Metrics
+from taskstream.shared.streams import UNAVAILABLE, Streams
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import msgspec
 
-from shared.config import Config
-from shared.ids import new_id
-from shared.models import (
+from taskstream.shared.config import Config
+from taskstream.shared.ids import new_id
+from taskstream.shared.models import (
     ApiError,
     Backoff,
     GoTaskRequest,

@@ -1,10 +1,17 @@
-"""``python -m services.janitor``: run the janitor."""
+"""``python -m taskstream.services.janitor`` (or ``taskstream janitor``): run the janitor."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
-from services.cli.main import run_service
+from taskstream.services.janitor.service import serve
+from taskstream.shared import runtime
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return runtime.main("janitor", serve, argv)
+
 
 if __name__ == "__main__":
-    sys.exit(run_service("janitor", sys.argv[1:]))
+    sys.exit(main())

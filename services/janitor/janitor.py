@@ -30,14 +30,14 @@ from collections.abc import Callable
 
 import msgspec
 
-from shared import ops
-from shared.backoff import failure
-from shared.config import PRIORITIES, Config
-from shared.db import Database, Outcome, TaskState
-from shared.metrics import Metrics
-from shared.models import Delivery, ErrorInfo
-from shared.ops_models import Queues
-from shared.streams import STORES_DOWN, BadEntry, Publish, Streams, lost_data
+from taskstream.shared import ops
+from taskstream.shared.backoff import failure
+from taskstream.shared.config import PRIORITIES, Config
+from taskstream.shared.db import Database, Outcome, TaskState
+from taskstream.shared.metrics import Metrics
+from taskstream.shared.models import Delivery, ErrorInfo
+from taskstream.shared.ops_models import Queues
+from taskstream.shared.streams import STORES_DOWN, BadEntry, Publish, Streams, lost_data
 
 log = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode

@@ -6,13 +6,13 @@ import asyncio
 import logging
 import socket
 
-from services.janitor.janitor import Janitor
-from shared.config import Config
-from shared.db import Database
-from shared.keys import Keys
-from shared.metrics import Metrics
-from shared.runtime import serve_metrics
-from shared.streams import Streams
+from taskstream.services.janitor.janitor import Janitor
+from taskstream.shared.config import Config
+from taskstream.shared.db import Database
+from taskstream.shared.keys import Keys
+from taskstream.shared.metrics import Metrics
+from taskstream.shared.runtime import serve_metrics
+from taskstream.shared.streams import Streams
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,17 @@
-"""``python -m services.watcher``: run the watcher."""
+"""``python -m taskstream.services.watcher`` (or ``taskstream watcher``): run the watcher."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
-from services.cli.main import run_service
+from taskstream.services.watcher.service import serve
+from taskstream.shared import runtime
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return runtime.main("watcher", serve, argv)
+
 
 if __name__ == "__main__":
-    sys.exit(run_service("watcher", sys.argv[1:]))
+    sys.exit(main())

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from services.watcher.watcher import Watcher
-from shared.config import Config
-from shared.db import Database
-from shared.keys import Keys
-from shared.metrics import Metrics
-from shared.runtime import serve_metrics
-from shared.streams import Streams
+from taskstream.services.watcher.watcher import Watcher
+from taskstream.shared.config import Config
+from taskstream.shared.db import Database
+from taskstream.shared.keys import Keys
+from taskstream.shared.metrics import Metrics
+from taskstream.shared.runtime import serve_metrics
+from taskstream.shared.streams import Streams
 
 log = logging.getLogger(__name__)
 

@@ -25,12 +25,12 @@ from collections.abc import Callable
 
 import msgspec
 
-from shared import tracing
-from shared.config import PRIORITIES, Config
-from shared.db import Database, Ready
-from shared.faults import crash_point
-from shared.metrics import Metrics
-from shared.streams import STORES_DOWN, DeliveryMark, Publish, Streams, lost_data
+from taskstream.shared import tracing
+from taskstream.shared.config import PRIORITIES, Config
+from taskstream.shared.db import Database, Ready
+from taskstream.shared.faults import crash_point
+from taskstream.shared.metrics import Metrics
+from taskstream.shared.streams import STORES_DOWN, DeliveryMark, Publish, Streams, lost_data
 
 log = logging.getLogger(__name__)
 FAR_FUTURE = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)

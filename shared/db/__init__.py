@@ -8,7 +8,7 @@ files. The methods come in families, one module each: ``tasks`` (ingest and exec
 
 from __future__ import annotations
 
-from shared.db.base import (
+from taskstream.shared.db.base import (
     UNAVAILABLE,
     ClaimedTask,
     Fenced,
@@ -20,10 +20,10 @@ from shared.db.base import (
     TaskTiming,
     task_view,
 )
-from shared.db.bench import BenchQueries
-from shared.db.movers import MoverQueries
-from shared.db.operators import OperatorQueries
-from shared.db.schema import (
+from taskstream.shared.db.bench import BenchQueries
+from taskstream.shared.db.movers import MoverQueries
+from taskstream.shared.db.operators import OperatorQueries
+from taskstream.shared.db.schema import (
     MIGRATIONS_DIR,
     create_database,
     drop_database,
@@ -31,7 +31,7 @@ from shared.db.schema import (
     schema_version,
     with_database,
 )
-from shared.db.tasks import TaskQueries
+from taskstream.shared.db.tasks import TaskQueries
 
 
 class Database(TaskQueries, MoverQueries, OperatorQueries, BenchQueries):

@@ -12,10 +12,10 @@ from typing import Any, Self, TypeVar, cast
 import asyncpg
 import msgspec
 
-from shared import sql
-from shared.errors import StoreUnavailable
-from shared.models import ErrorInfo, TaskView
-from shared.ops_models import (
+from taskstream.shared import sql
+from taskstream.shared.errors import StoreUnavailable
+from taskstream.shared.models import ErrorInfo, TaskView
+from taskstream.shared.ops_models import (
     DeadLetterView,
     DlqFilter,
     DlqRef,

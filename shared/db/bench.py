@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from shared import sql
-from shared.db.base import (
+from taskstream.shared import sql
+from taskstream.shared.db.base import (
     Base,
     TaskTiming,
     _unavailable,

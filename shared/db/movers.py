@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import msgspec
 
-from shared import sql
-from shared.db.base import (
+from taskstream.shared import sql
+from taskstream.shared.db.base import (
     Base,
     Publisher,
     Ready,

@@ -6,8 +6,8 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 
-from shared import sql
-from shared.db.base import (
+from taskstream.shared import sql
+from taskstream.shared.db.base import (
     Base,
     Publisher,
     Ready,
@@ -18,7 +18,7 @@ from shared.db.base import (
     _unavailable,
     task_view,
 )
-from shared.ops_models import (
+from taskstream.shared.ops_models import (
     AttemptView,
     DeadLetterView,
     DlqFilter,

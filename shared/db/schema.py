@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from shared.db.base import UNAVAILABLE, log
-from shared.errors import StoreUnavailable
+from taskstream.shared.db.base import UNAVAILABLE, log
+from taskstream.shared.errors import StoreUnavailable
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+# Package data of `taskstream` (the repository's migrations/ in a source tree).
+MIGRATIONS_DIR = Path(str(files("taskstream") / "migrations"))
 
 
 # Any constant will do, as long as every migrator uses the same one.

@@ -7,8 +7,8 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from shared import sql
-from shared.db.base import (
+from taskstream.shared import sql
+from taskstream.shared.db.base import (
     UNAVAILABLE,
     Base,
     ClaimedTask,
@@ -20,8 +20,8 @@ from shared.db.base import (
     _unavailable,
     task_view,
 )
-from shared.errors import StoreUnavailable
-from shared.models import NewTask, TaskView
+from taskstream.shared.errors import StoreUnavailable
+from taskstream.shared.models import NewTask, TaskView
 
 # Outcome kind → the statement recording it: (ids, attempts[, errors, labels, delay|reason]).
 _COMPLETE = {

@@ -9,7 +9,7 @@ and janitor), ``inspect`` (operators and tests); ``lease`` extends leases from a
 
 from __future__ import annotations
 
-from shared.streams.base import (
+from taskstream.shared.streams.base import (
     STORES_DOWN,
     UNAVAILABLE,
     BadEntry,
@@ -22,10 +22,10 @@ from shared.streams.base import (
     entry_time_ms,
     lost_data,
 )
-from shared.streams.delivery import DeliveryOps
-from shared.streams.inspect import InspectOps
-from shared.streams.lease import LeaseExtender
-from shared.streams.upkeep import UpkeepOps
+from taskstream.shared.streams.delivery import DeliveryOps
+from taskstream.shared.streams.inspect import InspectOps
+from taskstream.shared.streams.lease import LeaseExtender
+from taskstream.shared.streams.upkeep import UpkeepOps
 
 
 class Streams(DeliveryOps, UpkeepOps, InspectOps):

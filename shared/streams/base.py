@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Self
 
@@ -14,12 +15,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared.config import PRIORITIES
-from shared.errors import StoreUnavailable
-from shared.keys import GROUP, Keys
-from shared.models import Delivery
+from taskstream.shared.config import PRIORITIES
+from taskstream.shared.errors import StoreUnavailable
+from taskstream.shared.keys import GROUP, Keys
+from taskstream.shared.models import Delivery
 
-LUA_DIR = Path(__file__).resolve().parents[1] / "lua"
+LUA_DIR = Path(str(files("taskstream.shared") / "lua"))  # package data
 
 
 PUBLISH_CHUNK = 1000  # entries per publish script call (it runs atomically: keep it short)

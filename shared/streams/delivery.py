@@ -7,10 +7,10 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from shared.errors import StoreUnavailable
-from shared.keys import GROUP
-from shared.models import Delivery
-from shared.streams.base import (
+from taskstream.shared.errors import StoreUnavailable
+from taskstream.shared.keys import GROUP
+from taskstream.shared.models import Delivery
+from taskstream.shared.streams.base import (
     PUBLISH_CHUNK,
     STREAM_INDEX,
     UNAVAILABLE,

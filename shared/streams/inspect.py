@@ -7,9 +7,9 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from shared.config import PRIORITIES
-from shared.keys import GROUP
-from shared.streams.base import (
+from taskstream.shared.config import PRIORITIES
+from taskstream.shared.keys import GROUP
+from taskstream.shared.streams.base import (
     Base,
     PendingEntry,
     StreamStats,

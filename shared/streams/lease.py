@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from shared.keys import GROUP, Keys
+from taskstream.shared.keys import GROUP, Keys
 
 
 class LeaseExtender:

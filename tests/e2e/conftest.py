@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from services.cli.stores import Stores, ensure
 from tests.e2e.system import System, free_port
+from tools.stores import Stores, ensure
 
 
 class PrivateRedis:

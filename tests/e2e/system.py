@@ -87,7 +87,7 @@ class System:
         if service == "executor":
             full_env.setdefault("CONSUMER_NAME", name)
         proc = subprocess.Popen(
-            [sys.executable, "-m", f"services.{service}"],
+            [sys.executable, "-m", "taskstream", service],
             env=full_env,
             cwd=ROOT,
             stdout=log,

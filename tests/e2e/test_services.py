@@ -168,10 +168,10 @@ async def test_delayed_tasks_start_no_earlier_than_asked_and_within_the_scan_int
 async def test_queue_gauges_agree_with_the_queues_view(
     system: System, database_url: str, namespace: str
 ) -> None:
-    from shared import ops
-    from shared.db import Database
-    from shared.keys import Keys
-    from shared.streams import Streams
+    from taskstream.shared import ops
+    from taskstream.shared.db import Database
+    from taskstream.shared.keys import Keys
+    from taskstream.shared.streams import Streams
 
     metrics_port = free_port()
     system.start("ingest")

@@ -35,7 +35,7 @@ async def test_up_runs_every_service_and_stops_them_on_ctrl_c(
         HTTP_HOST="127.0.0.1",
         LOG_LEVEL="WARNING",
     )
-    argv = [sys.executable, "-m", "services.cli", "up", "--executors", "2", "--no-prometheus",
+    argv = [sys.executable, "-m", "tools", "up", "--executors", "2", "--no-prometheus",
             "--metrics-port", str(metrics), "--state-dir", str(tmp_path)]  # fmt: skip
     proc = _start(argv, env, tmp_path / "up.log")
     try:

@@ -11,12 +11,12 @@ import msgspec
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from services.executor.executor import Executor
-from shared.config import Config
-from shared.db import Database, Outcome
-from shared.handlers import BUILTINS, Context, NonRetryableError, Registry
-from shared.metrics import Metrics
-from shared.streams import Publish, Streams
+from taskstream.services.executor.executor import Executor
+from taskstream.shared.config import Config
+from taskstream.shared.db import Database, Outcome
+from taskstream.shared.handlers import BUILTINS, Context, NonRetryableError, Registry
+from taskstream.shared.metrics import Metrics
+from taskstream.shared.streams import Publish, Streams
 from tests.conftest import counter_value
 from tests.factories import enqueue, new_task
 from tests.helpers import query as fetch

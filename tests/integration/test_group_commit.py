@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from services.ingest.app import COMMITTER
-from shared.config import Config
-from shared.db import Database
-from shared.errors import StoreUnavailable
-from shared.metrics import Metrics
-from shared.streams import Streams
+from taskstream.services.ingest.app import COMMITTER
+from taskstream.shared.config import Config
+from taskstream.shared.db import Database
+from taskstream.shared.errors import StoreUnavailable
+from taskstream.shared.metrics import Metrics
+from taskstream.shared.streams import Streams
 from tests.helpers import api_client, wait_for
 
 

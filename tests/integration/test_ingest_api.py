@@ -17,15 +17,15 @@ import msgspec
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from services.ingest import openapi
-from services.ingest.app import build_app
-from services.ingest.publisher import Publisher
-from shared.config import PRIORITIES, Config
-from shared.db import Database
-from shared.keys import Keys
-from shared.metrics import Metrics
-from shared.models import TaskList, TaskView
-from shared.streams import Streams
+from taskstream.services.ingest import openapi
+from taskstream.services.ingest.app import build_app
+from taskstream.services.ingest.publisher import Publisher
+from taskstream.shared.config import PRIORITIES, Config
+from taskstream.shared.db import Database
+from taskstream.shared.keys import Keys
+from taskstream.shared.metrics import Metrics
+from taskstream.shared.models import TaskList, TaskView
+from taskstream.shared.streams import Streams
 from tests.helpers import api_client, wait_for
 from tests.proxy import Proxy
 

@@ -10,15 +10,15 @@ import msgspec
 import redis
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from services.executor.executor import Executor
-from services.janitor.janitor import Janitor
-from shared.config import Config
-from shared.db import Database
-from shared.handlers import Context
-from shared.keys import GROUP
-from shared.metrics import Metrics
-from shared.models import Delivery
-from shared.streams import Streams
+from taskstream.services.executor.executor import Executor
+from taskstream.services.janitor.janitor import Janitor
+from taskstream.shared.config import Config
+from taskstream.shared.db import Database
+from taskstream.shared.handlers import Context
+from taskstream.shared.keys import GROUP
+from taskstream.shared.metrics import Metrics
+from taskstream.shared.models import Delivery
+from taskstream.shared.streams import Streams
 from tests.conftest import counter_value
 from tests.factories import enqueue, new_task
 from tests.helpers import query as execute
@@ -60,7 +60,7 @@ async def test_expired_lease_is_a_failed_attempt_and_the_old_worker_is_fenced(
     assert (attempt["outcome"], attempt["consumer"]) == ("reclaimed", "worker-that-died")
     assert sum((await streams.pending_count()).values()) == 0
     # The old worker wakes up and reports success: fenced.
-    from shared.db import Outcome
+    from taskstream.shared.db import Outcome
 
     late = Outcome(task_id=task_id, attempt=dead_worker.attempt, kind="succeeded")
     assert await db.complete([late]) == set()

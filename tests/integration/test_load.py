@@ -13,16 +13,16 @@ from contextlib import asynccontextmanager
 
 import msgspec
 
-from services.cli.bench_track import Progress
-from services.cli.load import LoadOptions, make_plan, run_load
-from services.executor.executor import Executor
-from services.watcher.watcher import Watcher
-from shared import db as db_mod
-from shared.config import Config
-from shared.db import Database
-from shared.handlers import BUILTINS, Registry
-from shared.metrics import Metrics
-from shared.streams import Streams
+from taskstream.services.cli.load import LoadOptions, make_plan, run_load
+from taskstream.services.cli.load_track import Progress
+from taskstream.services.executor.executor import Executor
+from taskstream.services.watcher.watcher import Watcher
+from taskstream.shared import db as db_mod
+from taskstream.shared.config import Config
+from taskstream.shared.db import Database
+from taskstream.shared.handlers import BUILTINS, Registry
+from taskstream.shared.metrics import Metrics
+from taskstream.shared.streams import Streams
 from tests.conftest import SERVER_URL
 from tests.helpers import api_client
 

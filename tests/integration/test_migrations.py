@@ -6,9 +6,9 @@ import asyncio
 import uuid
 from typing import Any
 
-from shared import db as db_mod
-from shared import sql
-from shared.db import Database
+from taskstream.shared import db as db_mod
+from taskstream.shared import sql
+from taskstream.shared.db import Database
 from tests.conftest import SERVER_URL
 
 

@@ -12,16 +12,16 @@ import asyncpg
 import msgspec
 import pytest
 
-from services.watcher.watcher import Watcher
-from shared import ops
-from shared.config import PRIORITIES, Config
-from shared.db import Database, Outcome
-from shared.errors import StoreUnavailable
-from shared.handlers import Context
-from shared.keys import GROUP, Keys
-from shared.metrics import Metrics
-from shared.ops_models import DlqFilter, DlqSelection
-from shared.streams import Streams
+from taskstream.services.watcher.watcher import Watcher
+from taskstream.shared import ops
+from taskstream.shared.config import PRIORITIES, Config
+from taskstream.shared.db import Database, Outcome
+from taskstream.shared.errors import StoreUnavailable
+from taskstream.shared.handlers import Context
+from taskstream.shared.keys import GROUP, Keys
+from taskstream.shared.metrics import Metrics
+from taskstream.shared.ops_models import DlqFilter, DlqSelection
+from taskstream.shared.streams import Streams
 from tests.factories import enqueue, new_task
 from tests.helpers import wait_for
 from tests.ops_helpers import executor, make_dead

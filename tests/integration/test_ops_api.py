@@ -10,14 +10,14 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from services.ingest import openapi
-from shared import ops
-from shared.config import PRIORITIES, Config
-from shared.db import Database
-from shared.keys import Keys
-from shared.metrics import Metrics
-from shared.ops_models import DlqSelection
-from shared.streams import Streams
+from taskstream.services.ingest import openapi
+from taskstream.shared import ops
+from taskstream.shared.config import PRIORITIES, Config
+from taskstream.shared.db import Database
+from taskstream.shared.keys import Keys
+from taskstream.shared.metrics import Metrics
+from taskstream.shared.ops_models import DlqSelection
+from taskstream.shared.streams import Streams
 from tests.factories import enqueue, new_task
 from tests.helpers import api_client
 from tests.ops_helpers import make_dead

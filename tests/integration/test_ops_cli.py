@@ -13,11 +13,11 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.cli import main as cli_main
-from shared.config import Config
-from shared.db import Database
-from shared.metrics import Metrics
-from shared.streams import Streams
+from taskstream.services.cli import main as cli_main
+from taskstream.shared.config import Config
+from taskstream.shared.db import Database
+from taskstream.shared.metrics import Metrics
+from taskstream.shared.streams import Streams
 from tests.factories import enqueue, new_task
 from tests.ops_helpers import make_dead
 

@@ -1,4 +1,4 @@
-"""services.cli.stores: using reachable stores, and starting/stopping local ones."""
+"""tools.stores: using reachable stores, and starting/stopping local ones."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from services.cli.stores import KINDS, StoreError, _system_dirs, ensure, with_stores_main
+from tools.stores import KINDS, StoreError, _system_dirs, ensure, with_stores_main
 
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)
 

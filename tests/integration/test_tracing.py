@@ -12,14 +12,14 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NoOpTracerProvider
 
-from services.executor.executor import Executor
-from services.watcher.watcher import Watcher
-from shared import tracing
-from shared.config import Config
-from shared.db import Database
-from shared.handlers import registry
-from shared.metrics import Metrics
-from shared.streams import Streams
+from taskstream.services.executor.executor import Executor
+from taskstream.services.watcher.watcher import Watcher
+from taskstream.shared import tracing
+from taskstream.shared.config import Config
+from taskstream.shared.db import Database
+from taskstream.shared.handlers import registry
+from taskstream.shared.metrics import Metrics
+from taskstream.shared.streams import Streams
 from tests.helpers import api_client
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

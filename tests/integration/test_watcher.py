@@ -13,15 +13,15 @@ import asyncpg
 import msgspec
 import pytest
 
-from services.executor.executor import Executor
-from services.watcher.watcher import Watcher
-from shared import sql
-from shared.config import Config
-from shared.db import Database
-from shared.handlers import registry
-from shared.metrics import Metrics
-from shared.models import NewTask
-from shared.streams import Streams
+from taskstream.services.executor.executor import Executor
+from taskstream.services.watcher.watcher import Watcher
+from taskstream.shared import sql
+from taskstream.shared.config import Config
+from taskstream.shared.db import Database
+from taskstream.shared.handlers import registry
+from taskstream.shared.metrics import Metrics
+from taskstream.shared.models import NewTask
+from taskstream.shared.streams import Streams
 from tests.factories import enqueue, new_task
 from tests.helpers import query as execute
 from tests.integration.test_executor import registry_with

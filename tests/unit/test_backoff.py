@@ -6,8 +6,8 @@ from __future__ import annotations
 import random
 import uuid
 
-from shared.backoff import failure, retry_delay_ms
-from shared.db import ClaimedTask
+from taskstream.shared.backoff import failure, retry_delay_ms
+from taskstream.shared.db import ClaimedTask
 
 
 def test_delay_doubles_from_the_base_and_stops_at_the_cap() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from shared import config as config_mod
+from taskstream.shared import config as config_mod
 from tests.deploy.support import DEPLOY, ROOT, load_yaml
 
 SCHEMA = Path(__file__).resolve().parents[1] / "data" / "compose-spec.json"

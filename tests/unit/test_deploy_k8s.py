@@ -8,8 +8,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from shared import config as config_mod
-from shared.keys import GROUP, Keys
+from taskstream.shared import config as config_mod
+from taskstream.shared.keys import GROUP, Keys
 from tests.deploy.support import DEPLOY, load_yaml, load_yaml_all
 
 K8S = DEPLOY / "k8s"

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from shared import ids as ids_mod
-from shared.ids import new_id
+from taskstream.shared import ids as ids_mod
+from taskstream.shared.ids import new_id
 
 
 @pytest.fixture(autouse=True)

@@ -11,9 +11,9 @@ import uuid
 
 import pytest
 
-from services.cli import load
-from services.cli.bench import backoff_allowance_s
-from services.cli.bench_report import (
+from taskstream.services.cli import load
+from taskstream.services.cli.load import LoadOptions, make_plan, parse_args, task_body
+from taskstream.services.cli.load_report import (
     COLUMNS,
     SubmitStats,
     build_report,
@@ -22,10 +22,10 @@ from services.cli.bench_report import (
     percentile,
     render,
 )
-from services.cli.bench_track import Progress
-from services.cli.load import LoadOptions, make_plan, parse_args, task_body
-from shared import config as config_mod
-from shared.db import TaskTiming
+from taskstream.services.cli.load_track import Progress
+from taskstream.shared import config as config_mod
+from taskstream.shared.db import TaskTiming
+from tools.bench import backoff_allowance_s
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 

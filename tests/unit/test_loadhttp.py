@@ -13,7 +13,7 @@ import pytest
 import uvloop
 from aiohttp import web
 
-from services.cli.loadhttp import HttpClient, HttpError, Response
+from taskstream.services.cli.loadhttp import HttpClient, HttpError, Response
 from tests.e2e.system import free_port
 from tests.helpers import wait_for
 

@@ -6,8 +6,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from services.ingest import openapi
-from services.ingest.app import ROUTES
+from taskstream.services.ingest import openapi
+from taskstream.services.ingest.app import ROUTES
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 

@@ -6,9 +6,9 @@ import uuid
 
 import pytest
 
-from services.cli import main as cli_main
-from services.cli.format import format_duration, parse_duration, shorten, table
-from services.cli.ops_cli import ops_main, parse
+from taskstream.services.cli import main as cli_main
+from taskstream.services.cli.format import format_duration, parse_duration, shorten, table
+from taskstream.services.cli.ops_cli import ops_main, parse
 
 
 @pytest.mark.parametrize(

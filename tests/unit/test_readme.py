@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from shared import config, metrics
+from taskstream.shared import config, metrics
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -1,4 +1,4 @@
-"""services.ingest.validate: request bodies → validated tasks, failures → named fields."""
+"""ingest.validate: request bodies → validated tasks, failures → named fields."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from services.ingest.validate import (
+from taskstream.services.ingest.validate import (
     Invalid,
     convert_task,
     decode_go_task,
@@ -16,8 +16,8 @@ from services.ingest.validate import (
     describe,
     new_task,
 )
-from shared import config as config_mod
-from shared.models import Backoff, TaskRequest, request_hash
+from taskstream.shared import config as config_mod
+from taskstream.shared.models import Backoff, TaskRequest, request_hash
 
 NOW = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 CONFIG = config_mod.load(

@@ -27,20 +27,20 @@ from typing import Any
 
 import msgspec
 
-from services.cli import bench_ceilings
-from services.cli.bench_report import Report, fmt_ms, markdown
-from services.cli.bench_system import BenchError, Cluster, Machine, free_port, machine, wait_ready
-from services.cli.bench_track import LoadError
-from services.cli.load import LoadOptions, LoadRun, run_async, run_load
-from services.cli.stores import StoreError, ensure
-from shared import config as config_mod
-from shared import db as db_mod
-from shared.backoff import retry_delay_ms
-from shared.config import Config
-from shared.db import Database
-from shared.errors import TaskstreamError
-from shared.keys import Keys
-from shared.streams import Streams
+from taskstream.services.cli.load import LoadOptions, LoadRun, run_async, run_load
+from taskstream.services.cli.load_report import Report, fmt_ms, markdown
+from taskstream.services.cli.load_track import LoadError
+from taskstream.shared import config as config_mod
+from taskstream.shared import db as db_mod
+from taskstream.shared.backoff import retry_delay_ms
+from taskstream.shared.config import Config
+from taskstream.shared.db import Database
+from taskstream.shared.errors import TaskstreamError
+from taskstream.shared.keys import Keys
+from taskstream.shared.streams import Streams
+from tools import bench_ceilings
+from tools.bench_system import BenchError, Cluster, Machine, free_port, machine, wait_ready
+from tools.stores import StoreError, ensure
 
 BENCH_DB = "taskstream_bench"
 SCENARIOS = ("A", "B", "C", "D")

@@ -1,6 +1,6 @@
 """The benchmark's system: the machine it runs on, and the services as child processes.
 
-The services are started with ``services.cli.up.Child`` (as ``taskstream up`` does), one role
+The services are started with ``tools.up.Child`` (as ``taskstream up`` does), one role
 at a time, so a scenario can load the queues before any executor runs. They stop in the order
 ``up`` uses: ingest, executors, then the movers.
 """
@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import msgspec
 
-from services.cli.up import ORDER, STOP_TIMEOUT, Child, available
-from shared.errors import TaskstreamError
+from taskstream.shared.errors import TaskstreamError
+from tools.up import ORDER, STOP_TIMEOUT, Child, available
 
 
 class BenchError(TaskstreamError):

@@ -15,12 +15,12 @@ from concurrent.futures import ProcessPoolExecutor
 
 import msgspec
 
-from services.cli.load import run_async
-from shared.db import Database, Outcome
-from shared.ids import new_id
-from shared.keys import Keys
-from shared.models import Delivery, NewTask
-from shared.streams import Publish, Streams
+from taskstream.services.cli.load import run_async
+from taskstream.shared.db import Database, Outcome
+from taskstream.shared.ids import new_id
+from taskstream.shared.keys import Keys
+from taskstream.shared.models import Delivery, NewTask
+from taskstream.shared.streams import Publish, Streams
 
 BATCH = 500
 MAX_AHEAD = 10 * BATCH  # how far the durable loop's producer may run ahead of its consumer

@@ -17,9 +17,9 @@ from typing import Any, Protocol, TextIO
 import aiohttp
 import msgspec
 
-from shared.db import Database, TaskTiming
-from shared.errors import TaskstreamError
-from shared.models import TERMINAL, TaskView
+from taskstream.shared.db import Database, TaskTiming
+from taskstream.shared.errors import TaskstreamError
+from taskstream.shared.models import TERMINAL, TaskView
 
 
 class LoadError(TaskstreamError):

@@ -1,6 +1,6 @@
 """``taskstream up``: the whole system on one machine, until Ctrl-C.
 
-Finds or starts Redis and Postgres (``services.cli.stores``), creates and migrates the
+Finds or starts Redis and Postgres (``tools.stores``), creates and migrates the
 database, then runs every service as its own process: ingest, N executors (stable consumer
 names, so a restart takes back its own pending entries), and the watcher and janitor when
 installed, and Prometheus (with the alert rules) when it is installed. Ctrl-C stops them in
@@ -22,15 +22,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from services.cli.stores import StoreError, ensure
-from shared import config as config_mod
-from shared import db
-from shared.errors import TaskstreamError
+from taskstream.shared import config as config_mod
+from taskstream.shared import db
+from taskstream.shared.errors import TaskstreamError
+from tools.stores import StoreError, ensure
 
 ORDER = ("ingest", "executor", "watcher", "janitor")
 STOP_ORDER = (*ORDER, "prometheus")
 PROMETHEUS_PORT = 9090
-RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
+RULES = Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "alerts.yml"
 METRICS_BASE_PORT = 9101
 STOP_TIMEOUT = 60.0
 
@@ -39,7 +39,7 @@ class Child:
     def __init__(self, name: str, env: dict[str, str], argv: list[str] | None = None) -> None:
         self.name = name
         self.proc = subprocess.Popen(
-            argv or [sys.executable, "-m", f"services.{name.split('-')[0]}"],
+            argv or [sys.executable, "-m", "taskstream", name.split("-")[0]],
             env=env,
             start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
         )
@@ -57,7 +57,7 @@ class Child:
 
 
 def available() -> list[str]:
-    return [s for s in ORDER if importlib.util.find_spec(f"services.{s}.__main__") is not None]
+    return [s for s in ORDER if importlib.util.find_spec(f"taskstream.services.{s}") is not None]
 
 
 def up_main(argv: Sequence[str]) -> int:

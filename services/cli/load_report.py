@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import msgspec
 
-from shared.db import TaskTiming
-from shared.models import TERMINAL
+from taskstream.shared.db import TaskTiming
+from taskstream.shared.models import TERMINAL
 
 
 class SubmitStats(msgspec.Struct, kw_only=True):

@@ -1,0 +1,10 @@
+"""``python -m taskstream``: the ``taskstream`` command."""
+
+from __future__ import annotations
+
+import sys
+
+from taskstream.services.cli.main import main
+
+if __name__ == "__main__":
+    sys.exit(main())

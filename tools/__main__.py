@@ -1,0 +1,39 @@
+"""``python -m tools up | with-stores | bench``: the development commands."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+USAGE = """usage: python -m tools COMMAND [ARGS]
+
+  up            everything locally: stores, migrations, services, until Ctrl-C (make run)
+  with-stores   run a command with Redis and Postgres available, started if needed (make test)
+  bench         the standard scenarios beside the raw ceilings (make bench)
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command == "up":
+        from tools.up import up_main
+
+        return up_main(rest)
+    if command == "with-stores":
+        from tools.stores import with_stores_main
+
+        return int(with_stores_main(rest))
+    if command == "bench":
+        from tools.bench import bench_main
+
+        return int(bench_main(rest))
+    print(f"tools: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
