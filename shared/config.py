@@ -1,72 +1,195 @@
-"""Configuration: every knob, read once from the environment into a frozen Struct.
+"""Configuration: every knob, read once from the environment into frozen Structs, one section
+per role (the stores, the service process, ingest, task defaults, leases, the executor, the
+watcher, the janitor), each field with its description beside it.
 
 Each field's environment variable is the upper-cased field name unless ``ENV_NAMES`` says
 otherwise; where the Go scheduler this project replaces had a knob meaning the same thing, its
 name and default are kept (``WORKER_POOL``, ``VIS_TIMEOUT_MS``, ``RETRY_*``, ``METRICS_ADDR``).
-The README's configuration table is generated from ``FIELDS`` and a test keeps them in step.
+Field names are unique across sections, so ``load`` and ``replace`` take them flat. The
+README's configuration table is generated from the Structs and a test keeps them in step.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Any
+import typing
+from collections.abc import Iterator, Mapping
+from typing import Annotated, Any
 
 import msgspec
 
+from taskstream.shared.domain import PRIORITIES
 from taskstream.shared.errors import ConfigError
 
-PRIORITIES: tuple[str, ...] = ("critical", "high", "default", "low")
+
+def _d(text: str) -> msgspec.Meta:
+    return msgspec.Meta(description=text)
 
 
-class Config(msgspec.Struct, frozen=True, kw_only=True):
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/taskstream"
-    namespace: str = "taskstream"
-    db_pool_min: int = 2
-    db_pool_max: int = 10
+class StoreConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """Where Redis and Postgres are, and how many connections each process opens."""
 
-    http_host: str = "0.0.0.0"
-    http_port: int = 8080
-    metrics_addr: str = ""
-    batch_max_tasks: int = 1000
-    max_body_bytes: int = 4 * 1024 * 1024
-    publish_retry_ms: int = 1000
+    redis_url: Annotated[str, _d("Redis URL (Redis ≥ 6.2; 7 is the main target).")] = (
+        "redis://127.0.0.1:6379/0"
+    )
+    database_url: Annotated[str, _d("Postgres URL; the source of truth for every task.")] = (
+        "postgresql://postgres@127.0.0.1:5432/taskstream"
+    )
+    namespace: Annotated[
+        str, _d("Namespace of every Redis key (`{<ns>}:stream:<priority>` …).")
+    ] = "taskstream"
+    db_pool_min: Annotated[int, _d("Postgres connections each service keeps open.")] = 2
+    db_pool_max: Annotated[int, _d("Most Postgres connections each service opens.")] = 10
 
-    worker_pool: int = 64
-    prefetch: int = 64
-    priority_mode: str = "weighted"
-    priority_weights: str = "8,4,2,1"
-    consumer_name: str = ""
-    handler_modules: str = ""
-    task_timeout_ms: int = 300_000
-    shutdown_grace_ms: int = 25_000
-    read_block_ms: int = 1000
-    complete_batch_max: int = 500
-    complete_linger_ms: int = 2
 
-    watch_interval_ms: int = 100
-    watch_batch: int = 1000
-    repair_after_ms: int = 30_000
-    repair_interval_ms: int = 5_000
+class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """The service process: its metrics listener and its logs."""
 
-    vis_timeout_ms: int = 30_000
-    max_deliveries: int = 10
-    janitor_interval_ms: int = 1000
-    reclaim_batch: int = 100
-    consumer_idle_ms: int = 3_600_000
-    max_attempts: int = 5
-    retry_base_ms: int = 500
-    retry_max_ms: int = 30_000
-    retry_jitter_ms: int = 500
+    metrics_addr: Annotated[
+        str,
+        _d(
+            "`host:port` of a service's own `/metrics` listener; empty: none "
+            "(ingest also serves `/metrics` on its API port)."
+        ),
+    ] = ""
+    log_level: Annotated[str, _d("Logging level.")] = "INFO"
+    log_format: Annotated[
+        str, _d("`json`, `text`, or `auto` (JSON lines when stderr is not a terminal).")
+    ] = "auto"
 
-    log_level: str = "INFO"
-    log_format: str = "auto"
+
+class IngestConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """The HTTP API."""
+
+    http_host: Annotated[str, _d("Address the ingest HTTP API binds to.")] = "0.0.0.0"
+    http_port: Annotated[int, _d("Port of the ingest HTTP API (the Go scheduler's 8080).")] = 8080
+    batch_max_tasks: Annotated[int, _d("Most tasks in one `POST /v1/tasks/batch`.")] = 1000
+    max_body_bytes: Annotated[int, _d("Largest request body ingest accepts (413 above).")] = (
+        4 * 1024 * 1024
+    )
+    publish_retry_ms: Annotated[
+        int,
+        _d("How often ingest retries publishing tasks it committed while Redis was unreachable."),
+    ] = 1000
+
+
+class TaskDefaults(msgspec.Struct, frozen=True, kw_only=True):
+    """What a task gets when its request does not say."""
+
+    max_attempts: Annotated[int, _d("Default attempts per task (first run included).")] = 5
+    retry_base_ms: Annotated[int, _d("Base of the exponential retry backoff.")] = 500
+    retry_max_ms: Annotated[int, _d("Cap of the retry backoff.")] = 30_000
+    retry_jitter_ms: Annotated[int, _d("Random jitter added to each retry delay (0..value).")] = 500
+    task_timeout_ms: Annotated[
+        int, _d("Default handler timeout when a task gives no `timeout_ms`.")
+    ] = 300_000
+
+
+class LeaseConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """Leases on delivered entries, shared by executors (heartbeats) and the janitor."""
+
+    vis_timeout_ms: Annotated[int, _d("Visibility timeout: an entry idle longer is reclaimed.")] = (
+        30_000
+    )
+    max_deliveries: Annotated[
+        int,
+        _d(
+            "Poison cap: an entry delivered more often goes to the dead letters even if its "
+            "handler never returned."
+        ),
+    ] = 10
+
+
+class ExecutorConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """An executor: its handlers, reads, fair shares, completions and shutdown."""
+
+    worker_pool: Annotated[
+        int, _d("Handlers an executor runs at once (the Go scheduler's knob).")
+    ] = 64
+    prefetch: Annotated[int, _d("Entries an executor reads ahead of free handler slots.")] = 64
+    priority_mode: Annotated[
+        str, _d("`weighted` (fair shares by weight, nothing starves) or `strict`.")
+    ] = "weighted"
+    priority_weights: Annotated[
+        str, _d("Weights of critical,high,default,low in weighted mode.")
+    ] = "8,4,2,1"
+    consumer_name: Annotated[str, _d("Stable consumer name; empty: `<hostname>-<pid>`.")] = ""
+    handler_modules: Annotated[
+        str, _d("Comma-separated modules imported at executor start to register handlers.")
+    ] = ""
+    shutdown_grace_ms: Annotated[
+        int,
+        _d(
+            "On SIGTERM, how long in-flight handlers may finish before they are cancelled "
+            "and left pending."
+        ),
+    ] = 25_000
+    read_block_ms: Annotated[int, _d("Longest blocking XREADGROUP (capped at 1000).")] = 1000
+    complete_batch_max: Annotated[
+        int, _d("Most outcomes an executor commits in one statement.")
+    ] = 500
+    complete_linger_ms: Annotated[
+        int, _d("How long an executor waits to gather outcomes into one commit.")
+    ] = 2
 
     def weights(self) -> dict[str, int]:
         """The weight of each priority, in ``PRIORITIES`` order."""
         return dict(zip(PRIORITIES, _parse_weights(self.priority_weights), strict=True))
 
+
+class WatcherConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """The watcher's roles: the due mover and the repair of lost entries."""
+
+    watch_interval_ms: Annotated[
+        int,
+        _d(
+            "How often the watcher looks for due retries and delayed tasks (the most a due "
+            "task is late)."
+        ),
+    ] = 100
+    watch_batch: Annotated[int, _d("Most due rows the watcher moves in one transaction.")] = 1000
+    repair_after_ms: Annotated[
+        int,
+        _d(
+            "A queued task whose entry should have been delivered this long ago is "
+            "re-published (its entry was lost)."
+        ),
+    ] = 30_000
+    repair_interval_ms: Annotated[
+        int, _d("How often the watcher checks for lost entries and a lost Redis.")
+    ] = 5_000
+
+
+class JanitorConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """The janitor's roles: reclaim (with poison), orphans, trimming, consumers, gauges."""
+
+    janitor_interval_ms: Annotated[int, _d("How often the janitor reclaims, trims and prunes.")] = (
+        1000
+    )
+    reclaim_batch: Annotated[
+        int, _d("Entries per XAUTOCLAIM call (the janitor follows the cursor).")
+    ] = 100
+    consumer_idle_ms: Annotated[
+        int, _d("A consumer idle this long with nothing pending is removed.")
+    ] = 3_600_000
+
+
+class Config(msgspec.Struct, frozen=True, kw_only=True):
+    """Every section; ``load`` builds it from the environment."""
+
+    stores: StoreConfig = msgspec.field(default_factory=StoreConfig)
+    service: ServiceConfig = msgspec.field(default_factory=ServiceConfig)
+    ingest: IngestConfig = msgspec.field(default_factory=IngestConfig)
+    tasks: TaskDefaults = msgspec.field(default_factory=TaskDefaults)
+    lease: LeaseConfig = msgspec.field(default_factory=LeaseConfig)
+    executor: ExecutorConfig = msgspec.field(default_factory=ExecutorConfig)
+    watcher: WatcherConfig = msgspec.field(default_factory=WatcherConfig)
+    janitor: JanitorConfig = msgspec.field(default_factory=JanitorConfig)
+
+
+SECTIONS: dict[str, type[msgspec.Struct]] = {
+    name: typing.get_type_hints(Config)[name] for name in Config.__struct_fields__
+}
 
 # Knob → environment variable. The Go scheduler's names are kept where they mean the same.
 ENV_NAMES: dict[str, str] = {
@@ -77,77 +200,107 @@ ENV_NAMES: dict[str, str] = {
     "log_format": "LOG_FORMAT",
 }
 
-DESCRIPTIONS: dict[str, str] = {
-    "redis_url": "Redis URL (Redis ≥ 6.2; 7 is the main target).",
-    "database_url": "Postgres URL; the source of truth for every task.",
-    "namespace": "Namespace of every Redis key (`{<ns>}:stream:<priority>` …).",
-    "db_pool_min": "Postgres connections each service keeps open.",
-    "db_pool_max": "Most Postgres connections each service opens.",
-    "http_host": "Address the ingest HTTP API binds to.",
-    "http_port": "Port of the ingest HTTP API (the Go scheduler's 8080).",
-    "metrics_addr": "`host:port` of a service's own `/metrics` listener; empty: none "
-    "(ingest also serves `/metrics` on its API port).",
-    "batch_max_tasks": "Most tasks in one `POST /v1/tasks/batch`.",
-    "max_body_bytes": "Largest request body ingest accepts (413 above).",
-    "publish_retry_ms": "How often ingest retries publishing tasks it committed while Redis "
-    "was unreachable.",
-    "worker_pool": "Handlers an executor runs at once (the Go scheduler's knob).",
-    "prefetch": "Entries an executor reads ahead of free handler slots.",
-    "priority_mode": "`weighted` (fair shares by weight, nothing starves) or `strict`.",
-    "priority_weights": "Weights of critical,high,default,low in weighted mode.",
-    "consumer_name": "Stable consumer name; empty: `<hostname>-<pid>`.",
-    "handler_modules": "Comma-separated modules imported at executor start to register handlers.",
-    "task_timeout_ms": "Default handler timeout when a task gives no `timeout_ms`.",
-    "shutdown_grace_ms": "On SIGTERM, how long in-flight handlers may finish before they are "
-    "cancelled and left pending.",
-    "read_block_ms": "Longest blocking XREADGROUP (capped at 1000).",
-    "complete_batch_max": "Most outcomes an executor commits in one statement.",
-    "complete_linger_ms": "How long an executor waits to gather outcomes into one commit.",
-    "watch_interval_ms": "How often the watcher looks for due retries and delayed tasks "
-    "(the most a due task is late).",
-    "watch_batch": "Most due rows the watcher moves in one transaction.",
-    "repair_after_ms": "A queued task whose entry should have been delivered this long ago "
-    "is re-published (its entry was lost).",
-    "repair_interval_ms": "How often the watcher checks for lost entries and a lost Redis.",
-    "vis_timeout_ms": "Visibility timeout: an entry idle longer is reclaimed.",
-    "max_deliveries": "Poison cap: an entry delivered more often goes to the dead letters even "
-    "if its handler never returned.",
-    "janitor_interval_ms": "How often the janitor reclaims, trims and prunes.",
-    "reclaim_batch": "Entries per XAUTOCLAIM call (the janitor follows the cursor).",
-    "consumer_idle_ms": "A consumer idle this long with nothing pending is removed.",
-    "max_attempts": "Default attempts per task (first run included).",
-    "retry_base_ms": "Base of the exponential retry backoff.",
-    "retry_max_ms": "Cap of the retry backoff.",
-    "retry_jitter_ms": "Random jitter added to each retry delay (0..value).",
-    "log_level": "Logging level.",
-    "log_format": "`json`, `text`, or `auto` (JSON lines when stderr is not a terminal).",
-}
+# Values that must be positive (zero or less makes no sense or divides by zero).
+POSITIVE = (
+    "worker_pool",
+    "batch_max_tasks",
+    "max_body_bytes",
+    "vis_timeout_ms",
+    "max_attempts",
+    "task_timeout_ms",
+    "complete_batch_max",
+    "db_pool_max",
+    "watch_interval_ms",
+    "watch_batch",
+    "repair_after_ms",
+    "repair_interval_ms",
+    "max_deliveries",
+    "janitor_interval_ms",
+    "reclaim_batch",
+    "consumer_idle_ms",
+    "http_port",
+    "publish_retry_ms",
+    "read_block_ms",
+)
+NON_NEGATIVE = (
+    "prefetch",
+    "db_pool_min",
+    "retry_base_ms",
+    "retry_max_ms",
+    "retry_jitter_ms",
+    "shutdown_grace_ms",
+    "complete_linger_ms",
+)
+
+
+class Field(msgspec.Struct, frozen=True):
+    section: str
+    name: str
+    default: Any
+    description: str
+
+
+def _fields() -> Iterator[Field]:
+    for section, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls, include_extras=True)
+        for name, default in zip(cls.__struct_fields__, cls.__struct_defaults__, strict=True):
+            metas = getattr(hints[name], "__metadata__", ())
+            text = next((m.description for m in metas if isinstance(m, msgspec.Meta)), "")
+            yield Field(section, name, default, text or "")
+
+
+FIELDS_INFO: dict[str, Field] = {f.name: f for f in _fields()}
+FIELDS: tuple[str, ...] = tuple(FIELDS_INFO)
+DESCRIPTIONS: dict[str, str] = {n: f.description for n, f in FIELDS_INFO.items()}
 
 
 def env_name(field: str) -> str:
     return ENV_NAMES.get(field, field.upper())
 
 
-FIELDS: tuple[str, ...] = Config.__struct_fields__
-
-
 def defaults() -> dict[str, Any]:
-    return {f: d for f, d in zip(FIELDS, Config.__struct_defaults__, strict=True)}
+    return {name: f.default for name, f in FIELDS_INFO.items()}
+
+
+def value(config: Config, field: str) -> Any:
+    """One knob's value, by its flat name."""
+    return getattr(getattr(config, FIELDS_INFO[field].section), field)
+
+
+def build(values: Mapping[str, Any], base: Config | None = None) -> Config:
+    """``base`` (default: the defaults) with the flat ``values`` applied, validated."""
+    unknown = [k for k in values if k not in FIELDS_INFO]
+    if unknown:
+        raise ConfigError(f"unknown setting {unknown[0]!r}")
+    base = base or Config()
+    sections: dict[str, Any] = {}
+    for section in SECTIONS:
+        changed = {k: v for k, v in values.items() if FIELDS_INFO[k].section == section}
+        current = getattr(base, section)
+        sections[section] = msgspec.structs.replace(current, **changed) if changed else current
+    config = Config(**sections)
+    validate(config)
+    return config
+
+
+def replace(config: Config, **values: Any) -> Config:
+    """``config`` with some knobs changed, by their flat names (tests, the bootstrap)."""
+    return build(values, config)
 
 
 def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
     """Read the configuration from ``environ`` (default: the process environment).
 
-    Raises ``ConfigError`` naming the variable when a value does not parse.
+    Raises ``ConfigError`` naming the variable when a value does not parse or makes no sense.
     """
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
-    for field, default in defaults().items():
+    for field, info in FIELDS_INFO.items():
         name = env_name(field)
         raw = env.get(name)
         if raw is None or raw == "":
             continue
-        if isinstance(default, int):
+        if isinstance(info.default, int):
             try:
                 values[field] = int(raw.replace("_", ""))
             except ValueError:
@@ -155,40 +308,26 @@ def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         else:
             values[field] = raw
     values.update(overrides)
-    config = Config(**values)
-    validate(config)
-    return config
+    return build(values)
 
 
 def validate(config: Config) -> None:
-    """Check values that parse but make no sense; raise ``ConfigError``."""
-    positive = (
-        "worker_pool",
-        "batch_max_tasks",
-        "max_body_bytes",
-        "vis_timeout_ms",
-        "max_attempts",
-        "task_timeout_ms",
-        "complete_batch_max",
-        "db_pool_max",
-        "watch_interval_ms",
-        "watch_batch",
-        "repair_after_ms",
-        "repair_interval_ms",
-        "max_deliveries",
-        "janitor_interval_ms",
-        "reclaim_batch",
-        "consumer_idle_ms",
-    )
-    for field in positive:
-        if getattr(config, field) <= 0:
-            raise ConfigError(f"{env_name(field)} must be positive")
-    if config.priority_mode not in ("weighted", "strict"):
+    """Check values that parse but make no sense; raise ``ConfigError`` naming the variable."""
+    for field in POSITIVE:
+        if value(config, field) <= 0:
+            raise ConfigError(f"{env_name(field)} must be positive, got {value(config, field)}")
+    for field in NON_NEGATIVE:
+        if value(config, field) < 0:
+            raise ConfigError(f"{env_name(field)} must not be negative")
+    if config.stores.db_pool_min > config.stores.db_pool_max:
+        raise ConfigError("DB_POOL_MIN must not exceed DB_POOL_MAX")
+    if config.executor.priority_mode not in ("weighted", "strict"):
         raise ConfigError("PRIORITY_MODE must be 'weighted' or 'strict'")
-    _parse_weights(config.priority_weights)
-    if config.log_format not in ("auto", "json", "text"):
+    _parse_weights(config.executor.priority_weights)
+    if config.service.log_format not in ("auto", "json", "text"):
         raise ConfigError("LOG_FORMAT must be 'auto', 'json' or 'text'")
-    if not config.namespace or any(c in config.namespace for c in " {}"):
+    namespace = config.stores.namespace
+    if not namespace or any(c in namespace for c in " {}"):
         raise ConfigError("TASKSTREAM_NAMESPACE must be non-empty, without spaces or braces")
 
 
@@ -203,9 +342,9 @@ def _parse_weights(raw: str) -> list[int]:
 
 
 def markdown_table() -> str:
-    """The README's configuration table, generated from the Struct."""
-    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
-    for field, default in defaults().items():
-        shown = f"`{default}`" if default != "" else "(empty)"
-        lines.append(f"| `{env_name(field)}` | {shown} | {DESCRIPTIONS[field]} |")
+    """The README's configuration table, generated from the Structs, one group per section."""
+    lines = ["| section | variable | default | meaning |", "| --- | --- | --- | --- |"]
+    for f in FIELDS_INFO.values():
+        shown = f"`{f.default}`" if f.default != "" else "(empty)"
+        lines.append(f"| {f.section} | `{env_name(f.name)}` | {shown} | {f.description} |")
     return "\n".join(lines)

@@ -6,7 +6,7 @@ group and every other key a Lua script touches share one slot.
 
 from __future__ import annotations
 
-from taskstream.shared.config import PRIORITIES
+from taskstream.shared.domain import PRIORITIES
 
 GROUP = "executors"
 

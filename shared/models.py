@@ -1,4 +1,4 @@
-"""Wire and storage models: the HTTP request and response bodies and the stream entry.
+"""Wire models: the HTTP request and response bodies (the domain types are in ``domain``).
 
 msgspec Structs, frozen and keyword-only; new fields always get defaults so old producers
 and consumers keep working. Encoders and decoders are built once, here.
@@ -7,25 +7,12 @@ and consumers keep working. Encoders and decoders are built once, here.
 from __future__ import annotations
 
 import hashlib
-import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 
-Priority = Literal["critical", "high", "default", "low"]
-Status = Literal["scheduled", "queued", "running", "succeeded", "retrying", "dead", "cancelled"]
-STATUSES: tuple[str, ...] = (
-    "scheduled",
-    "queued",
-    "running",
-    "succeeded",
-    "retrying",
-    "dead",
-    "cancelled",
-)
-TERMINAL: frozenset[str] = frozenset({"succeeded", "dead", "cancelled"})
-CANCELLABLE: frozenset[str] = frozenset({"scheduled", "queued", "retrying"})
+from taskstream.shared.domain import Priority, Task
 
 TaskType = Annotated[
     str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:\-]+$")
@@ -75,37 +62,8 @@ class GoTaskRequest(msgspec.Struct, frozen=True, kw_only=True):
     max_retries: Annotated[int, msgspec.Meta(ge=0, le=99)] | None = None
 
 
-class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """The last error of a task: exception type, message and the head of its traceback."""
-
-    type: str
-    message: str
-    traceback: str = ""
-
-
-class TaskView(msgspec.Struct, frozen=True, kw_only=True):
-    """A task as the API shows it."""
-
-    id: uuid.UUID
-    type: str
-    priority: str
-    status: str
-    attempt: int
-    max_attempts: int
-    payload: Any
-    idempotency_key: str | None
-    run_at: datetime
-    created_at: datetime
-    updated_at: datetime
-    queued_at: datetime | None
-    started_at: datetime | None
-    finished_at: datetime | None
-    timeout_ms: int
-    last_error: ErrorInfo | None
-
-
 class TaskList(msgspec.Struct, frozen=True, kw_only=True):
-    tasks: list[TaskView]
+    tasks: list[Task]
     next_cursor: str | None
 
 
@@ -117,35 +75,6 @@ class ApiError(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
     error: ApiError
-
-
-class NewTask(msgspec.Struct, frozen=True, kw_only=True):
-    """A validated task, with every default resolved, ready to be inserted."""
-
-    id: uuid.UUID
-    type: str
-    priority: str
-    payload: bytes  # JSON
-    status: str  # "queued" or "scheduled"
-    max_attempts: int
-    retry_base_ms: int
-    retry_max_ms: int
-    retry_jitter_ms: int
-    timeout_ms: int
-    idempotency_key: str | None
-    request_hash: bytes | None
-    run_at: datetime | None  # None: now (the database's clock)
-    trace_context: str | None = None
-
-
-class Delivery(msgspec.Struct, frozen=True, kw_only=True):
-    """One stream entry as read by an executor: the task and the attempt (fencing token)."""
-
-    priority: str
-    entry_id: str
-    task_id: uuid.UUID
-    attempt: int
-    trace_context: str | None = None
 
 
 json_encoder = msgspec.json.Encoder()

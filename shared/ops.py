@@ -20,18 +20,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
 
-from taskstream.shared.config import PRIORITIES
-from taskstream.shared.db import Database, Ready
+from taskstream.shared.db import Database
+from taskstream.shared.domain import PRIORITIES, TERMINAL, Ready
 from taskstream.shared.errors import StoreUnavailable, TaskstreamError
-from taskstream.shared.models import TERMINAL
 from taskstream.shared.ops_models import (
     MAX_IDS,
     AttemptView,
@@ -49,7 +47,6 @@ from taskstream.shared.ops_models import (
     TaskSummary,
 )
 from taskstream.shared.streams import (
-    UNAVAILABLE,
     ConsumerInfo,
     PendingEntry,
     Publish,
@@ -177,8 +174,7 @@ async def task_history(db: Database, streams: Streams, task_id: uuid.UUID) -> Ta
 
 async def consumers(streams: Streams) -> ConsumerList:
     """Every consumer of the executors' group, per priority stream."""
-    with _redis_errors():
-        return ConsumerList(consumers=await streams.consumers())
+    return ConsumerList(consumers=await streams.consumers())
 
 
 async def remove_dead_consumers(streams: Streams, min_idle_ms: int) -> RemovedConsumers:
@@ -188,14 +184,13 @@ async def remove_dead_consumers(streams: Streams, min_idle_ms: int) -> RemovedCo
     _check_range("min_idle_ms", min_idle_ms, 0, 365 * 24 * 3_600_000)
     removed: list[ConsumerInfo] = []
     busy: list[ConsumerInfo] = []
-    with _redis_errors():
-        for c in await streams.consumers():
-            if c.idle_ms < min_idle_ms:
-                continue
-            if c.pending > 0:
-                busy.append(c)
-            elif await streams.remove_idle_consumer(c.priority, c.name, min_idle_ms):
-                removed.append(c)
+    for c in await streams.consumers():
+        if c.idle_ms < min_idle_ms:
+            continue
+        if c.pending > 0:
+            busy.append(c)
+        elif await streams.remove_idle_consumer(c.priority, c.name, min_idle_ms):
+            removed.append(c)
     if removed:
         log.info(
             "removed %d idle consumers",
@@ -419,11 +414,3 @@ def _check_filter(where: DlqFilter) -> None:
         value = getattr(where, name)
         if value is not None and value.tzinfo is None:
             raise BadRequest(f"{name} must carry a time zone", name)
-
-
-@contextlib.contextmanager
-def _redis_errors() -> Iterator[None]:
-    try:
-        yield
-    except UNAVAILABLE as exc:
-        raise StoreUnavailable(f"Redis is not reachable: {exc}") from exc

@@ -12,7 +12,8 @@ from typing import Annotated
 
 import msgspec
 
-from taskstream.shared.models import AwareDatetime, ErrorInfo, Priority, TaskView
+from taskstream.shared.domain import ErrorInfo, Priority, Task
+from taskstream.shared.models import AwareDatetime
 
 # Most task ids one replay or purge request may name.
 MAX_IDS = 1000
@@ -126,7 +127,7 @@ class TaskRecord(msgspec.Struct, frozen=True, kw_only=True):
     """A task row with the columns the public view leaves out, its failed attempts and its
     dead letter: one consistent read (``Database.task_record``)."""
 
-    task: TaskView
+    task: Task
     first_attempt: int
     consumer: str | None
     entry_id: str | None
@@ -144,7 +145,7 @@ class TaskHistory(msgspec.Struct, frozen=True, kw_only=True):
     its current stream entry if a consumer holds it unacknowledged.
     """
 
-    task: TaskView
+    task: Task
     first_attempt: int
     attempts_used: int
     attempts: list[AttemptView]

@@ -9,19 +9,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
 
 from taskstream.shared import config as config_mod
 from taskstream.shared import logs, metrics, tracing
-from taskstream.shared.errors import TaskstreamError
+from taskstream.shared.config import Config
+from taskstream.shared.db import Database
+from taskstream.shared.errors import StoreError, TaskstreamError
+from taskstream.shared.keys import Keys
+from taskstream.shared.streams import Streams
+from taskstream.shared.supervise import backoff_s, pause
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +56,7 @@ def main(
     except TaskstreamError as exc:
         print(f"taskstream {name}: {exc}", file=sys.stderr)
         return 2
-    logs.setup(config.log_level, config.log_format)
+    logs.setup(config.service.log_level, config.service.log_format)
     instruments = metrics.setup(name)
     options: dict[str, Any] = {flag: getattr(args, flag) for flag in flags or {}}
 
@@ -106,6 +112,8 @@ async def _supervise(main: Main) -> None:
         loop.add_signal_handler(sig, on_signal, sig)
     try:
         await main(stop)
+    except Stopped:
+        log.info("stopped before the stores answered", extra={"event": "service.stopped"})
     except asyncio.CancelledError:
         if seen < 2:
             raise
@@ -136,3 +144,39 @@ async def serve_metrics(addr: str) -> web.AppRunner | None:
     await web.TCPSite(runner, host or "0.0.0.0", int(port)).start()
     log.info("metrics on http://%s/metrics", addr, extra={"event": "service.metrics"})
     return runner
+
+
+class Stopped(TaskstreamError):
+    """Stopped (SIGTERM) while still waiting for a store: a clean exit."""
+
+
+@contextlib.asynccontextmanager
+async def stores(
+    config: Config, stop: asyncio.Event, *, pool_min: int | None = None
+) -> AsyncIterator[tuple[Database, Streams]]:
+    """Open the Postgres pool and the Redis client of a service, waiting (with a backoff, and
+    a log line per try) while Postgres is down, and close both on the way out (Redis first,
+    the pool last). Raises ``Stopped`` if ``stop`` is set before Postgres answers."""
+    cfg = config.stores
+    failures = 0
+    while True:
+        try:
+            db = await Database.connect(
+                cfg.database_url,
+                min_size=cfg.db_pool_min if pool_min is None else pool_min,
+                max_size=cfg.db_pool_max,
+            )
+            break
+        except StoreError as exc:
+            failures += 1
+            log.warning(
+                "waiting for Postgres (%d): %s", failures, exc, extra={"event": "service.waiting"}
+            )
+            if await pause(stop, backoff_s(failures)):
+                raise Stopped("stopped while waiting for Postgres") from None
+    streams = Streams.connect(cfg.redis_url, Keys(cfg.namespace))
+    try:
+        yield db, streams
+    finally:
+        await streams.close()
+        await db.close()

@@ -73,14 +73,14 @@ def config(database_url: str, namespace: str) -> config_mod.Config:
 
 @pytest.fixture
 async def db(config: config_mod.Config) -> AsyncIterator[Database]:
-    database = await Database.connect(config.database_url, min_size=1, max_size=5)
+    database = await Database.connect(config.stores.database_url, min_size=1, max_size=5)
     yield database
     await database.close()
 
 
 @pytest.fixture
 async def streams(config: config_mod.Config) -> AsyncIterator[Streams]:
-    s = Streams.connect(config.redis_url, Keys(config.namespace))
+    s = Streams.connect(config.stores.redis_url, Keys(config.stores.namespace))
     yield s
     await s.delete_namespace()
     await s.close()

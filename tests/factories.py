@@ -9,7 +9,7 @@ import msgspec
 
 from taskstream.shared.config import Config
 from taskstream.shared.db import Database
-from taskstream.shared.models import NewTask
+from taskstream.shared.domain import NewTask
 from taskstream.shared.streams import Publish, Streams
 
 
@@ -28,11 +28,11 @@ def new_task(
         priority=priority,
         payload=msgspec.json.encode({} if payload is None else payload),
         status="queued",
-        max_attempts=max_attempts or config.max_attempts,
-        retry_base_ms=config.retry_base_ms,
-        retry_max_ms=config.retry_max_ms,
-        retry_jitter_ms=config.retry_jitter_ms,
-        timeout_ms=timeout_ms or config.task_timeout_ms,
+        max_attempts=max_attempts or config.tasks.max_attempts,
+        retry_base_ms=config.tasks.retry_base_ms,
+        retry_max_ms=config.tasks.retry_max_ms,
+        retry_jitter_ms=config.tasks.retry_jitter_ms,
+        timeout_ms=timeout_ms or config.tasks.task_timeout_ms,
         idempotency_key=None,
         request_hash=None,
         run_at=None,

@@ -32,9 +32,9 @@ from taskstream.services.cli.load_report import Report, fmt_ms, markdown
 from taskstream.services.cli.load_track import LoadError
 from taskstream.shared import config as config_mod
 from taskstream.shared import db as db_mod
-from taskstream.shared.backoff import retry_delay_ms
 from taskstream.shared.config import Config
 from taskstream.shared.db import Database
+from taskstream.shared.domain import retry_delay_ms
 from taskstream.shared.errors import TaskstreamError
 from taskstream.shared.keys import Keys
 from taskstream.shared.streams import Streams
@@ -94,13 +94,15 @@ def backoff_allowance_s(config: Config, opts: LoadOptions) -> float:
     always_fail retries max_attempts - 1 times, flaky -flaky-attempts times."""
     chains = []
     if opts.pct_fail:
-        chains.append(config.max_attempts - 1)
+        chains.append(config.tasks.max_attempts - 1)
     if opts.pct_flaky:
-        chains.append(min(opts.flaky_attempts, config.max_attempts - 1))
+        chains.append(min(opts.flaky_attempts, config.tasks.max_attempts - 1))
     retries = max(chains, default=0)
     delays = (
-        retry_delay_ms(k, base_ms=config.retry_base_ms, max_ms=config.retry_max_ms, jitter_ms=0)
-        + config.retry_jitter_ms
+        retry_delay_ms(
+            k, base_ms=config.tasks.retry_base_ms, max_ms=config.tasks.retry_max_ms, jitter_ms=0
+        )
+        + config.tasks.retry_jitter_ms
         for k in range(1, retries + 1)
     )
     return sum(delays) / 1000
@@ -120,7 +122,7 @@ class Bench:
             started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             quick=args.quick,
             executors=args.executors,
-            worker_pool=config.worker_pool,
+            worker_pool=config.executor.worker_pool,
         )
         self.db: Database | None = None
 
@@ -131,7 +133,7 @@ class Bench:
         await self._fresh_database()
         db = await Database.connect(self.database_url, min_size=1, max_size=4)
         try:
-            self.result.machine = machine(self.config.redis_url, await db.server_version())
+            self.result.machine = machine(self.config.stores.redis_url, await db.server_version())
             await self._ceilings(db)
         finally:
             await db.close()
@@ -146,7 +148,7 @@ class Bench:
             await self.db.close()
             self.cluster.stop()
             streams = Streams.connect(
-                self.config.redis_url, Keys(self.cluster.env["TASKSTREAM_NAMESPACE"])
+                self.config.stores.redis_url, Keys(self.cluster.env["TASKSTREAM_NAMESPACE"])
             )
             await streams.delete_namespace()
             await streams.close()
@@ -161,14 +163,14 @@ class Bench:
         seconds = 1.5 if self.args.quick else 5.0
         self.say(f"ceilings, {seconds:g} s each")
         keys = Keys(f"{self.cluster.env['TASKSTREAM_NAMESPACE']}-raw")
-        streams = Streams.connect(self.config.redis_url, keys)
+        streams = Streams.connect(self.config.stores.redis_url, keys)
         try:
             c = await bench_ceilings.measure(
                 db,
                 streams,
                 seconds,
                 database_url=self.database_url,
-                redis_url=self.config.redis_url,
+                redis_url=self.config.stores.redis_url,
             )
         finally:
             await streams.delete_namespace()
@@ -189,7 +191,7 @@ class Bench:
     async def _load(self, key: str, opts: LoadOptions) -> Report:
         self.say(f"{key}: {opts.burst()} via {opts.route()}")
         report = await run_load(
-            opts, db=self.db, concurrency=self.config.worker_pool, check=self.cluster.check
+            opts, db=self.db, concurrency=self.config.executor.worker_pool, check=self.cluster.check
         )
         self.cluster.check()
         self.result.reports[key] = report
@@ -250,7 +252,7 @@ class Bench:
         """Load n tasks while no executor runs, then start them: first start → last finish."""
         self.say(f"C: loading {n:,} tasks with no executor running, then draining them")
         opts = self._noop(n=n, batch=500, w=4)
-        concurrency = self.config.worker_pool
+        concurrency = self.config.executor.worker_pool
         check = self.cluster.check
         async with LoadRun(opts, db=self.db, concurrency=concurrency, check=check) as run:
             await run.submit()
@@ -378,10 +380,10 @@ def bench_main(argv: Sequence[str]) -> int:
     except TaskstreamError as exc:
         print(f"taskstream bench: {exc}", file=sys.stderr)
         return 2
-    database_url = db_mod.with_database(config.database_url, BENCH_DB)
+    database_url = db_mod.with_database(config.stores.database_url, BENCH_DB)
     log = lambda line: print(f"bench: {line}", file=sys.stderr, flush=True)  # noqa: E731
     try:
-        stores = ensure(config.redis_url, database_url, args.state_dir.resolve(), log=log)
+        stores = ensure(config.stores.redis_url, database_url, args.state_dir.resolve(), log=log)
     except StoreError as exc:
         print(f"taskstream bench: {exc}", file=sys.stderr)
         return 1
@@ -396,7 +398,7 @@ def bench_main(argv: Sequence[str]) -> int:
         LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
     )
     cluster = Cluster(env, args.executors)
-    bench = Bench(args, msgspec.structs.replace(config, redis_url=stores.redis_url), cluster)
+    bench = Bench(args, config_mod.replace(config, redis_url=stores.redis_url), cluster)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     code = 0
     with stores:

@@ -16,10 +16,10 @@ from concurrent.futures import ProcessPoolExecutor
 import msgspec
 
 from taskstream.services.cli.load import run_async
-from taskstream.shared.db import Database, Outcome
+from taskstream.shared.db import Database
+from taskstream.shared.domain import Delivery, NewTask, Outcome
 from taskstream.shared.ids import new_id
 from taskstream.shared.keys import Keys
-from taskstream.shared.models import Delivery, NewTask
 from taskstream.shared.streams import Publish, Streams
 
 BATCH = 500

@@ -76,7 +76,9 @@ def up_main(argv: Sequence[str]) -> int:
         parser.error("--executors must be at least 1")
     try:
         config = config_mod.load()
-        stores = ensure(config.redis_url, config.database_url, args.state_dir.resolve())
+        stores = ensure(
+            config.stores.redis_url, config.stores.database_url, args.state_dir.resolve()
+        )
     except (TaskstreamError, StoreError) as exc:
         print(f"taskstream up: {exc}", file=sys.stderr)
         return 1
@@ -136,7 +138,7 @@ def _supervise(
     children: list[Child] = []
     targets: list[tuple[str, str]] = []
     port = args.metrics_port
-    lines = [f"API         http://127.0.0.1:{config.http_port}  (metrics at /metrics)"]
+    lines = [f"API         http://127.0.0.1:{config.ingest.http_port}  (metrics at /metrics)"]
     for service in available():
         names = [f"executor-{i}" for i in range(1, n + 1)] if service == "executor" else [service]
         for name in names:
@@ -148,7 +150,7 @@ def _supervise(
             if service == "executor":
                 env["CONSUMER_NAME"] = f"{host}-{name}"
             children.append(Child(name, env))
-            addr = env.get("METRICS_ADDR", f"127.0.0.1:{config.http_port}")
+            addr = env.get("METRICS_ADDR", f"127.0.0.1:{config.ingest.http_port}")
             targets.append((service, addr))
     prometheus = None if args.no_prometheus else _prometheus(args.state_dir, targets)
     if prometheus is not None:

@@ -33,8 +33,8 @@ from taskstream.services.cli.load_track import (
 )
 from taskstream.services.cli.loadhttp import HttpClient, HttpError
 from taskstream.shared import config as config_mod
-from taskstream.shared.config import PRIORITIES
 from taskstream.shared.db import Database
+from taskstream.shared.domain import PRIORITIES
 from taskstream.shared.errors import TaskstreamError
 
 TYPES = ("noop", "flaky", "always_fail", "sleeper")
@@ -375,7 +375,7 @@ def load_main(argv: Sequence[str]) -> int:
     opts = parse_args(argv)
     database_url = os.environ.get("DATABASE_URL", "")
     try:
-        concurrency: int | None = config_mod.load().worker_pool
+        concurrency: int | None = config_mod.load().executor.worker_pool
     except TaskstreamError:
         concurrency = None
 

@@ -11,8 +11,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from taskstream.shared.db import TaskTiming
-from taskstream.shared.models import TERMINAL
+from taskstream.shared.domain import TERMINAL, TaskTiming
 
 
 class SubmitStats(msgspec.Struct, kw_only=True):

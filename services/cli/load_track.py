@@ -17,9 +17,9 @@ from typing import Any, Protocol, TextIO
 import aiohttp
 import msgspec
 
-from taskstream.shared.db import Database, TaskTiming
+from taskstream.shared.db import Database
+from taskstream.shared.domain import TERMINAL, Task, TaskTiming
 from taskstream.shared.errors import TaskstreamError
-from taskstream.shared.models import TERMINAL, TaskView
 
 
 class LoadError(TaskstreamError):
@@ -95,13 +95,13 @@ class HttpTracker:
 
     chunk = 256
     poll_s = 0.5
-    _decode = msgspec.json.Decoder(TaskView).decode
+    _decode = msgspec.json.Decoder(Task).decode
 
     def __init__(self, session: aiohttp.ClientSession, url: str, concurrency: int) -> None:
         self._session = session
         self._url = url.rstrip("/")
         self._limit = asyncio.Semaphore(concurrency)
-        self._views: dict[uuid.UUID, TaskView] = {}
+        self._views: dict[uuid.UUID, Task] = {}
 
     async def _get(self, task_id: uuid.UUID) -> None:
         async with self._limit, self._session.get(f"{self._url}/v1/tasks/{task_id}") as resp:
@@ -121,11 +121,11 @@ class HttpTracker:
         return [_timing(v) for i in ids if (v := self._views.get(i)) is not None]
 
 
-def _done(view: TaskView | None) -> bool:
+def _done(view: Task | None) -> bool:
     return view is not None and view.status in TERMINAL
 
 
-def _timing(v: TaskView) -> TaskTiming:
+def _timing(v: Task) -> TaskTiming:
     """A view's timeline; the API shows the final attempt only, so a retried task's first
     start is unknown."""
     first = v.attempt == 1

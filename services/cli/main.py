@@ -31,9 +31,9 @@ def migrate(argv: Sequence[str]) -> int:
     try:
         config = config_mod.load()
         if args.create_db:
-            asyncio.run(db.create_database(config.database_url))
-        applied = asyncio.run(db.migrate(config.database_url))
-        version = asyncio.run(db.schema_version(config.database_url))
+            asyncio.run(db.create_database(config.stores.database_url))
+        applied = asyncio.run(db.migrate(config.stores.database_url))
+        version = asyncio.run(db.schema_version(config.stores.database_url))
     except TaskstreamError as exc:
         print(f"taskstream migrate: {exc}", file=sys.stderr)
         return 1
@@ -56,7 +56,7 @@ def show_config(argv: Sequence[str]) -> int:
         print(f"taskstream config: {exc}", file=sys.stderr)
         return 2
     for field in config_mod.FIELDS:
-        print(f"{config_mod.env_name(field)}={getattr(config, field)}")
+        print(f"{config_mod.env_name(field)}={config_mod.value(config, field)}")
     return 0
 
 

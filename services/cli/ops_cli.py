@@ -22,8 +22,9 @@ from taskstream.services.cli import ops_text
 from taskstream.services.cli.format import parse_duration
 from taskstream.shared import config as config_mod
 from taskstream.shared import ops
-from taskstream.shared.config import PRIORITIES, Config
+from taskstream.shared.config import Config
 from taskstream.shared.db import Database
+from taskstream.shared.domain import PRIORITIES
 from taskstream.shared.errors import ConfigError, StoreUnavailable, TaskstreamError
 from taskstream.shared.keys import Keys
 from taskstream.shared.ops_models import (
@@ -146,11 +147,13 @@ def build_parser(command: str) -> argparse.ArgumentParser:
 
 
 async def _run(command: str, args: argparse.Namespace, config: Config) -> int:
-    streams = Streams.connect(config.redis_url, Keys(config.namespace), max_connections=4)
+    streams = Streams.connect(
+        config.stores.redis_url, Keys(config.stores.namespace), max_connections=4
+    )
     db: Database | None = None
     try:
         if command != "consumers":
-            db = await Database.connect(config.database_url, min_size=1, max_size=2)
+            db = await Database.connect(config.stores.database_url, min_size=1, max_size=2)
         if command == "queues":
             assert db is not None
             return _print(args, await ops.queues(db, streams), ops_text.queues_text)

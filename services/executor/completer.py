@@ -17,11 +17,11 @@ from collections.abc import Callable
 
 import msgspec
 
-from taskstream.shared.db import Database, Outcome
-from taskstream.shared.errors import StoreUnavailable
+from taskstream.shared.db import Database
+from taskstream.shared.domain import Outcome
+from taskstream.shared.errors import StoreError, StoreUnavailable
 from taskstream.shared.faults import crash_point
 from taskstream.shared.metrics import Metrics
-from taskstream.shared.streams import UNAVAILABLE as REDIS_DOWN
 from taskstream.shared.streams import Streams
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ class Completer:
                 await self._streams.ack(entries)
                 self._metrics.acks.add(len(entries))
                 return
-            except REDIS_DOWN as exc:
+            except StoreError as exc:
                 self._unacked = entries + self._unacked
                 log.warning(
                     "cannot ack %d entries, will retry: %s",

@@ -21,17 +21,15 @@ import threading
 import uuid
 
 from taskstream.services.executor.completer import Completer, Finished
-from taskstream.services.executor.fairness import FairShare
 from taskstream.services.executor.heartbeat import Heartbeat
 from taskstream.services.executor.runner import HandlerRunner, Job
-from taskstream.shared.config import PRIORITIES, Config
-from taskstream.shared.db import ClaimedTask, Database
-from taskstream.shared.errors import StoreUnavailable
+from taskstream.shared.config import Config
+from taskstream.shared.db import Database
+from taskstream.shared.domain import PRIORITIES, ClaimedTask, Delivery, FairShare
+from taskstream.shared.errors import StoreError, StoreUnavailable
 from taskstream.shared.handlers import Registry
 from taskstream.shared.metrics import Metrics
-from taskstream.shared.models import Delivery
-from taskstream.shared.streams import STORES_DOWN, BadEntry, LeaseExtender, Publish, Streams
-from taskstream.shared.streams import UNAVAILABLE as REDIS_DOWN
+from taskstream.shared.streams import BadEntry, LeaseExtender, Publish, Streams
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +57,11 @@ class Executor:
         self._registry = registry
         self._metrics = metrics
         self._rand = rand or random.Random()
-        self._fair = FairShare(config.weights(), strict=config.priority_mode == "strict")
-        self._capacity = config.worker_pool + config.prefetch
-        self._min_read = max(1, min(config.worker_pool // 4, 64))
+        self._fair = FairShare(
+            config.executor.weights(), strict=config.executor.priority_mode == "strict"
+        )
+        self._capacity = config.executor.worker_pool + config.executor.prefetch
+        self._min_read = max(1, min(config.executor.worker_pool // 4, 64))
         self._inflight = 0  # read and not yet acknowledged
         self._changed = asyncio.Event()
         self._ready: asyncio.Queue[Job | None] = asyncio.Queue()
@@ -73,7 +73,7 @@ class Executor:
         self._stopping = False
         self._completer = self._new_completer()
         self._handlers = HandlerRunner(
-            registry, db, metrics, max_deliveries=config.max_deliveries, rand=self._rand
+            registry, db, metrics, max_deliveries=config.lease.max_deliveries, rand=self._rand
         )
         metrics.track_inflight(lambda: len(self._running))
         self.processed = 0
@@ -83,8 +83,8 @@ class Executor:
             self._db,
             self._streams,
             self._metrics,
-            batch_max=self.config.complete_batch_max,
-            linger_ms=self.config.complete_linger_ms,
+            batch_max=self.config.executor.complete_batch_max,
+            linger_ms=self.config.executor.complete_linger_ms,
             on_done=self._done,
         )
 
@@ -103,7 +103,7 @@ class Executor:
         heartbeat = Heartbeat(
             LeaseExtender(self._streams.url, self._streams.keys),
             self.consumer,
-            period=max(0.05, self.config.vis_timeout_ms / 3000),
+            period=max(0.05, self.config.lease.vis_timeout_ms / 3000),
             leases=self._lease_snapshot,
         )
         heartbeat.start()
@@ -115,7 +115,9 @@ class Executor:
     async def _run(self, stop: asyncio.Event, burst: bool) -> int:
         async with asyncio.TaskGroup() as tg:
             completer = tg.create_task(self._completer.run())
-            runners = [tg.create_task(self._runner()) for _ in range(self.config.worker_pool)]
+            runners = [
+                tg.create_task(self._runner()) for _ in range(self.config.executor.worker_pool)
+            ]
             stopping = tg.create_task(self._on_stop(stop))
             watchdog = tg.create_task(self._watchdog())
             await self._take_back_own()
@@ -124,7 +126,7 @@ class Executor:
             await self._release_unstarted()
             for _ in runners:
                 self._ready.put_nowait(None)
-            grace = None if burst else self.config.shutdown_grace_ms / 1000
+            grace = None if burst else self.config.executor.shutdown_grace_ms / 1000
             _, late = await asyncio.wait(runners, timeout=grace)
             for task in late:
                 task.cancel()
@@ -166,12 +168,12 @@ class Executor:
                             return
                         await self._wait_change()
                         continue
-                    block = min(self.config.read_block_ms, 1000)
+                    block = min(self.config.executor.read_block_ms, 1000)
                     per_stream = max(1, free // len(PRIORITIES))
                     batch = await self._streams.wait(self.consumer, block, per_stream)
                     most = collections.Counter(d.priority for d in batch).most_common(1)
                     quiet = not most or most[0][1] < per_stream
-            except REDIS_DOWN as exc:
+            except StoreError as exc:
                 log.warning("cannot read: %s", exc, extra={"event": "executor.read_failed"})
                 await _pause(stop, 1.0)
                 continue
@@ -341,7 +343,7 @@ class Executor:
                     if j.task.id in released
                 ]
             )
-        except STORES_DOWN as exc:
+        except StoreError as exc:
             # Left as they are: running and pending under this consumer, taken back by a
             # restart under the same name or reclaimed after the visibility timeout.
             log.warning(
@@ -372,7 +374,7 @@ class Executor:
         counts = await self._streams.delivery_counts(
             self.consumer, [d for d in own if isinstance(d, Delivery)]
         )
-        limit = self.config.max_deliveries
+        limit = self.config.lease.max_deliveries
         poison = {
             (e.priority, e.entry_id) for e in own if counts.get((e.priority, e.entry_id), 0) > limit
         }

@@ -17,11 +17,11 @@ import msgspec
 from opentelemetry.trace import SpanKind, StatusCode
 
 from taskstream.shared import tracing
-from taskstream.shared.backoff import failure
-from taskstream.shared.db import ClaimedTask, Database, Fenced, Outcome
+from taskstream.shared.db import Database
+from taskstream.shared.domain import ClaimedTask, Delivery, ErrorInfo, Outcome, failure
+from taskstream.shared.errors import Fenced
 from taskstream.shared.handlers import Context, NonRetryableError, Registry
 from taskstream.shared.metrics import Metrics
-from taskstream.shared.models import Delivery, ErrorInfo
 
 TRACEBACK_CHARS = 4000
 _errors = msgspec.json.Encoder()

@@ -1,4 +1,6 @@
-"""The executor service's lifetime: open the stores, run the consumer, close in order."""
+"""The executor service's lifetime: import the handler modules, open the stores (waiting for
+them), run the consumer until SIGTERM (its own shutdown order is in ``executor.py``), close in
+order (metrics listener, Redis, Postgres)."""
 
 from __future__ import annotations
 
@@ -8,42 +10,34 @@ import logging
 from taskstream.services.executor.executor import Executor
 from taskstream.shared import handlers
 from taskstream.shared.config import Config
-from taskstream.shared.db import Database
-from taskstream.shared.keys import Keys
 from taskstream.shared.metrics import Metrics
-from taskstream.shared.runtime import consumer_name, serve_metrics
-from taskstream.shared.streams import Streams
+from taskstream.shared.runtime import consumer_name, serve_metrics, stores
 
 log = logging.getLogger(__name__)
 
 
 async def serve(config: Config, metrics: Metrics, stop: asyncio.Event, *, burst: bool) -> None:
-    handlers.load_modules(config.handler_modules)
-    consumer = consumer_name(config.consumer_name)
-    metrics_runner = await serve_metrics(config.metrics_addr)
-    db = await Database.connect(
-        config.database_url, min_size=config.db_pool_min, max_size=config.db_pool_max
-    )
-    streams = Streams.connect(config.redis_url, Keys(config.namespace))
+    handlers.load_modules(config.executor.handler_modules)
+    consumer = consumer_name(config.executor.consumer_name)
+    metrics_runner = await serve_metrics(config.service.metrics_addr)
     try:
-        executor = Executor(config, db, streams, handlers.registry, metrics, consumer=consumer)
-        log.info(
-            "executor %s: %d handlers, %s priorities, handlers for %s",
-            consumer,
-            config.worker_pool,
-            config.priority_mode,
-            ", ".join(handlers.registry.types()),
-            extra={"event": "executor.started"},
-        )
-        done = await executor.run(stop, burst=burst)
-        log.info(
-            "executor %s stopped after %d deliveries",
-            consumer,
-            done,
-            extra={"event": "executor.stopped"},
-        )
+        async with stores(config, stop) as (db, streams):
+            executor = Executor(config, db, streams, handlers.registry, metrics, consumer=consumer)
+            log.info(
+                "executor %s: %d handlers, %s priorities, handlers for %s",
+                consumer,
+                config.executor.worker_pool,
+                config.executor.priority_mode,
+                ", ".join(handlers.registry.types()),
+                extra={"event": "executor.started"},
+            )
+            done = await executor.run(stop, burst=burst)
+            log.info(
+                "executor %s stopped after %d deliveries",
+                consumer,
+                done,
+                extra={"event": "executor.stopped"},
+            )
     finally:
-        await streams.close()
-        await db.close()
         if metrics_runner is not None:
             await metrics_runner.cleanup()

@@ -29,20 +29,12 @@ from taskstream.services.ingest.validate import (
 )
 from taskstream.shared import metrics as metrics_mod
 from taskstream.shared import tracing
-from taskstream.shared.config import PRIORITIES, Config
-from taskstream.shared.db import Database, InsertResult
+from taskstream.shared.config import Config
+from taskstream.shared.db import Database
+from taskstream.shared.domain import PRIORITIES, STATUSES, InsertResult, NewTask, Task
 from taskstream.shared.errors import StoreUnavailable
 from taskstream.shared.metrics import Metrics
-from taskstream.shared.models import (
-    STATUSES,
-    ApiError,
-    BatchRequest,
-    ErrorBody,
-    NewTask,
-    TaskList,
-    TaskRequest,
-    TaskView,
-)
+from taskstream.shared.models import ApiError, BatchRequest, ErrorBody, TaskList, TaskRequest
 from taskstream.shared.streams import Streams
 
 log = logging.getLogger(__name__)
@@ -116,7 +108,7 @@ async def create_go_task(request: web.Request) -> web.Response:
     return json_response({"task_id": str(view.id), "status": "duplicate"}, 200)
 
 
-async def _create_one(request: web.Request, req: TaskRequest) -> tuple[TaskView, bool]:
+async def _create_one(request: web.Request, req: TaskRequest) -> tuple[Task, bool]:
     with _enqueue_span(request) as span:
         task = new_task(req, request.app[CONFIG], trace_context=tracing.current_traceparent())
         span.set_attribute("taskstream.task.id", str(task.id))
@@ -132,9 +124,12 @@ async def create_batch(request: web.Request) -> web.Response:
         raise Invalid(422, ApiError(code="invalid", message=str(exc), field="tasks")) from None
     except msgspec.DecodeError as exc:
         raise Invalid(400, ApiError(code="invalid_json", message=str(exc))) from None
-    if len(batch.tasks) > config.batch_max_tasks:
+    if len(batch.tasks) > config.ingest.batch_max_tasks:
         return error_response(
-            413, "batch_too_large", f"at most {config.batch_max_tasks} tasks per batch", "tasks"
+            413,
+            "batch_too_large",
+            f"at most {config.ingest.batch_max_tasks} tasks per batch",
+            "tasks",
         )
     results: list[Any] = [None] * len(batch.tasks)
     tasks: list[tuple[int, NewTask]] = []
@@ -228,7 +223,7 @@ async def _insert(app: web.Application, tasks: list[NewTask]) -> InsertResult:
     return await app[COMMITTER].insert(tasks)
 
 
-def _result_of(task: NewTask, result: InsertResult) -> tuple[TaskView, bool]:
+def _result_of(task: NewTask, result: InsertResult) -> tuple[Task, bool]:
     """The view of one requested task, and whether it was created by this request."""
     if task.id in result.inserted:
         return result.inserted[task.id], True
@@ -300,7 +295,9 @@ ROUTES: list[tuple[str, str, Handler]] = [
 def build_app(
     config: Config, db: Database, streams: Streams, metrics: Metrics, publisher: Publisher
 ) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware], client_max_size=config.max_body_bytes)
+    app = web.Application(
+        middlewares=[errors_middleware], client_max_size=config.ingest.max_body_bytes
+    )
     app[CONFIG] = config
     app[DB] = db
     app[STREAMS] = streams

@@ -15,10 +15,10 @@ import contextlib
 import logging
 
 from taskstream.services.ingest.publisher import Publisher
-from taskstream.shared.db import Database, InsertResult
+from taskstream.shared.db import Database
+from taskstream.shared.domain import InsertResult, NewTask
 from taskstream.shared.faults import crash_point
 from taskstream.shared.metrics import Metrics
-from taskstream.shared.models import NewTask
 from taskstream.shared.streams import Publish
 
 log = logging.getLogger(__name__)

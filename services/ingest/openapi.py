@@ -10,14 +10,8 @@ from typing import Any
 
 import msgspec
 
-from taskstream.shared.models import (
-    BatchRequest,
-    ErrorBody,
-    GoTaskRequest,
-    TaskList,
-    TaskRequest,
-    TaskView,
-)
+from taskstream.shared.domain import Task
+from taskstream.shared.models import BatchRequest, ErrorBody, GoTaskRequest, TaskList, TaskRequest
 
 REF = "#/components/schemas/{name}"
 
@@ -31,7 +25,7 @@ class BatchResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     id: str | None = None
     status: str | None = None
     created: bool | None = None
-    task: TaskView | None = None
+    task: Task | None = None
     error: Any = None
 
 
@@ -62,7 +56,7 @@ def spec() -> dict[str, Any]:
             TaskRequest,
             BatchRequest,
             GoTaskRequest,
-            TaskView,
+            Task,
             TaskList,
             ErrorBody,
             GoTaskResponse,
@@ -86,8 +80,8 @@ def spec() -> dict[str, Any]:
                 "summary": "Submit a task",
                 "requestBody": {"required": True, **_json("TaskRequest")},
                 "responses": {
-                    **_resp("201", "Created", "TaskView"),
-                    **_resp("200", "Same idempotency key and body: the original task", "TaskView"),
+                    **_resp("201", "Created", "Task"),
+                    **_resp("200", "Same idempotency key and body: the original task", "Task"),
                     **_resp("409", "Same idempotency key, different body"),
                     **_resp("413", "Body too large"),
                     **ERRORS,
@@ -115,7 +109,7 @@ def spec() -> dict[str, Any]:
                 "summary": "One task",
                 "parameters": TASK_ID,
                 "responses": {
-                    **_resp("200", "The task", "TaskView"),
+                    **_resp("200", "The task", "Task"),
                     **_resp("404", "No such task"),
                     **ERRORS,
                 },
@@ -126,7 +120,7 @@ def spec() -> dict[str, Any]:
                 "summary": "Cancel a task that has not started",
                 "parameters": TASK_ID,
                 "responses": {
-                    **_resp("200", "Cancelled", "TaskView"),
+                    **_resp("200", "Cancelled", "Task"),
                     **_resp("404", "No such task"),
                     **_resp("409", "Running or finished: not cancellable"),
                     **ERRORS,

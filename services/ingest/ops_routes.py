@@ -19,8 +19,8 @@ from aiohttp import web
 
 from taskstream.services.ingest.validate import Invalid, describe
 from taskstream.shared import ops
-from taskstream.shared.config import PRIORITIES
 from taskstream.shared.db import Database
+from taskstream.shared.domain import PRIORITIES
 from taskstream.shared.models import ApiError
 from taskstream.shared.ops_models import DlqFilter, DlqSelection, ReplayRequest
 from taskstream.shared.streams import Streams

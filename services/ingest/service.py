@@ -15,31 +15,26 @@ from aiohttp import web
 from taskstream.services.ingest.app import build_app
 from taskstream.services.ingest.publisher import Publisher
 from taskstream.shared.config import Config
-from taskstream.shared.db import Database
-from taskstream.shared.keys import Keys
+from taskstream.shared.errors import StoreError
 from taskstream.shared.metrics import Metrics
-from taskstream.shared.streams import UNAVAILABLE, Streams
+from taskstream.shared.runtime import stores
 
 log = logging.getLogger(__name__)
 
 
 async def serve(config: Config, metrics: Metrics, stop: asyncio.Event) -> None:
-    db = await Database.connect(
-        config.database_url, min_size=config.db_pool_min, max_size=config.db_pool_max
-    )
-    streams = Streams.connect(config.redis_url, Keys(config.namespace))
-    try:
-        with contextlib.suppress(*UNAVAILABLE):
+    async with stores(config, stop) as (db, streams):
+        with contextlib.suppress(StoreError):
             await streams.ensure_groups()
-        publisher = Publisher(streams, metrics, retry_ms=config.publish_retry_ms)
+        publisher = Publisher(streams, metrics, retry_ms=config.ingest.publish_retry_ms)
         app = build_app(config, db, streams, metrics, publisher)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=10)
         await runner.setup()
-        await web.TCPSite(runner, config.http_host, config.http_port).start()
+        await web.TCPSite(runner, config.ingest.http_host, config.ingest.http_port).start()
         log.info(
             "ingest listening on http://%s:%d",
-            config.http_host,
-            config.http_port,
+            config.ingest.http_host,
+            config.ingest.http_port,
             extra={"event": "ingest.started"},
         )
         retry = asyncio.create_task(publisher.run(stop))
@@ -54,6 +49,3 @@ async def serve(config: Config, metrics: Metrics, stop: asyncio.Event) -> None:
                 publisher.backlog,
                 extra={"event": "ingest.unpublished"},
             )
-    finally:
-        await streams.close()
-        await db.close()

@@ -9,12 +9,12 @@ from typing import Any
 import msgspec
 
 from taskstream.shared.config import Config
+from taskstream.shared.domain import NewTask
 from taskstream.shared.ids import new_id
 from taskstream.shared.models import (
     ApiError,
     Backoff,
     GoTaskRequest,
-    NewTask,
     TaskRequest,
     json_encoder,
     request_hash,
@@ -108,11 +108,11 @@ def new_task(
         priority=req.priority,
         payload=json_encoder.encode(req.payload),
         status="scheduled" if run_at is not None else "queued",
-        max_attempts=req.max_attempts or config.max_attempts,
-        retry_base_ms=_pick(backoff.base_ms, config.retry_base_ms),
-        retry_max_ms=_pick(backoff.max_ms, config.retry_max_ms),
-        retry_jitter_ms=_pick(backoff.jitter_ms, config.retry_jitter_ms),
-        timeout_ms=req.timeout_ms or config.task_timeout_ms,
+        max_attempts=req.max_attempts or config.tasks.max_attempts,
+        retry_base_ms=_pick(backoff.base_ms, config.tasks.retry_base_ms),
+        retry_max_ms=_pick(backoff.max_ms, config.tasks.retry_max_ms),
+        retry_jitter_ms=_pick(backoff.jitter_ms, config.tasks.retry_jitter_ms),
+        timeout_ms=req.timeout_ms or config.tasks.task_timeout_ms,
         idempotency_key=req.idempotency_key,
         request_hash=request_hash(req) if req.idempotency_key is not None else None,
         run_at=run_at,

@@ -1,4 +1,5 @@
-"""The watcher service's lifetime: open the stores, run the watcher, close in order."""
+"""The watcher service's lifetime: open the stores (waiting for them), run the watcher's
+roles until SIGTERM, close in order (metrics listener, Redis, Postgres)."""
 
 from __future__ import annotations
 
@@ -7,29 +8,23 @@ import logging
 
 from taskstream.services.watcher.watcher import Watcher
 from taskstream.shared.config import Config
-from taskstream.shared.db import Database
-from taskstream.shared.keys import Keys
 from taskstream.shared.metrics import Metrics
-from taskstream.shared.runtime import serve_metrics
-from taskstream.shared.streams import Streams
+from taskstream.shared.runtime import serve_metrics, stores
 
 log = logging.getLogger(__name__)
 
 
 async def serve(config: Config, metrics: Metrics, stop: asyncio.Event) -> None:
-    metrics_runner = await serve_metrics(config.metrics_addr)
-    db = await Database.connect(config.database_url, min_size=1, max_size=config.db_pool_max)
-    streams = Streams.connect(config.redis_url, Keys(config.namespace))
+    metrics_runner = await serve_metrics(config.service.metrics_addr)
     try:
-        log.info(
-            "watcher: every %d ms, repair after %d ms",
-            config.watch_interval_ms,
-            config.repair_after_ms,
-            extra={"event": "watcher.started"},
-        )
-        await Watcher(config, db, streams, metrics).run(stop)
+        async with stores(config, stop, pool_min=1) as (db, streams):
+            log.info(
+                "watcher: every %d ms, repair after %d ms",
+                config.watcher.watch_interval_ms,
+                config.watcher.repair_after_ms,
+                extra={"event": "watcher.started"},
+            )
+            await Watcher(config, db, streams, metrics).run(stop)
     finally:
-        await streams.close()
-        await db.close()
         if metrics_runner is not None:
             await metrics_runner.cleanup()

@@ -8,18 +8,7 @@ files. The methods come in families, one module each: ``tasks`` (ingest and exec
 
 from __future__ import annotations
 
-from taskstream.shared.db.base import (
-    UNAVAILABLE,
-    ClaimedTask,
-    Fenced,
-    InsertResult,
-    Outcome,
-    Publisher,
-    Ready,
-    TaskState,
-    TaskTiming,
-    task_view,
-)
+from taskstream.shared.db.base import task_view
 from taskstream.shared.db.bench import BenchQueries
 from taskstream.shared.db.movers import MoverQueries
 from taskstream.shared.db.operators import OperatorQueries
@@ -40,16 +29,7 @@ class Database(TaskQueries, MoverQueries, OperatorQueries, BenchQueries):
 
 __all__ = [
     "MIGRATIONS_DIR",
-    "UNAVAILABLE",
-    "ClaimedTask",
     "Database",
-    "Fenced",
-    "InsertResult",
-    "Outcome",
-    "Publisher",
-    "Ready",
-    "TaskState",
-    "TaskTiming",
     "create_database",
     "drop_database",
     "migrate",

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import functools
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Self, TypeVar, cast
+from collections.abc import Iterator, Sequence
+from typing import Any, Self
 
 import asyncpg
 import msgspec
 
 from taskstream.shared import sql
+from taskstream.shared.db.boundary import is_driver_error, translate, wrap_public
+from taskstream.shared.domain import ErrorInfo, Task
 from taskstream.shared.errors import StoreUnavailable
-from taskstream.shared.models import ErrorInfo, TaskView
 from taskstream.shared.ops_models import (
     DeadLetterView,
     DlqFilter,
@@ -24,179 +25,69 @@ from taskstream.shared.ops_models import (
 log = logging.getLogger(__name__)
 
 
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
-
-
-# What "the store is down" looks like from asyncpg: the connection could not be made or broke.
-UNAVAILABLE: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InsufficientResourcesError,
-)
-
-
-def _unavailable(fn: F) -> F:
-    """Turn "the connection could not be made or broke" into ``StoreUnavailable``."""
-
-    @functools.wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return await fn(*args, **kwargs)
-        except UNAVAILABLE as exc:
-            raise StoreUnavailable(f"Postgres is not reachable: {exc!r}") from exc
-
-    return cast(F, wrapper)
-
-
 _error_decoder = msgspec.json.Decoder(ErrorInfo)
 
 
-class ClaimedTask(msgspec.Struct, frozen=True):
-    """A task an executor now holds (status running, this attempt). Positional, in the
-    column order of the CLAIM queries' RETURNING lists (built once per task on a hot path)."""
-
-    id: uuid.UUID
-    attempt: int
-    type: str
-    priority: str
-    payload: str  # JSON text
-    timeout_ms: int
-    max_attempts: int
-    first_attempt: int
-    retry_base_ms: int
-    retry_max_ms: int
-    retry_jitter_ms: int
-    queued_at: dt.datetime | None
-    started_at: dt.datetime
-
-    @property
-    def attempts_used(self) -> int:
-        return self.attempt - self.first_attempt + 1
-
-
-class TaskState(msgspec.Struct, frozen=True, kw_only=True):
-    """Where a task stands, for the janitor's decisions."""
-
-    id: uuid.UUID
-    attempt: int
-    status: str
-    entry_id: str | None
-    type: str
-    priority: str
-    consumer: str | None
-    first_attempt: int
-    max_attempts: int
-    retry_base_ms: int
-    retry_max_ms: int
-    retry_jitter_ms: int
-
-    @property
-    def attempts_used(self) -> int:
-        return self.attempt - self.first_attempt + 1
-
-
-class Outcome(msgspec.Struct, frozen=True, kw_only=True):
-    """How one attempt ended, for ``Database.complete``.
-
-    ``kind`` is ``succeeded``, ``retry`` or ``dead`` (``committed`` and ``fenced``: an
-    exactly-once handler's transaction already settled it); ``outcome`` is the history label
-    (``failed``, ``timeout``, ``dead``, …); ``error`` is JSON of ``ErrorInfo``.
-    """
-
-    task_id: uuid.UUID
-    attempt: int
-    kind: str
-    outcome: str = "failed"
-    error: bytes | None = None
-    delay_ms: int = 0
-    reason: str = ""
-
-
-class Ready(msgspec.Struct, frozen=True, kw_only=True):
-    """A task made ready to deliver (by the watcher): what its stream entry carries."""
-
-    id: uuid.UUID
-    attempt: int
-    priority: str
-    trace_context: str | None = None
-    late_s: float = 0.0
-
-
-Publisher = Callable[[list[Ready]], Awaitable[object]]
-
-
-class Fenced(Exception):
-    """The attempt was taken over before its transaction could commit; nothing was written."""
-
-
 class _Transaction:
-    """What an exactly-once handler gets as ``ctx.db``: queries only, no commit or close."""
+    """What an exactly-once handler gets as ``ctx.db``: queries only, no commit or close.
+
+    A lost connection surfaces as ``StoreUnavailable``; other Postgres errors of the handler's
+    own statements reach the handler as asyncpg raised them (they are its SQL)."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 
     async def execute(self, query: str, *args: Any) -> str:
-        return str(await self._conn.execute(query, *args))
+        with _connection_errors():
+            return str(await self._conn.execute(query, *args))
 
     async def fetch(self, query: str, *args: Any) -> list[Any]:
-        return list(await self._conn.fetch(query, *args))
+        with _connection_errors():
+            return list(await self._conn.fetch(query, *args))
 
     async def fetchrow(self, query: str, *args: Any) -> Any:
-        return await self._conn.fetchrow(query, *args)
+        with _connection_errors():
+            return await self._conn.fetchrow(query, *args)
 
     async def fetchval(self, query: str, *args: Any) -> Any:
-        return await self._conn.fetchval(query, *args)
+        with _connection_errors():
+            return await self._conn.fetchval(query, *args)
 
 
-class InsertResult(msgspec.Struct, frozen=True, kw_only=True):
-    """What ``insert_tasks`` did: the rows it created (by id), and for each requested task
-    not created because its idempotency key was taken (by the requested id), the task holding
-    the key and whether that task's request digest matches this one's."""
-
-    inserted: dict[uuid.UUID, TaskView]
-    existing: dict[uuid.UUID, tuple[TaskView, bool]]
-
-
-class TaskTiming(msgspec.Struct, frozen=True, kw_only=True):
-    """One task's timeline, as the load generator reports it (database clock)."""
-
-    id: uuid.UUID
-    type: str
-    priority: str
-    status: str
-    attempts: int  # attempts used, the final one included
-    consumer: str | None  # the executor of the final attempt
-    created_at: dt.datetime
-    queued_at: dt.datetime | None  # when the first attempt was queued
-    first_started_at: dt.datetime | None  # when the first attempt started
-    started_at: dt.datetime | None  # when the final attempt started
-    finished_at: dt.datetime | None
-    reaped: int | None = 0  # attempts reclaimed after the visibility timeout (None: unknown)
+@contextlib.contextmanager
+def _connection_errors() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        error = translate(exc) if is_driver_error(exc) else None
+        if isinstance(error, StoreUnavailable):
+            raise error from exc
+        if error is not None:
+            exc._taskstream_handler = True  # type: ignore[attr-defined]  # see exactly_once
+        raise
 
 
 class Base:
-    """A pool of connections; the query families below add their methods to it."""
+    """A pool of connections; the query families below add their methods to it. Every public
+    coroutine method of every family goes through the error boundary (``boundary``)."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        wrap_public(cls)
+
     @classmethod
     async def connect(cls, url: str, *, min_size: int = 2, max_size: int = 10) -> Self:
-        try:
-            pool = await asyncpg.create_pool(
-                url, min_size=min_size, max_size=max_size, command_timeout=60, reset=_reset
-            )
-        except UNAVAILABLE as exc:
-            raise StoreUnavailable(f"Postgres is not reachable: {exc}") from exc
+        pool = await asyncpg.create_pool(
+            url, min_size=min_size, max_size=max_size, command_timeout=60, reset=_reset
+        )
         return cls(pool)
 
     async def close(self) -> None:
         await self._pool.close()
 
-    @_unavailable
     async def ping(self) -> None:
         await self._pool.fetchval(sql.PING, timeout=2)
 
@@ -210,11 +101,13 @@ class Base:
                     raise AssertionError(f"query {name} does not prepare: {exc}") from exc
         return list(sql.ALL)
 
-    @_unavailable
     async def now(self) -> dt.datetime:
         """The database's clock."""
         value: dt.datetime = await self._pool.fetchval(sql.DB_NOW)
         return value
+
+
+wrap_public(Base)
 
 
 async def _reset(conn: asyncpg.Connection) -> None:
@@ -229,9 +122,9 @@ def _text(raw: bytes | None) -> str | None:
     return raw.decode() if raw is not None else None
 
 
-def task_view(row: asyncpg.Record) -> TaskView:
+def task_view(row: asyncpg.Record) -> Task:
     error = row["last_error"]
-    return TaskView(
+    return Task(
         id=row["id"],
         type=row["type"],
         priority=row["priority"],

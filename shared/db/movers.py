@@ -9,29 +9,21 @@ from collections.abc import Sequence
 import msgspec
 
 from taskstream.shared import sql
-from taskstream.shared.db.base import (
-    Base,
-    Publisher,
-    Ready,
-    TaskState,
-    _unavailable,
-)
+from taskstream.shared.db.base import Base
+from taskstream.shared.domain import Publisher, Ready, TaskState
 
 
 class MoverQueries(Base):
     """What the watcher and the janitor need: due rows, repairs, stalled and orphaned tasks."""
 
-    @_unavailable
     async def task_states(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, TaskState]:
         rows = await self._pool.fetch(sql.STALLED_TASKS, list(ids))
         return {r["id"]: TaskState(**dict(r)) for r in rows}
 
-    @_unavailable
     async def running_before(self, before: dt.datetime, limit: int) -> list[TaskState]:
         rows = await self._pool.fetch(sql.RUNNING_BEFORE, before, limit)
         return [TaskState(**dict(r)) for r in rows]
 
-    @_unavailable
     async def record_dead_entries(
         self, entries: Sequence[tuple[str, str, dict[str, str]]], reason: str
     ) -> None:
@@ -46,7 +38,6 @@ class MoverQueries(Base):
             [reason] * len(entries),
         )
 
-    @_unavailable
     async def move_due(self, limit: int, publish: Publisher) -> list[Ready]:
         """Move due rows to queued, commit, then ``publish`` them.
 
@@ -60,7 +51,6 @@ class MoverQueries(Base):
             await publish(rows)
         return rows
 
-    @_unavailable
     async def republish_queued(
         self, priority: str, before: dt.datetime, limit: int, publish: Publisher
     ) -> list[Ready]:

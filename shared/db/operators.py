@@ -9,15 +9,13 @@ from collections.abc import Sequence
 from taskstream.shared import sql
 from taskstream.shared.db.base import (
     Base,
-    Publisher,
-    Ready,
     _dead_letter_view,
     _dlq_args,
     _dlq_ref,
     _error_info,
-    _unavailable,
     task_view,
 )
+from taskstream.shared.domain import Publisher, Ready
 from taskstream.shared.ops_models import (
     AttemptView,
     DeadLetterView,
@@ -31,7 +29,6 @@ from taskstream.shared.ops_models import (
 class OperatorQueries(Base):
     """What operators read and change: queue depths, task histories, dead letters."""
 
-    @_unavailable
     async def queue_depths(self) -> dict[str, dict[str, int]]:
         """Per priority: due rows waiting by kind (``retry``, ``delayed``) and ``dead``
         letters held."""
@@ -40,13 +37,11 @@ class OperatorQueries(Base):
             out.setdefault(r["priority"], {})[r["kind"]] = int(r["n"])
         return out
 
-    @_unavailable
     async def task_summaries(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, TaskSummary]:
         """Type, status, attempt and age of several tasks (one query, no payload)."""
         rows = await self._pool.fetch(sql.TASK_SUMMARIES, list(ids))
         return {r["id"]: TaskSummary(**dict(r)) for r in rows}
 
-    @_unavailable
     async def task_record(self, task_id: uuid.UUID) -> TaskRecord | None:
         """A task row, its failed attempts and its dead letter, read in one snapshot."""
         snapshot = {"isolation": "repeatable_read", "readonly": True}
@@ -75,7 +70,6 @@ class OperatorQueries(Base):
             dead_letter=_dead_letter_view(letter) if letter is not None else None,
         )
 
-    @_unavailable
     async def list_dead_letters(
         self,
         where: DlqFilter,
@@ -90,7 +84,6 @@ class OperatorQueries(Base):
         )
         return [_dead_letter_view(r) for r in rows]
 
-    @_unavailable
     async def match_dead_letters(
         self,
         ids: Sequence[uuid.UUID] | None,
@@ -105,7 +98,6 @@ class OperatorQueries(Base):
         rows = await self._pool.fetch(query, *_dlq_args(ids, where), limit)
         return (int(rows[0]["total"]) if rows else 0), [_dlq_ref(r) for r in rows]
 
-    @_unavailable
     async def replay_dead_letters(
         self,
         ids: Sequence[uuid.UUID] | None,
@@ -133,7 +125,6 @@ class OperatorQueries(Base):
             )
         return [_dlq_ref(r) for r in rows]
 
-    @_unavailable
     async def purge_dead_letters(
         self, ids: Sequence[uuid.UUID] | None, where: DlqFilter, limit: int
     ) -> list[DlqRef]:

@@ -8,8 +8,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from taskstream.shared.db.base import UNAVAILABLE, log
-from taskstream.shared.errors import StoreUnavailable
+from taskstream.shared.db.base import log
+from taskstream.shared.db.boundary import wrap
 
 # Package data of `taskstream` (the repository's migrations/ in a source tree).
 MIGRATIONS_DIR = Path(str(files("taskstream") / "migrations"))
@@ -19,6 +19,7 @@ MIGRATIONS_DIR = Path(str(files("taskstream") / "migrations"))
 MIGRATION_LOCK = 0x7461736B  # "task"
 
 
+@wrap
 async def migrate(url: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply the numbered SQL files not yet applied, in order, each in its own transaction.
 
@@ -58,6 +59,7 @@ async def migrate(url: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
     return applied
 
 
+@wrap
 async def schema_version(url: str) -> int:
     conn = await _connect(url)
     try:
@@ -67,6 +69,7 @@ async def schema_version(url: str) -> int:
         await conn.close()
 
 
+@wrap
 async def create_database(url: str, *, template: str | None = None) -> bool:
     """Create the database named in ``url`` if it does not exist; True if it was created."""
     parts = urlsplit(url)
@@ -86,6 +89,7 @@ async def create_database(url: str, *, template: str | None = None) -> bool:
         await admin.close()
 
 
+@wrap
 async def drop_database(url: str) -> None:
     parts = urlsplit(url)
     name = parts.path.lstrip("/")
@@ -102,10 +106,7 @@ def with_database(url: str, name: str) -> str:
 
 
 async def _connect(url: str) -> asyncpg.Connection:
-    try:
-        return await asyncpg.connect(url, timeout=10)
-    except UNAVAILABLE as exc:
-        raise StoreUnavailable(f"Postgres is not reachable: {exc}") from exc
+    return await asyncpg.connect(url, timeout=10)
 
 
 def _ident(name: str) -> str:

@@ -9,19 +9,14 @@ from typing import Any
 
 from taskstream.shared import sql
 from taskstream.shared.db.base import (
-    UNAVAILABLE,
     Base,
-    ClaimedTask,
-    Fenced,
-    InsertResult,
-    Outcome,
     _text,
     _Transaction,
-    _unavailable,
     task_view,
 )
-from taskstream.shared.errors import StoreUnavailable
-from taskstream.shared.models import NewTask, TaskView
+from taskstream.shared.db.boundary import is_driver_error, translate
+from taskstream.shared.domain import ClaimedTask, InsertResult, NewTask, Outcome, Task
+from taskstream.shared.errors import Fenced
 
 # Outcome kind → the statement recording it: (ids, attempts[, errors, labels, delay|reason]).
 _COMPLETE = {
@@ -34,7 +29,6 @@ _COMPLETE = {
 class TaskQueries(Base):
     """Tasks from ingest to their outcome: insert, read, cancel, claim, release, complete."""
 
-    @_unavailable
     async def insert_tasks(self, tasks: Sequence[NewTask]) -> InsertResult:
         """Insert tasks in one statement (all or nothing); a taken idempotency key inserts
         nothing and returns the task that holds it."""
@@ -66,7 +60,7 @@ class TaskQueries(Base):
         rows = await self._pool.fetch(sql.INSERT_TASKS, *cols)
         inserted = {r["id"]: task_view(r) for r in rows}
         taken = [t for t in ordered if t.idempotency_key is not None and t.id not in inserted]
-        existing: dict[uuid.UUID, tuple[TaskView, bool]] = {}
+        existing: dict[uuid.UUID, tuple[Task, bool]] = {}
         if taken:
             # Compared per requested task: one batch may repeat a key with other bodies.
             keys = {
@@ -87,12 +81,10 @@ class TaskQueries(Base):
                 existing[t.id] = (by_id[k["task_id"]], same)
         return InsertResult(inserted=inserted, existing=existing)
 
-    @_unavailable
-    async def get_task(self, task_id: uuid.UUID) -> TaskView | None:
+    async def get_task(self, task_id: uuid.UUID) -> Task | None:
         row = await self._pool.fetchrow(sql.SELECT_TASK, task_id)
         return task_view(row) if row is not None else None
 
-    @_unavailable
     async def list_tasks(
         self,
         *,
@@ -101,24 +93,21 @@ class TaskQueries(Base):
         priority: str | None,
         after: uuid.UUID | None,
         limit: int,
-    ) -> list[TaskView]:
+    ) -> list[Task]:
         """Newest first: ids are time-ordered (version 7), so the id is the order and the
         cursor (``after``: the last id of the previous page)."""
         rows = await self._pool.fetch(sql.LIST_TASKS, status, type, priority, after, limit)
         return [task_view(r) for r in rows]
 
-    @_unavailable
-    async def cancel_task(self, task_id: uuid.UUID) -> TaskView | None:
+    async def cancel_task(self, task_id: uuid.UUID) -> Task | None:
         """Cancel a task that has not started; ``None`` if it is missing or past that."""
         row = await self._pool.fetchrow(sql.CANCEL_TASK, task_id)
         return task_view(row) if row is not None else None
 
-    @_unavailable
     async def attempts(self, task_id: uuid.UUID) -> list[dict[str, Any]]:
         rows = await self._pool.fetch(sql.SELECT_ATTEMPTS, task_id)
         return [dict(r) for r in rows]
 
-    @_unavailable
     async def claim(
         self,
         ids: Sequence[uuid.UUID],
@@ -134,7 +123,6 @@ class TaskQueries(Base):
         rows = await self._pool.fetch(query, ids, attempts, consumer, entry_ids)
         return [ClaimedTask(*r) for r in rows]
 
-    @_unavailable
     async def release(
         self, ids: Sequence[uuid.UUID], attempts: Sequence[int], consumer: str
     ) -> set[uuid.UUID]:
@@ -142,7 +130,6 @@ class TaskQueries(Base):
         rows = await self._pool.fetch(sql.RELEASE, ids, attempts, consumer)
         return {r["id"] for r in rows}
 
-    @_unavailable
     async def complete(self, outcomes: Sequence[Outcome]) -> set[uuid.UUID]:
         """Record a batch of outcomes in one transaction; returns the task ids recorded (an
         outcome whose attempt was fenced off is not)."""
@@ -169,11 +156,21 @@ class TaskQueries(Base):
     async def exactly_once(self, task_id: uuid.UUID, attempt: int) -> AsyncIterator[_Transaction]:
         """A transaction for a handler's writes that commits only together with the task's
         success, fenced by ``attempt``; raises ``Fenced`` (all rolled back) if the attempt was
-        taken over, and rolls back when the handler raises."""
+        taken over, and rolls back when the handler raises. (A context manager, so the
+        boundary is here: driver errors of the transaction itself are translated; the
+        handler's own errors pass through.)"""
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 yield _Transaction(conn)
                 if await conn.fetchval(sql.COMPLETE_SUCCEEDED_ONE, task_id, attempt) is None:
                     raise Fenced(f"task {task_id} attempt {attempt} was taken over")
-        except UNAVAILABLE as exc:
-            raise StoreUnavailable(f"Postgres is not reachable: {exc!r}") from exc
+        except Exception as exc:
+            if is_driver_error(exc) and not _from_handler(exc):
+                raise translate(exc) from exc
+            raise
+
+
+def _from_handler(exc: BaseException) -> bool:
+    """Whether a driver error came out of the handler's own statement (marked by
+    ``_Transaction``), which the handler sees as it is."""
+    return getattr(exc, "_taskstream_handler", False) is True

@@ -10,8 +10,6 @@ and janitor), ``inspect`` (operators and tests); ``lease`` extends leases from a
 from __future__ import annotations
 
 from taskstream.shared.streams.base import (
-    STORES_DOWN,
-    UNAVAILABLE,
     BadEntry,
     ConsumerInfo,
     DeliveryMark,
@@ -20,7 +18,6 @@ from taskstream.shared.streams.base import (
     Reclaimed,
     StreamStats,
     entry_time_ms,
-    lost_data,
 )
 from taskstream.shared.streams.delivery import DeliveryOps
 from taskstream.shared.streams.inspect import InspectOps
@@ -33,8 +30,6 @@ class Streams(DeliveryOps, UpkeepOps, InspectOps):
 
 
 __all__ = [
-    "STORES_DOWN",
-    "UNAVAILABLE",
     "BadEntry",
     "ConsumerInfo",
     "DeliveryMark",
@@ -45,5 +40,4 @@ __all__ = [
     "StreamStats",
     "Streams",
     "entry_time_ms",
-    "lost_data",
 ]

@@ -1,24 +1,22 @@
-"""Redis access shared by the operation families: the client, errors, entry types."""
+"""Redis access shared by the operation families: the client, entry types. Every public
+coroutine method of every family goes through the error boundary (``boundary``)."""
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Self
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from taskstream.shared.config import PRIORITIES
-from taskstream.shared.errors import StoreUnavailable
+from taskstream.shared.domain import PRIORITIES, Delivery
 from taskstream.shared.keys import GROUP, Keys
-from taskstream.shared.models import Delivery
+from taskstream.shared.streams.boundary import wrap_public
 
 LUA_DIR = Path(str(files("taskstream.shared") / "lua"))  # package data
 
@@ -29,12 +27,7 @@ PUBLISH_CHUNK = 1000  # entries per publish script call (it runs atomically: kee
 STREAM_INDEX = {p: i + 1 for i, p in enumerate(PRIORITIES)}  # KEYS index in publish.lua
 
 
-# What "Redis is down" looks like from redis-py.
-UNAVAILABLE: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
-
-
-# Either store unreachable, as seen by a service's loop.
-STORES_DOWN: tuple[type[BaseException], ...] = (StoreUnavailable, *UNAVAILABLE)
+log = logging.getLogger(__name__)
 
 
 class BadEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -138,14 +131,18 @@ class Base:
     async def close(self) -> None:
         await self._r.aclose()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        wrap_public(cls)
+
     async def ping(self) -> None:
-        try:
-            await self._r.ping()
-        except UNAVAILABLE as exc:
-            raise StoreUnavailable(f"Redis is not reachable: {exc}") from exc
+        await self._r.ping()
 
     async def ensure_groups(self) -> None:
         """Create every stream with the executors' group (idempotent), and the epoch key."""
+        await self._ensure_groups()
+
+    async def _ensure_groups(self) -> None:
         pipe = self._r.pipeline(transaction=False)
         for key in self.keys.streams.values():
             pipe.xgroup_create(key, GROUP, id="0", mkstream=True)
@@ -153,6 +150,14 @@ class Base:
         for result in await pipe.execute(raise_on_error=False):
             if isinstance(result, ResponseError) and "BUSYGROUP" not in str(result):
                 raise result
+
+    async def _recreate_groups(self) -> None:
+        """After Redis lost a stream or the group (the boundary calls this before raising
+        ``DataLost``): best effort, the next call tries again."""
+        try:
+            await self._ensure_groups()
+        except Exception as exc:  # Redis unreachable or refusing: the caller retries
+            log.warning("cannot recreate the groups: %r", exc, extra={"event": "streams.regroup"})
 
     def _script(self, name: str) -> Any:
         script = self._scripts.get(name)
@@ -180,14 +185,6 @@ class Base:
                     yield BadEntry(priority=priority, entry_id=eid, fields=_strs(fields))
 
 
-def lost_data(exc: BaseException) -> bool:
-    """Whether ``exc`` is the reply Redis gives when a stream or its group vanished (restart,
-    flush, deletion): NOGROUP, or UNBLOCKED for a blocked read whose stream was deleted. Callers
-    recreate them and go on instead of failing."""
-    text = str(exc)
-    return "NOGROUP" in text or "UNBLOCKED" in text
-
-
 def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -210,10 +207,4 @@ def entry_time_ms(entry_id: str) -> int:
     return _id_tuple(entry_id)[0]
 
 
-@contextlib.contextmanager
-def _store_errors() -> Iterator[None]:
-    """Turn "Redis could not be reached" into ``StoreUnavailable``."""
-    try:
-        yield
-    except UNAVAILABLE as exc:
-        raise StoreUnavailable(f"Redis is not reachable: {exc}") from exc
+wrap_public(Base)

@@ -7,20 +7,18 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from taskstream.shared.errors import StoreUnavailable
+from taskstream.shared.domain import Delivery
 from taskstream.shared.keys import GROUP
-from taskstream.shared.models import Delivery
 from taskstream.shared.streams.base import (
     PUBLISH_CHUNK,
     STREAM_INDEX,
-    UNAVAILABLE,
     BadEntry,
     Base,
     Publish,
     _id_tuple,
     _s,
-    lost_data,
 )
+from taskstream.shared.streams.boundary import is_lost
 
 
 class DeliveryOps(Base):
@@ -36,15 +34,12 @@ class DeliveryOps(Base):
         ids: list[str] = []
         script = self._script("publish")
         keys = list(self.keys.streams.values())
-        try:
-            for start in range(0, len(entries), PUBLISH_CHUNK):
-                args: list[str | int] = []
-                for e in entries[start : start + PUBLISH_CHUNK]:
-                    args += (STREAM_INDEX[e.priority], str(e.task_id), e.attempt,
-                             e.trace_context or "")  # fmt: skip
-                ids.extend(i.decode() for i in await script(keys=keys, args=args))
-        except UNAVAILABLE as exc:
-            raise StoreUnavailable(f"Redis is not reachable: {exc}") from exc
+        for start in range(0, len(entries), PUBLISH_CHUNK):
+            args: list[str | int] = []
+            for e in entries[start : start + PUBLISH_CHUNK]:
+                args += (STREAM_INDEX[e.priority], str(e.task_id), e.attempt,
+                         e.trace_context or "")  # fmt: skip
+            ids.extend(i.decode() for i in await script(keys=keys, args=args))
         return ids
 
     async def read(
@@ -63,8 +58,8 @@ class DeliveryOps(Base):
         out: dict[str, list[Delivery | BadEntry]] = {}
         for (p, _), reply in zip(wanted, replies, strict=True):
             if isinstance(reply, ResponseError):
-                if lost_data(reply):
-                    await self.ensure_groups()
+                if is_lost(reply):
+                    await self._ensure_groups()
                     continue
                 raise reply
             if isinstance(reply, BaseException):
@@ -79,9 +74,9 @@ class DeliveryOps(Base):
         try:
             reply = await self._r.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)
         except ResponseError as exc:
-            if not lost_data(exc):
+            if not is_lost(exc):
                 raise
-            await self.ensure_groups()
+            await self._ensure_groups()
             return []
         return list(self._decode(reply))
 
@@ -95,9 +90,9 @@ class DeliveryOps(Base):
                     streams: dict[Any, Any] = {key: start}
                     reply = await self._r.xreadgroup(GROUP, consumer, streams, count=count)
                 except ResponseError as exc:
-                    if not lost_data(exc):
+                    if not is_lost(exc):
                         raise
-                    await self.ensure_groups()
+                    await self._ensure_groups()
                     break
                 batch = list(self._decode(reply))
                 if not batch:
@@ -118,7 +113,7 @@ class DeliveryOps(Base):
             pipe.xack(key, GROUP, *ids)
         acked = 0
         for reply in await pipe.execute(raise_on_error=False):
-            if isinstance(reply, ResponseError) and "NOGROUP" in str(reply):
+            if is_lost(reply):
                 continue  # Redis lost the group: those entries are gone already
             if isinstance(reply, BaseException):
                 raise reply

@@ -7,7 +7,7 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from taskstream.shared.config import PRIORITIES
+from taskstream.shared.domain import PRIORITIES
 from taskstream.shared.keys import GROUP
 from taskstream.shared.streams.base import (
     Base,
@@ -16,7 +16,6 @@ from taskstream.shared.streams.base import (
     _glob_escape,
     _id_tuple,
     _s,
-    _store_errors,
     _strs,
 )
 
@@ -61,62 +60,61 @@ class InspectOps(Base):
         counted with XRANGE, up to ``count_cap``.
         """
         keys = list(self.keys.streams.values())
-        with _store_errors():
-            pipe = self._r.pipeline(transaction=False)
-            pipe.time()
-            for key in keys:
-                pipe.xlen(key)
-                pipe.xinfo_groups(key)
-                pipe.xpending_range(key, GROUP, "-", "+", 1)
-            replies = await pipe.execute(raise_on_error=False)
-            seconds, micros = replies[0]
-            now_ms = int(seconds) * 1000 + int(micros) // 1000
-            groups: list[dict[str, Any] | None] = []
-            for i in range(len(keys)):
-                info, oldest = replies[2 + 3 * i], replies[3 + 3 * i]
-                group = None
-                if not isinstance(info, BaseException):
-                    group = next((g for g in info if _s(g["name"]) == GROUP), None)
-                groups.append(
-                    None
-                    if group is None
-                    else {**group, "oldest": [] if isinstance(oldest, BaseException) else oldest}
+        pipe = self._r.pipeline(transaction=False)
+        pipe.time()
+        for key in keys:
+            pipe.xlen(key)
+            pipe.xinfo_groups(key)
+            pipe.xpending_range(key, GROUP, "-", "+", 1)
+        replies = await pipe.execute(raise_on_error=False)
+        seconds, micros = replies[0]
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        groups: list[dict[str, Any] | None] = []
+        for i in range(len(keys)):
+            info, oldest = replies[2 + 3 * i], replies[3 + 3 * i]
+            group = None
+            if not isinstance(info, BaseException):
+                group = next((g for g in info if _s(g["name"]) == GROUP), None)
+            groups.append(
+                None
+                if group is None
+                else {**group, "oldest": [] if isinstance(oldest, BaseException) else oldest}
+            )
+        pipe = self._r.pipeline(transaction=False)
+        for key, group in zip(keys, groups, strict=True):
+            if group is not None:
+                pipe.xrange(key, "(" + _s(group["last-delivered-id"]), "+", count=1)
+        firsts = iter(await pipe.execute())
+        out: list[StreamStats] = []
+        for i, (p, key, group) in enumerate(zip(PRIORITIES, keys, groups, strict=True)):
+            length = int(replies[1 + 3 * i])
+            if group is None:
+                out.append(StreamStats(priority=p, exists=False, length=length, now_ms=now_ms))
+                continue
+            first = next(firsts)
+            delivered = _s(group["last-delivered-id"])
+            lag, source = group.get("lag"), "xinfo"
+            if lag is None:
+                lag, capped = await self._count_after(key, delivered, count_cap)
+                source = "counted_capped" if capped else "counted"
+            oldest = group["oldest"][0] if group["oldest"] else None
+            out.append(
+                StreamStats(
+                    priority=p,
+                    exists=True,
+                    length=length,
+                    lag=int(lag),
+                    lag_source=source,
+                    pending=int(group["pending"]),
+                    consumers=int(group["consumers"]),
+                    oldest_pending_id=_s(oldest["message_id"]) if oldest else None,
+                    oldest_pending_idle_ms=(
+                        int(oldest["time_since_delivered"]) if oldest else None
+                    ),
+                    first_undelivered_id=_s(first[0][0]) if first else None,
+                    now_ms=now_ms,
                 )
-            pipe = self._r.pipeline(transaction=False)
-            for key, group in zip(keys, groups, strict=True):
-                if group is not None:
-                    pipe.xrange(key, "(" + _s(group["last-delivered-id"]), "+", count=1)
-            firsts = iter(await pipe.execute())
-            out: list[StreamStats] = []
-            for i, (p, key, group) in enumerate(zip(PRIORITIES, keys, groups, strict=True)):
-                length = int(replies[1 + 3 * i])
-                if group is None:
-                    out.append(StreamStats(priority=p, exists=False, length=length, now_ms=now_ms))
-                    continue
-                first = next(firsts)
-                delivered = _s(group["last-delivered-id"])
-                lag, source = group.get("lag"), "xinfo"
-                if lag is None:
-                    lag, capped = await self._count_after(key, delivered, count_cap)
-                    source = "counted_capped" if capped else "counted"
-                oldest = group["oldest"][0] if group["oldest"] else None
-                out.append(
-                    StreamStats(
-                        priority=p,
-                        exists=True,
-                        length=length,
-                        lag=int(lag),
-                        lag_source=source,
-                        pending=int(group["pending"]),
-                        consumers=int(group["consumers"]),
-                        oldest_pending_id=_s(oldest["message_id"]) if oldest else None,
-                        oldest_pending_idle_ms=(
-                            int(oldest["time_since_delivered"]) if oldest else None
-                        ),
-                        first_undelivered_id=_s(first[0][0]) if first else None,
-                        now_ms=now_ms,
-                    )
-                )
+            )
         return out
 
     async def _count_after(self, key: str, entry_id: str, cap: int) -> tuple[int, bool]:
@@ -145,23 +143,22 @@ class InspectOps(Base):
         XRANGE id id each) for its task id and attempt; those are null when the entry was
         deleted from the stream or does not decode."""
         key = self.keys.stream(priority)
-        with _store_errors():
-            try:
-                info = await self._r.xpending_range(
-                    key, GROUP, start, end, count, consumername=consumer, idle=min_idle_ms
-                )
-            except ResponseError as exc:
-                if "NOGROUP" in str(exc) or "no such key" in str(exc):
-                    return []
-                raise
-            if not info:
+        try:
+            info = await self._r.xpending_range(
+                key, GROUP, start, end, count, consumername=consumer, idle=min_idle_ms
+            )
+        except ResponseError as exc:
+            if "NOGROUP" in str(exc) or "no such key" in str(exc):
                 return []
-            pipe = self._r.pipeline(transaction=False)
-            pipe.time()
-            for item in info:
-                eid = _s(item["message_id"])  # type: ignore[arg-type]
-                pipe.xrange(key, eid, eid)
-            replies = await pipe.execute()
+            raise
+        if not info:
+            return []
+        pipe = self._r.pipeline(transaction=False)
+        pipe.time()
+        for item in info:
+            eid = _s(item["message_id"])  # type: ignore[arg-type]
+            pipe.xrange(key, eid, eid)
+        replies = await pipe.execute()
         seconds, micros = replies[0]
         now_ms = int(seconds) * 1000 + int(micros) // 1000
         out: list[PendingEntry] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from taskstream.shared.keys import GROUP, Keys
+from taskstream.shared.streams.boundary import wrap_sync
 
 
 class LeaseExtender:
@@ -17,6 +18,7 @@ class LeaseExtender:
         self._r = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
         self._keys = keys
 
+    @wrap_sync
     def extend(self, consumer: str, entries: Iterable[tuple[str, str]]) -> None:
         """XCLAIM … JUSTID with min-idle 0: reset idle time, count no delivery."""
         by_stream: dict[str, list[str]] = {}

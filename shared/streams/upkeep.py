@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from redis.exceptions import ResponseError
 
-from taskstream.shared.config import PRIORITIES
+from taskstream.shared.domain import PRIORITIES
 from taskstream.shared.keys import GROUP
 from taskstream.shared.streams.base import (
     Base,
@@ -15,8 +15,8 @@ from taskstream.shared.streams.base import (
     Reclaimed,
     _id_tuple,
     _s,
-    lost_data,
 )
+from taskstream.shared.streams.boundary import is_lost
 
 
 class UpkeepOps(Base):
@@ -69,11 +69,11 @@ class UpkeepOps(Base):
         try:
             reply = await self._r.xautoclaim(key, GROUP, consumer, min_idle_ms, cursor, count=count)
         except ResponseError as exc:
-            if not lost_data(exc):
+            if not is_lost(exc):
                 raise
             # Redis lost the stream or the group (restarted empty): nothing is pending there
             # any more. Recreate them; running tasks whose entries vanished are orphans.
-            await self.ensure_groups()
+            await self._ensure_groups()
             return Reclaimed(cursor="0-0", entries=[], deliveries={}, deleted=[])
         claimed = reply[1]
         raw = [(i, f) for i, f in claimed if i is not None]

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from taskstream.services.executor.executor import Executor
+from taskstream.shared import config as config_mod
 from taskstream.shared.config import Config
 from taskstream.shared.db import Database
 from taskstream.shared.handlers import Context, Registry
@@ -22,8 +22,10 @@ from tests.helpers import query as sql
 
 @pytest.fixture
 async def ledger(config: Config) -> str:
-    await sql(config.database_url, "CREATE TABLE ledger (task_id uuid PRIMARY KEY, amount int)")
-    return config.database_url
+    await sql(
+        config.stores.database_url, "CREATE TABLE ledger (task_id uuid PRIMARY KEY, amount int)"
+    )
+    return config.stores.database_url
 
 
 def registry_of(fn: Any) -> Registry:
@@ -99,7 +101,7 @@ async def test_a_taken_over_attempt_rolls_its_writes_back(
             ctx.task_id,
         )
 
-    config = msgspec.structs.replace(config, worker_pool=1)
+    config = config_mod.replace(config, worker_pool=1)
     [task_id] = await enqueue(db, streams, [new_task(config, "pay")])
     await Executor(config, db, streams, registry_of(pay), metrics, consumer="c").run_once()
 

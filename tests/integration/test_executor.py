@@ -12,8 +12,10 @@ import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from taskstream.services.executor.executor import Executor
+from taskstream.shared import config as config_mod
 from taskstream.shared.config import Config
-from taskstream.shared.db import Database, Outcome
+from taskstream.shared.db import Database
+from taskstream.shared.domain import Outcome
 from taskstream.shared.handlers import BUILTINS, Context, NonRetryableError, Registry
 from taskstream.shared.metrics import Metrics
 from taskstream.shared.streams import Publish, Streams
@@ -78,7 +80,7 @@ async def test_failed_attempt_is_recorded_and_queued_for_retry_with_backoff(
     [attempt] = await db.attempts(task_id)
     assert (attempt["attempt"], attempt["outcome"], attempt["consumer"]) == (1, "failed", "test-1")
     [due] = await fetch(
-        config.database_url,
+        config.stores.database_url,
         "SELECT d.attempt, kind, due_at - a.finished_at AS wait,"
         " bucket = date_trunc('hour', due_at, 'UTC') AS bucketed"
         " FROM due d JOIN task_attempts a USING (task_id) WHERE task_id = $1",
@@ -86,7 +88,7 @@ async def test_failed_attempt_is_recorded_and_queued_for_retry_with_backoff(
     )
     assert due["attempt"] == 2 and due["kind"] == "retry" and due["bucketed"]
     # The first retry waits retry_base_ms (no jitter in this config) after the failure.
-    assert due["wait"].total_seconds() * 1000 == pytest.approx(config.retry_base_ms)
+    assert due["wait"].total_seconds() * 1000 == pytest.approx(config.tasks.retry_base_ms)
     assert await pending(streams) == 0
 
 
@@ -99,7 +101,9 @@ async def test_attempts_exhausted_goes_to_dead_letters(
     view = await db.get_task(task_id)
     assert view is not None and view.status == "dead"
     [letter] = await fetch(
-        config.database_url, "SELECT reason, attempt FROM dead_letters WHERE task_id=$1", task_id
+        config.stores.database_url,
+        "SELECT reason, attempt FROM dead_letters WHERE task_id=$1",
+        task_id,
     )
     assert (letter["reason"], letter["attempt"]) == ("attempts_exhausted", 1)
 
@@ -116,7 +120,7 @@ async def test_unknown_type_and_non_retryable_error_go_straight_to_dead_letters(
     await executor(config, db, streams, metrics, registry_with(refuse=refuse)).run_once()
 
     rows = await fetch(
-        config.database_url, "SELECT task_id, reason FROM dead_letters ORDER BY reason"
+        config.stores.database_url, "SELECT task_id, reason FROM dead_letters ORDER BY reason"
     )
     assert {(r["task_id"], r["reason"]) for r in rows} == {
         (refused, "non_retryable"),
@@ -149,7 +153,7 @@ async def test_stale_completion_is_rejected_by_fencing(
     [claimed] = await db.claim([task_id], [1], ["1-1"], "old-worker")
     # The lease expired and the entry was reclaimed: attempt 2 now owns the task.
     await fetch(
-        config.database_url,
+        config.stores.database_url,
         "UPDATE tasks SET attempt = 2, status = 'queued' WHERE id = $1",
         task_id,
     )
@@ -180,7 +184,7 @@ async def test_result_of_a_reclaimed_attempt_is_dropped_and_counted(
     async def overtaken(payload: Any, ctx: Context) -> None:
         # While this attempt runs, the task is taken over by a newer attempt.
         await fetch(
-            config.database_url,
+            config.stores.database_url,
             "UPDATE tasks SET attempt = attempt + 1, status = 'queued' WHERE id = $1",
             ctx.task_id,
         )
@@ -235,7 +239,7 @@ async def test_priority_shares_under_saturation(
     mode: str, config: Config, db: Database, streams: Streams, metrics: Metrics
 ) -> None:
     per_priority, sample = 1200, 1500
-    config = msgspec.structs.replace(config, priority_mode=mode, worker_pool=4, prefetch=4)
+    config = config_mod.replace(config, priority_mode=mode, worker_pool=4, prefetch=4)
     started: list[str] = []
     stop = asyncio.Event()
 
@@ -259,7 +263,7 @@ async def test_priority_shares_under_saturation(
         assert started[:per_priority] == ["critical"] * per_priority
         assert set(started[per_priority:sample]) == {"high"}
         return
-    weights = config.weights()
+    weights = config.executor.weights()
     total = sum(weights.values())
     for priority, weight in weights.items():
         expected = sample * weight / total
@@ -282,7 +286,7 @@ async def test_stop_finishes_running_handlers_and_releases_unstarted_ones(
     metrics: Metrics,
     metric_reader: InMemoryMetricReader,
 ) -> None:
-    config = msgspec.structs.replace(config, worker_pool=2, prefetch=6)
+    config = config_mod.replace(config, worker_pool=2, prefetch=6)
     stop = asyncio.Event()
     started: list[uuid.UUID] = []
     release = asyncio.Event()
@@ -302,7 +306,7 @@ async def test_stop_finishes_running_handlers_and_releases_unstarted_ones(
 
     statuses = {
         r["id"]: r["status"]
-        for r in await fetch(config.database_url, "SELECT id, status FROM tasks")
+        for r in await fetch(config.stores.database_url, "SELECT id, status FROM tasks")
     }
     assert sorted(statuses[i] for i in started) == ["succeeded", "succeeded"]
     rest = [i for i in ids if i not in started]
@@ -328,7 +332,7 @@ async def test_stop_finishes_running_handlers_and_releases_unstarted_ones(
 async def test_grace_expiry_leaves_running_entries_pending_and_unrecorded(
     config: Config, db: Database, streams: Streams, metrics: Metrics
 ) -> None:
-    config = msgspec.structs.replace(config, worker_pool=1, prefetch=0, shutdown_grace_ms=50)
+    config = config_mod.replace(config, worker_pool=1, prefetch=0, shutdown_grace_ms=50)
     stop = asyncio.Event()
 
     async def hang(payload: Any, ctx: Context) -> None:

@@ -20,11 +20,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from taskstream.services.ingest import openapi
 from taskstream.services.ingest.app import build_app
 from taskstream.services.ingest.publisher import Publisher
-from taskstream.shared.config import PRIORITIES, Config
+from taskstream.shared import config as config_mod
+from taskstream.shared.config import Config
 from taskstream.shared.db import Database
+from taskstream.shared.domain import PRIORITIES, Task
 from taskstream.shared.keys import Keys
 from taskstream.shared.metrics import Metrics
-from taskstream.shared.models import TaskList, TaskView
+from taskstream.shared.models import TaskList
 from taskstream.shared.streams import Streams
 from tests.helpers import api_client, wait_for
 from tests.proxy import Proxy
@@ -48,7 +50,7 @@ def client(api: tuple[Client, Publisher]) -> Client:
 @pytest.fixture
 async def pg(config: Config) -> AsyncIterator[asyncpg.Connection]:
     """A direct connection to the test's database, to check what was stored."""
-    conn = await asyncpg.connect(config.database_url)
+    conn = await asyncpg.connect(config.stores.database_url)
     yield conn
     await conn.close()
 
@@ -132,7 +134,7 @@ async def test_body_over_max_body_bytes_is_413(
     pg: asyncpg.Connection,
     path: str,
 ) -> None:
-    small = msgspec.structs.replace(config, max_body_bytes=1024)
+    small = config_mod.replace(config, max_body_bytes=1024)
     task = {"type": "t", "payload": {"blob": "x" * 2048}}
     body = {"tasks": [task]} if path.endswith("batch") else task
     async with api_client(small, db, streams, metrics) as (client, _):
@@ -148,7 +150,7 @@ async def test_batch_over_batch_max_tasks_is_413_naming_tasks(
     metrics: Metrics,
     pg: asyncpg.Connection,
 ) -> None:
-    small = msgspec.structs.replace(config, batch_max_tasks=3)
+    small = config_mod.replace(config, batch_max_tasks=3)
     async with api_client(small, db, streams, metrics) as (client, _):
         body = {"tasks": [{"type": "t"} for _ in range(4)]}
         error = await error_of(await client.post("/v1/tasks/batch", json=body), 413)
@@ -214,7 +216,7 @@ async def test_create_commits_the_task_and_publishes_one_entry(
     body = {"type": "email.send", "payload": {"to": "a@example.com"}, "priority": "high"}
     resp = await client.post("/v1/tasks", json=body)
     assert resp.status == 201, await resp.text()
-    view = msgspec.json.decode(await resp.read(), type=TaskView)
+    view = msgspec.json.decode(await resp.read(), type=Task)
     assert view.status == "queued"
     assert (view.type, view.priority, view.attempt) == ("email.send", "high", 1)
     assert view.payload == {"to": "a@example.com"}
@@ -461,7 +463,7 @@ async def test_cursor_pagination_walks_every_task_once_newest_first(client: Clie
     for i in range(3):
         await created(client, payload={"j": i})
 
-    walked: list[TaskView] = []
+    walked: list[Task] = []
     pages = 0
     query = {"limit": "3"}
     while True:
@@ -544,13 +546,13 @@ async def test_openapi_json_is_the_spec(client: Client) -> None:
 
 @pytest.fixture
 async def pg_proxy(config: Config) -> AsyncIterator[Proxy]:
-    async with Proxy.to(config.database_url) as proxy:
+    async with Proxy.to(config.stores.database_url) as proxy:
         yield proxy
 
 
 @pytest.fixture
 async def redis_proxy(config: Config) -> AsyncIterator[Proxy]:
-    async with Proxy.to(config.redis_url) as proxy:
+    async with Proxy.to(config.stores.redis_url) as proxy:
         yield proxy
 
 
@@ -561,7 +563,9 @@ async def test_postgres_down_at_ingest_is_503_and_stores_nothing(
     pg: asyncpg.Connection,
     pg_proxy: Proxy,
 ) -> None:
-    proxied = await Database.connect(pg_proxy.url(config.database_url), min_size=1, max_size=2)
+    proxied = await Database.connect(
+        pg_proxy.url(config.stores.database_url), min_size=1, max_size=2
+    )
     try:
         async with api_client(config, proxied, streams, metrics) as (client, _):
             await created(client)  # the pool holds a live connection through the proxy
@@ -597,7 +601,9 @@ async def test_redis_down_at_ingest_accepts_and_publishes_later(
     pg: asyncpg.Connection,
     redis_proxy: Proxy,
 ) -> None:
-    proxied = Streams.connect(redis_proxy.url(config.redis_url), Keys(config.namespace))
+    proxied = Streams.connect(
+        redis_proxy.url(config.stores.redis_url), Keys(config.stores.namespace)
+    )
     try:
         async with api_client(config, db, proxied, metrics) as (client, publisher):
             await proxied.ping()  # a live connection through the proxy, to be cut
@@ -634,9 +640,11 @@ async def test_publisher_loop_delivers_the_backlog_once_redis_is_back(
     metrics: Metrics,
     redis_proxy: Proxy,
 ) -> None:
-    config = msgspec.structs.replace(config, publish_retry_ms=20)
-    proxied = Streams.connect(redis_proxy.url(config.redis_url), Keys(config.namespace))
-    publisher = Publisher(proxied, metrics, retry_ms=config.publish_retry_ms)
+    config = config_mod.replace(config, publish_retry_ms=20)
+    proxied = Streams.connect(
+        redis_proxy.url(config.stores.redis_url), Keys(config.stores.namespace)
+    )
+    publisher = Publisher(proxied, metrics, retry_ms=config.ingest.publish_retry_ms)
     app = build_app(config, db, proxied, metrics, publisher)
     stop = asyncio.Event()
     try:

@@ -6,18 +6,18 @@ import asyncio
 import time
 from typing import Any
 
-import msgspec
 import redis
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from taskstream.services.executor.executor import Executor
 from taskstream.services.janitor.janitor import Janitor
+from taskstream.shared import config as config_mod
 from taskstream.shared.config import Config
 from taskstream.shared.db import Database
+from taskstream.shared.domain import Delivery
 from taskstream.shared.handlers import Context
 from taskstream.shared.keys import GROUP
 from taskstream.shared.metrics import Metrics
-from taskstream.shared.models import Delivery
 from taskstream.shared.streams import Streams
 from tests.conftest import counter_value
 from tests.factories import enqueue, new_task
@@ -45,7 +45,7 @@ async def stall(streams: Streams, db: Database, consumer: str, n: int = 1) -> li
 async def test_expired_lease_is_a_failed_attempt_and_the_old_worker_is_fenced(
     config: Config, db: Database, streams: Streams, metrics: Metrics
 ) -> None:
-    config = msgspec.structs.replace(config, vis_timeout_ms=1)
+    config = config_mod.replace(config, vis_timeout_ms=1)
     [task_id] = await enqueue(db, streams, [new_task(config)])
     [dead_worker] = await stall(streams, db, "worker-that-died")
     await asyncio.sleep(0.005)  # idle longer than the 1 ms visibility timeout
@@ -60,7 +60,7 @@ async def test_expired_lease_is_a_failed_attempt_and_the_old_worker_is_fenced(
     assert (attempt["outcome"], attempt["consumer"]) == ("reclaimed", "worker-that-died")
     assert sum((await streams.pending_count()).values()) == 0
     # The old worker wakes up and reports success: fenced.
-    from taskstream.shared.db import Outcome
+    from taskstream.shared.domain import Outcome
 
     late = Outcome(task_id=task_id, attempt=dead_worker.attempt, kind="succeeded")
     assert await db.complete([late]) == set()
@@ -71,9 +71,9 @@ async def test_live_long_task_is_never_reclaimed_while_its_heartbeat_runs(
 ) -> None:
     # The handler blocks the event loop for 3 times the visibility timeout; the heartbeat runs in a
     # thread of its own, so the entry's idle time stays short all along.
-    config = msgspec.structs.replace(config, vis_timeout_ms=800)
+    config = config_mod.replace(config, vis_timeout_ms=800)
     idle_seen: list[int] = []
-    sync = redis.Redis.from_url(config.redis_url)
+    sync = redis.Redis.from_url(config.stores.redis_url)
 
     async def cpu_bound(payload: Any, ctx: Context) -> None:
         deadline = time.monotonic() + 2.4
@@ -88,7 +88,7 @@ async def test_live_long_task_is_never_reclaimed_while_its_heartbeat_runs(
     ).run_once()
     sync.close()
 
-    assert idle_seen and max(idle_seen) < config.vis_timeout_ms
+    assert idle_seen and max(idle_seen) < config.lease.vis_timeout_ms
     view = await db.get_task(task_id)
     assert view is not None and view.status == "succeeded" and view.attempt == 1
 
@@ -96,7 +96,7 @@ async def test_live_long_task_is_never_reclaimed_while_its_heartbeat_runs(
 async def test_entry_delivered_too_often_is_poison_and_dead_lettered(
     config: Config, db: Database, streams: Streams, metrics: Metrics
 ) -> None:
-    config = msgspec.structs.replace(config, vis_timeout_ms=1, max_deliveries=3, max_attempts=50)
+    config = config_mod.replace(config, vis_timeout_ms=1, max_deliveries=3, max_attempts=50)
     [task_id] = await enqueue(db, streams, [new_task(config, max_attempts=50)])
     [d] = await stall(streams, db, "crasher")
     # It kept killing its worker: delivered again and again without ever returning.
@@ -110,7 +110,7 @@ async def test_entry_delivered_too_often_is_poison_and_dead_lettered(
     view = await db.get_task(task_id)
     assert view is not None and view.status == "dead"
     [letter] = await execute(
-        config.database_url, "SELECT reason FROM dead_letters WHERE task_id = $1", task_id
+        config.stores.database_url, "SELECT reason FROM dead_letters WHERE task_id = $1", task_id
     )
     assert letter["reason"] == "poison"
 
@@ -118,7 +118,7 @@ async def test_entry_delivered_too_often_is_poison_and_dead_lettered(
 async def test_delivered_but_never_claimed_entry_is_sent_again(
     config: Config, db: Database, streams: Streams, metrics: Metrics
 ) -> None:
-    config = msgspec.structs.replace(config, vis_timeout_ms=1)
+    config = config_mod.replace(config, vis_timeout_ms=1)
     [task_id] = await enqueue(db, streams, [new_task(config)])
     await streams.read("died-before-claim", {"default": 1})
     await asyncio.sleep(0.005)
@@ -135,7 +135,7 @@ async def test_delivered_but_never_claimed_entry_is_sent_again(
 async def test_stale_and_undecodable_entries_are_settled_one_by_one(
     config: Config, db: Database, streams: Streams, metrics: Metrics
 ) -> None:
-    config = msgspec.structs.replace(config, vis_timeout_ms=1, reclaim_batch=2)
+    config = config_mod.replace(config, vis_timeout_ms=1, reclaim_batch=2)
     ids = await enqueue(db, streams, [new_task(config) for _ in range(3)])
     await streams._r.xadd(streams.keys.stream("default"), {"junk": "x"})
     await streams.read("gone", {"default": 10})
@@ -147,7 +147,7 @@ async def test_stale_and_undecodable_entries_are_settled_one_by_one(
     assert report.bad == 1
     assert report.dropped == 1
     assert report.redelivered == 2
-    [bad] = await execute(config.database_url, "SELECT fields, reason FROM dead_entries")
+    [bad] = await execute(config.stores.database_url, "SELECT fields, reason FROM dead_entries")
     assert bad["reason"] == "undecodable" and "junk" in bad["fields"]
     assert sum((await streams.pending_count()).values()) == 0
 
@@ -155,7 +155,7 @@ async def test_stale_and_undecodable_entries_are_settled_one_by_one(
 async def test_running_task_whose_entry_redis_lost_is_recovered(
     config: Config, db: Database, streams: Streams, metrics: Metrics
 ) -> None:
-    config = msgspec.structs.replace(config, vis_timeout_ms=1000)
+    config = config_mod.replace(config, vis_timeout_ms=1000)
     [task_id] = await enqueue(db, streams, [new_task(config, timeout_ms=60_000)])
     await stall(streams, db, "worker")
     await streams.delete_namespace()  # Redis restarted empty: the pending entry is gone
@@ -201,7 +201,7 @@ async def test_trimming_removes_only_acknowledged_entries(
 async def test_idle_consumers_are_removed_only_with_nothing_pending(
     config: Config, db: Database, streams: Streams, metrics: Metrics
 ) -> None:
-    config = msgspec.structs.replace(config, consumer_idle_ms=1, vis_timeout_ms=60_000)
+    config = config_mod.replace(config, consumer_idle_ms=1, vis_timeout_ms=60_000)
     await enqueue(db, streams, [new_task(config) for _ in range(2)])
     [done] = (await streams.read("finished", {"default": 1}))["default"]
     await streams.ack([("default", done.entry_id)])
@@ -218,7 +218,7 @@ async def test_idle_consumers_are_removed_only_with_nothing_pending(
 async def test_two_janitors_at_once_do_no_double_work(
     config: Config, db: Database, streams: Streams, metrics: Metrics
 ) -> None:
-    config = msgspec.structs.replace(config, vis_timeout_ms=1)
+    config = config_mod.replace(config, vis_timeout_ms=1)
     ids = await enqueue(db, streams, [new_task(config) for _ in range(40)])
     await stall(streams, db, "dead-worker", n=40)
     await asyncio.sleep(0.005)
@@ -228,13 +228,13 @@ async def test_two_janitors_at_once_do_no_double_work(
 
     assert ra.reclaimed + rb.reclaimed == 40
     rows = await execute(
-        config.database_url,
+        config.stores.database_url,
         "SELECT count(*) AS n FROM task_attempts WHERE task_id = ANY($1::uuid[])",
         ids,
     )
     assert rows[0]["n"] == 40  # one failed attempt each, never two
     attempts = {
-        r["attempt"] for r in await execute(config.database_url, "SELECT attempt FROM tasks")
+        r["attempt"] for r in await execute(config.stores.database_url, "SELECT attempt FROM tasks")
     }
     assert attempts == {2}
 
@@ -285,7 +285,7 @@ async def test_the_janitor_survives_data_lost_in_the_middle_of_a_pass(
 ) -> None:
     # Redis loses the stream between two commands of one pass: the loop logs it, recreates
     # the groups and runs the next pass instead of ending the service.
-    config = msgspec.structs.replace(config, janitor_interval_ms=10)
+    config = config_mod.replace(config, janitor_interval_ms=10)
     stop = asyncio.Event()
     passes = 0
 

@@ -11,12 +11,11 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-import msgspec
-
 from taskstream.services.cli.load import LoadOptions, make_plan, run_load
 from taskstream.services.cli.load_track import Progress
 from taskstream.services.executor.executor import Executor
 from taskstream.services.watcher.watcher import Watcher
+from taskstream.shared import config as config_mod
 from taskstream.shared import db as db_mod
 from taskstream.shared.config import Config
 from taskstream.shared.db import Database
@@ -44,7 +43,7 @@ async def system(
     # the entry, find the task not yet queued, and drop the delivery; the task then waits for
     # the repair pass (REPAIR_AFTER_MS, 30 s by default). A short repair keeps these tests about
     # the load generator's counts.
-    quick_repair = msgspec.structs.replace(config, repair_after_ms=200, repair_interval_ms=100)
+    quick_repair = config_mod.replace(config, repair_after_ms=200, repair_interval_ms=100)
     watcher = Watcher(quick_repair, db, streams, metrics)
     async with api_client(config, db, streams, metrics) as (client, _):
         tasks = [asyncio.create_task(executor.run(stop)), asyncio.create_task(watcher.run(stop))]
@@ -73,7 +72,7 @@ async def test_report_adds_up_polling_postgres(
     async with system(config, db, streams, metrics) as (url, check):
         opts = LoadOptions(n=40, w=4, url=url, seed=11, timeout=30, **MIX)  # type: ignore[arg-type]
         report = await run_load(
-            opts, db=db, concurrency=config.worker_pool, progress=quiet(), check=check
+            opts, db=db, concurrency=config.executor.worker_pool, progress=quiet(), check=check
         )
 
     planned = expected(opts)
@@ -86,14 +85,15 @@ async def test_report_adds_up_polling_postgres(
     assert report.fail_pct == 100 * planned["always_fail"] / 40
     # flaky fails its first 2 attempts; always_fail uses all of its max_attempts.
     assert (
-        report.retries == 2 * planned["flaky"] + (config.max_attempts - 1) * planned["always_fail"]
+        report.retries
+        == 2 * planned["flaky"] + (config.tasks.max_attempts - 1) * planned["always_fail"]
     )
-    assert report.executors == 1 and report.concurrency == config.worker_pool
+    assert report.executors == 1 and report.concurrency == config.executor.worker_pool
     assert report.reaped == 0
     assert report.wait_p50_ms is not None and report.run_p95_ms is not None
     # In flight = claimed and not yet recorded: handlers running plus claimed entries waiting
     # for a handler (prefetch) plus outcomes waiting for their commit.
-    assert 1 <= report.peak_inflight <= config.worker_pool + config.prefetch
+    assert 1 <= report.peak_inflight <= config.executor.worker_pool + config.executor.prefetch
 
 
 async def test_report_adds_up_over_http_with_batches(
@@ -109,7 +109,8 @@ async def test_report_adds_up_over_http_with_batches(
     assert report.succeeded == 40 - planned["always_fail"]
     assert report.dead == planned["always_fail"]
     assert (
-        report.retries == 2 * planned["flaky"] + (config.max_attempts - 1) * planned["always_fail"]
+        report.retries
+        == 2 * planned["flaky"] + (config.tasks.max_attempts - 1) * planned["always_fail"]
     )
     assert report.reaped is None and report.executors is None  # the API does not show them
 

@@ -44,7 +44,7 @@ async def test_every_named_query_prepares(db: Database) -> None:
 async def test_a_connection_back_in_the_pool_never_carries_an_open_transaction(
     config: Any,
 ) -> None:
-    db = await Database.connect(config.database_url, min_size=1, max_size=1)
+    db = await Database.connect(config.stores.database_url, min_size=1, max_size=1)
     try:
         async with db._pool.acquire() as conn:
             await conn.execute("BEGIN")

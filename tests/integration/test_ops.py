@@ -14,8 +14,9 @@ import pytest
 
 from taskstream.services.watcher.watcher import Watcher
 from taskstream.shared import ops
-from taskstream.shared.config import PRIORITIES, Config
-from taskstream.shared.db import Database, Outcome
+from taskstream.shared.config import Config
+from taskstream.shared.db import Database
+from taskstream.shared.domain import PRIORITIES, Outcome
 from taskstream.shared.errors import StoreUnavailable
 from taskstream.shared.handlers import Context
 from taskstream.shared.keys import GROUP, Keys
@@ -31,7 +32,7 @@ ERROR = msgspec.json.encode({"type": "Boom", "message": "it broke"})
 
 @pytest.fixture
 async def pg(config: Config) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(config.database_url)
+    conn = await asyncpg.connect(config.stores.database_url)
     yield conn
     await conn.close()
 
@@ -475,7 +476,7 @@ async def test_replay_with_redis_down_changes_nothing(
 ) -> None:
     await make_dead(config, db, streams, metrics)
     before = await snapshot(pg, streams)
-    unreachable = Streams.connect("redis://127.0.0.1:1/0", Keys(config.namespace))
+    unreachable = Streams.connect("redis://127.0.0.1:1/0", Keys(config.stores.namespace))
     try:
         with pytest.raises(StoreUnavailable):
             await ops.dlq_replay(db, unreachable, DlqSelection(all=True), dry_run=False)

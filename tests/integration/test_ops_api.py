@@ -12,8 +12,9 @@ from aiohttp.test_utils import TestClient
 
 from taskstream.services.ingest import openapi
 from taskstream.shared import ops
-from taskstream.shared.config import PRIORITIES, Config
+from taskstream.shared.config import Config
 from taskstream.shared.db import Database
+from taskstream.shared.domain import PRIORITIES
 from taskstream.shared.keys import Keys
 from taskstream.shared.metrics import Metrics
 from taskstream.shared.ops_models import DlqSelection
@@ -36,7 +37,7 @@ async def client(
 
 @pytest.fixture
 async def pg(config: Config) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(config.database_url)
+    conn = await asyncpg.connect(config.stores.database_url)
     yield conn
     await conn.close()
 
@@ -261,7 +262,7 @@ async def test_a_store_down_is_503(
     config: Config, db: Database, streams: Streams, metrics: Metrics
 ) -> None:
     ids = await make_dead(config, db, streams, metrics)
-    dead_redis = Streams.connect("redis://127.0.0.1:1/0", Keys(config.namespace))
+    dead_redis = Streams.connect("redis://127.0.0.1:1/0", Keys(config.stores.namespace))
     try:
         async with api_client(config, db, dead_redis, metrics) as (client, _):
             for path in ("/v1/queues", "/v1/queues/default/pending", "/v1/consumers"):
@@ -275,8 +276,10 @@ async def test_a_store_down_is_503(
     finally:
         await dead_redis.close()
 
-    async with Proxy.to(config.database_url) as proxy:
-        proxied = await Database.connect(proxy.url(config.database_url), min_size=1, max_size=2)
+    async with Proxy.to(config.stores.database_url) as proxy:
+        proxied = await Database.connect(
+            proxy.url(config.stores.database_url), min_size=1, max_size=2
+        )
         try:
             async with api_client(config, proxied, streams, metrics) as (client, _):
                 assert len((await ok(await client.get("/v1/dlq")))["dead_letters"]) == 7

@@ -24,9 +24,9 @@ from tests.ops_helpers import make_dead
 
 @pytest.fixture(autouse=True)
 def environment(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("REDIS_URL", config.redis_url)
-    monkeypatch.setenv("DATABASE_URL", config.database_url)
-    monkeypatch.setenv("TASKSTREAM_NAMESPACE", config.namespace)
+    monkeypatch.setenv("REDIS_URL", config.stores.redis_url)
+    monkeypatch.setenv("DATABASE_URL", config.stores.database_url)
+    monkeypatch.setenv("TASKSTREAM_NAMESPACE", config.stores.namespace)
 
 
 async def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
@@ -109,7 +109,7 @@ async def test_dlq_replay_is_a_dry_run_without_yes(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     ids = await make_dead(config, db, streams, metrics)
-    conn = await asyncpg.connect(config.database_url)
+    conn = await asyncpg.connect(config.stores.database_url)
     try:
 
         async def statuses() -> set[tuple[str, int]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import msgspec
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -14,6 +13,7 @@ from opentelemetry.trace import NoOpTracerProvider
 
 from taskstream.services.executor.executor import Executor
 from taskstream.services.watcher.watcher import Watcher
+from taskstream.shared import config as config_mod
 from taskstream.shared import tracing
 from taskstream.shared.config import Config
 from taskstream.shared.db import Database
@@ -47,7 +47,7 @@ async def test_one_trace_spans_ingest_watcher_and_executor(
     streams: Streams,
     metrics: Metrics,
 ) -> None:
-    config = msgspec.structs.replace(config, retry_base_ms=0)
+    config = config_mod.replace(config, retry_base_ms=0)
     async with api_client(config, db, streams, metrics) as (client, _):
         r = await client.post(
             "/v1/tasks",

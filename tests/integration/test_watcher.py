@@ -15,12 +15,13 @@ import pytest
 
 from taskstream.services.executor.executor import Executor
 from taskstream.services.watcher.watcher import Watcher
+from taskstream.shared import config as config_mod
 from taskstream.shared import sql
 from taskstream.shared.config import Config
 from taskstream.shared.db import Database
+from taskstream.shared.domain import NewTask
 from taskstream.shared.handlers import registry
 from taskstream.shared.metrics import Metrics
-from taskstream.shared.models import NewTask
 from taskstream.shared.streams import Streams
 from tests.factories import enqueue, new_task
 from tests.helpers import query as execute
@@ -38,7 +39,7 @@ async def entry_tasks(streams: Streams, priority: str = "default") -> list[uuid.
 async def test_retry_moves_only_when_due_and_then_succeeds(
     config: Config, db: Database, streams: Streams, metrics: Metrics
 ) -> None:
-    config = msgspec.structs.replace(config, retry_base_ms=60_000, retry_jitter_ms=0)
+    config = config_mod.replace(config, retry_base_ms=60_000, retry_jitter_ms=0)
     [task_id] = await enqueue(db, streams, [new_task(config, "flaky", {"fail_first_n": 1})])
     ex = Executor(config, db, streams, registry, metrics, consumer="c")
     await ex.run_once()
@@ -46,7 +47,7 @@ async def test_retry_moves_only_when_due_and_then_succeeds(
 
     assert (await watcher.run_once()).moved == 0  # due in a minute: never early
     await execute(
-        config.database_url,
+        config.stores.database_url,
         "UPDATE due SET due_at = now(), bucket = date_trunc('hour', now(), 'UTC')",
     )
     assert (await watcher.run_once()).moved == 1
@@ -72,7 +73,7 @@ async def test_delayed_task_is_released_no_earlier_than_asked(
     assert await entry_tasks(streams) == []
     # Time passes (in Postgres too): the first becomes due, the other is hours away.
     await execute(
-        config.database_url,
+        config.stores.database_url,
         "UPDATE due SET due_at = due_at - interval '31 seconds', "
         "bucket = date_trunc('hour', due_at - interval '31 seconds', 'UTC') WHERE task_id = $1",
         soon.id,
@@ -94,7 +95,9 @@ async def test_entries_are_added_only_once_the_move_is_committed(
     seen: list[str] = []
 
     async def publish(rows: Any) -> None:
-        [row] = await execute(config.database_url, "SELECT status FROM tasks WHERE id=$1", task.id)
+        [row] = await execute(
+            config.stores.database_url, "SELECT status FROM tasks WHERE id=$1", task.id
+        )
         seen.append(row["status"])
 
     await db.move_due(10, publish)
@@ -119,7 +122,7 @@ async def test_crash_between_commit_and_xadd_is_repaired_and_runs_once(
     assert await entry_tasks(streams) == []
 
     # Once the group has delivered everything for REPAIR_AFTER_MS, the repair re-sends it.
-    later = time.time() + config.repair_after_ms / 1000 + 1
+    later = time.time() + config.watcher.repair_after_ms / 1000 + 1
     report = await Watcher(config, db, streams, metrics, clock=lambda: later).run_once()
     assert report.repaired == 1
     runs: list[uuid.UUID] = []
@@ -151,7 +154,9 @@ async def test_lost_entry_is_republished_once_the_group_delivered_past_it(
 ) -> None:
     lost = new_task(config)
     await db.insert_tasks([lost])  # committed, but ingest died before its XADD
-    await execute(config.database_url, "UPDATE tasks SET updated_at = now() - interval '1 hour'")
+    await execute(
+        config.stores.database_url, "UPDATE tasks SET updated_at = now() - interval '1 hour'"
+    )
     clock = [dt.datetime.now(dt.UTC).timestamp()]
     watcher = Watcher(config, db, streams, metrics, clock=lambda: clock[0])
     # Everything in the stream was delivered and the task is older than the threshold.
@@ -168,7 +173,9 @@ async def test_backlog_waiting_for_delivery_is_not_republished(
     config: Config, db: Database, streams: Streams, metrics: Metrics
 ) -> None:
     await enqueue(db, streams, [new_task(config) for _ in range(5)])
-    await execute(config.database_url, "UPDATE tasks SET updated_at = now() - interval '1 hour'")
+    await execute(
+        config.stores.database_url, "UPDATE tasks SET updated_at = now() - interval '1 hour'"
+    )
     watcher = Watcher(config, db, streams, metrics)
     assert (await watcher.run_once()).repaired == 0  # entries exist, just not delivered yet
 
@@ -178,7 +185,7 @@ async def test_watcher_reads_only_current_buckets_however_large_history_grows(
 ) -> None:
     # A million due rows (retries of a million tasks) spread over the next thousand hours,
     # and ten rows due now: a pass moves the ten and touches only the current buckets.
-    url = config.database_url
+    url = config.stores.database_url
     async with bulk_load(url, "tasks", []):
         await execute(
             url,
@@ -204,14 +211,14 @@ async def test_watcher_reads_only_current_buckets_however_large_history_grows(
             ) t
             """,
         )
-    await execute(config.database_url, "ANALYZE tasks")
-    await execute(config.database_url, "ANALYZE due")
-    conn = await asyncpg.connect(config.database_url)
+    await execute(config.stores.database_url, "ANALYZE tasks")
+    await execute(config.stores.database_url, "ANALYZE due")
+    conn = await asyncpg.connect(config.stores.database_url)
     try:
         async with conn.transaction():  # EXPLAIN ANALYZE runs the statement: roll it back
             text = await conn.fetchval(
                 "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "
-                + sql.MOVE_DUE.replace("$1", str(config.watch_batch))
+                + sql.MOVE_DUE.replace("$1", str(config.watcher.watch_batch))
             )
             raise _Rollback
     except _Rollback:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import random
 import uuid
 
-from taskstream.shared.backoff import failure, retry_delay_ms
-from taskstream.shared.db import ClaimedTask
+from taskstream.shared.domain import ClaimedTask, failure, retry_delay_ms
 
 
 def test_delay_doubles_from_the_base_and_stops_at_the_cap() -> None:

@@ -77,7 +77,7 @@ def test_executor_scales_with_distinct_consumer_names() -> None:
 def test_executor_is_given_longer_than_its_shutdown_grace_to_stop() -> None:
     executor = _services()["executor"]
     grace_ms = int(executor["environment"]["SHUTDOWN_GRACE_MS"])
-    assert grace_ms == config_mod.Config().shutdown_grace_ms
+    assert grace_ms == config_mod.Config().executor.shutdown_grace_ms
     period = executor["stop_grace_period"]
     assert period.endswith("s")
     assert int(period[:-1]) * 1000 > grace_ms

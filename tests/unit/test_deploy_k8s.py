@@ -9,6 +9,7 @@ import kubernetes_validate
 import pytest
 
 from taskstream.shared import config as config_mod
+from taskstream.shared.domain import PRIORITIES
 from taskstream.shared.keys import GROUP, Keys
 from tests.deploy.support import DEPLOY, load_yaml, load_yaml_all
 
@@ -97,7 +98,7 @@ def test_deployments_probe_health_and_set_resources(service: str) -> None:
 
 def test_executor_termination_grace_outlasts_its_shutdown_grace() -> None:
     grace_ms = int(_config_map()["SHUTDOWN_GRACE_MS"])
-    assert grace_ms == config_mod.Config().shutdown_grace_ms
+    assert grace_ms == config_mod.Config().executor.shutdown_grace_ms
     pod = _one("Deployment", "taskstream-executor")["spec"]["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] * 1000 > grace_ms
 
@@ -161,7 +162,7 @@ def test_keda_scales_executors_on_the_lag_of_every_priority_stream() -> None:
     triggers = scaled["spec"]["triggers"]
     assert {t["type"] for t in triggers} == {"redis-streams"}
     streams = [t["metadata"]["stream"] for t in triggers]
-    assert sorted(streams) == sorted(keys.stream(p) for p in config_mod.PRIORITIES)
+    assert sorted(streams) == sorted(keys.stream(p) for p in PRIORITIES)
     executor_env = _container(_one("Deployment", "taskstream-executor"))
     for trigger in triggers:
         meta = trigger["metadata"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import collections
 
-from taskstream.services.executor.fairness import FairShare
+from taskstream.shared.domain import FairShare
 
 WEIGHTS = {"critical": 8, "high": 4, "default": 2, "low": 1}
 

@@ -24,7 +24,7 @@ from taskstream.services.cli.load_report import (
 )
 from taskstream.services.cli.load_track import Progress
 from taskstream.shared import config as config_mod
-from taskstream.shared.db import TaskTiming
+from taskstream.shared.domain import TaskTiming
 from tools.bench import backoff_allowance_s
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

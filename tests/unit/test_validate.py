@@ -197,7 +197,7 @@ def test_go_body_zero_retries_is_one_attempt() -> None:
 def test_go_body_without_max_retries_keeps_the_default_attempts() -> None:
     req = decode_go_task(b'{"type": "a", "idempotency_key": "k"}')
     assert req.max_attempts is None and req.idempotency_key == "k"
-    assert new_task(req, CONFIG).max_attempts == CONFIG.max_attempts
+    assert new_task(req, CONFIG).max_attempts == CONFIG.tasks.max_attempts
 
 
 def test_go_body_errors_name_the_field() -> None:

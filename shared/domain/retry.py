@@ -7,7 +7,7 @@ import random
 import uuid
 from typing import Protocol
 
-from taskstream.shared.db import Outcome
+from taskstream.shared.domain.task import Outcome
 
 
 class Attempted(Protocol):

@@ -1,0 +1,190 @@
+"""A task and its states, as every layer sees it: no I/O here.
+
+``Task`` is a task as Postgres records it (and as the API shows it); ``NewTask`` one validated
+and ready to insert; ``Delivery`` one stream entry (a task's attempt); ``ClaimedTask`` what an
+executor holds once its claim committed; ``TaskState`` what the janitor decides on;
+``Outcome`` how one attempt ended; ``Ready`` a task made ready to deliver.
+msgspec Structs, frozen; new fields always get defaults.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+import msgspec
+
+PRIORITIES: tuple[str, ...] = ("critical", "high", "default", "low")
+Priority = Literal["critical", "high", "default", "low"]
+
+STATUSES: tuple[str, ...] = (
+    "scheduled",
+    "queued",
+    "running",
+    "succeeded",
+    "retrying",
+    "dead",
+    "cancelled",
+)
+TERMINAL: frozenset[str] = frozenset({"succeeded", "dead", "cancelled"})
+
+
+class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The last error of a task: exception type, message and the head of its traceback."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+
+class Task(msgspec.Struct, frozen=True, kw_only=True):
+    """A task as Postgres records it, and as the API shows it."""
+
+    id: uuid.UUID
+    type: str
+    priority: str
+    status: str
+    attempt: int
+    max_attempts: int
+    payload: Any
+    idempotency_key: str | None
+    run_at: dt.datetime
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    queued_at: dt.datetime | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    timeout_ms: int
+    last_error: ErrorInfo | None
+
+
+class NewTask(msgspec.Struct, frozen=True, kw_only=True):
+    """A validated task, with every default resolved, ready to be inserted."""
+
+    id: uuid.UUID
+    type: str
+    priority: str
+    payload: bytes  # JSON
+    status: str  # "queued" or "scheduled"
+    max_attempts: int
+    retry_base_ms: int
+    retry_max_ms: int
+    retry_jitter_ms: int
+    timeout_ms: int
+    idempotency_key: str | None
+    request_hash: bytes | None
+    run_at: dt.datetime | None  # None: now (the database's clock)
+    trace_context: str | None = None
+
+
+class Delivery(msgspec.Struct, frozen=True, kw_only=True):
+    """One stream entry as read by an executor: the task and the attempt (fencing token)."""
+
+    priority: str
+    entry_id: str
+    task_id: uuid.UUID
+    attempt: int
+    trace_context: str | None = None
+
+
+class ClaimedTask(msgspec.Struct, frozen=True):
+    """A task an executor now holds (status running, this attempt). Positional, in the
+    column order of the CLAIM queries' RETURNING lists (built once per task on a hot path)."""
+
+    id: uuid.UUID
+    attempt: int
+    type: str
+    priority: str
+    payload: str  # JSON text
+    timeout_ms: int
+    max_attempts: int
+    first_attempt: int
+    retry_base_ms: int
+    retry_max_ms: int
+    retry_jitter_ms: int
+    queued_at: dt.datetime | None
+    started_at: dt.datetime
+
+    @property
+    def attempts_used(self) -> int:
+        return self.attempt - self.first_attempt + 1
+
+
+class TaskState(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a task stands, for the janitor's decisions."""
+
+    id: uuid.UUID
+    attempt: int
+    status: str
+    entry_id: str | None
+    type: str
+    priority: str
+    consumer: str | None
+    first_attempt: int
+    max_attempts: int
+    retry_base_ms: int
+    retry_max_ms: int
+    retry_jitter_ms: int
+
+    @property
+    def attempts_used(self) -> int:
+        return self.attempt - self.first_attempt + 1
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    """How one attempt ended, for ``Database.complete``.
+
+    ``kind`` is ``succeeded``, ``retry`` or ``dead`` (``committed`` and ``fenced``: an
+    exactly-once handler's transaction already settled it); ``outcome`` is the history label
+    (``failed``, ``timeout``, ``dead``, …); ``error`` is JSON of ``ErrorInfo``.
+    """
+
+    task_id: uuid.UUID
+    attempt: int
+    kind: str
+    outcome: str = "failed"
+    error: bytes | None = None
+    delay_ms: int = 0
+    reason: str = ""
+
+
+class Ready(msgspec.Struct, frozen=True, kw_only=True):
+    """A task made ready to deliver (by the watcher): what its stream entry carries."""
+
+    id: uuid.UUID
+    attempt: int
+    priority: str
+    trace_context: str | None = None
+    late_s: float = 0.0
+
+
+# Publishes what a mover committed (called after the commit, see ``Database.move_due``).
+Publisher = Callable[[list[Ready]], Awaitable[object]]
+
+
+class InsertResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What an insert did: the rows it created (by id), and for each requested task not
+    created because its idempotency key was taken (by the requested id), the task holding the
+    key and whether that task's request digest matches this one's."""
+
+    inserted: dict[uuid.UUID, Task]
+    existing: dict[uuid.UUID, tuple[Task, bool]]
+
+
+class TaskTiming(msgspec.Struct, frozen=True, kw_only=True):
+    """One task's timeline, as the load generator reports it (database clock)."""
+
+    id: uuid.UUID
+    type: str
+    priority: str
+    status: str
+    attempts: int  # attempts used, the final one included
+    consumer: str | None  # the executor of the final attempt
+    created_at: dt.datetime
+    queued_at: dt.datetime | None  # when the first attempt was queued
+    first_started_at: dt.datetime | None  # when the first attempt started
+    started_at: dt.datetime | None  # when the final attempt started
+    finished_at: dt.datetime | None
+    reaped: int | None = 0  # attempts reclaimed after the visibility timeout (None: unknown)
