@@ -265,23 +265,6 @@ CROSS JOIN LATERAL (
 WHERE t.id = ANY($1::uuid[])
 """
 
-# The server's version (the benchmark's machine line).
-SERVER_VERSION = "SELECT current_setting('server_version')"
-
-# Benchmark ceiling: the plainest multi-row insert of task rows, one round trip per batch.
-BENCH_INSERT = """
-INSERT INTO tasks (id, type, priority, payload, status, max_attempts, retry_base_ms,
-    retry_max_ms, retry_jitter_ms, timeout_ms)
-SELECT id, type, priority, payload, 'queued', 1, 0, 0, 0, 1000
-FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[]) AS i(id, type, priority, payload)
-"""
-
-# Benchmark ceiling: the plainest multi-row update of task rows (by id and attempt).
-BENCH_UPDATE = """
-UPDATE tasks t SET status = 'succeeded', finished_at = now(), updated_at = now()
-FROM unnest($1::uuid[], $2::int[]) AS c(id, attempt)
-WHERE t.id = c.id AND t.attempt = c.attempt
-"""
 
 # Operators (shared/ops.py). The dead-letter queries share one filter, $1..$7: task ids,
 # priority, type, reason, error substring (of the error's type or message, any case),

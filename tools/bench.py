@@ -25,6 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import asyncpg
 import msgspec
 
 from taskstream.services.cli.load import LoadOptions, LoadRun, run_async, run_load
@@ -133,7 +134,8 @@ class Bench:
         await self._fresh_database()
         db = await Database.connect(self.database_url, min_size=1, max_size=4)
         try:
-            self.result.machine = machine(self.config.stores.redis_url, await db.server_version())
+            version = await server_version(self.config.stores.database_url)
+            self.result.machine = machine(self.config.stores.redis_url, version)
             await self._ceilings(db)
         finally:
             await db.close()
@@ -422,3 +424,12 @@ def bench_main(argv: Sequence[str]) -> int:
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
+
+
+async def server_version(database_url: str) -> str:
+    """Postgres's version, for the machine line."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return str(await conn.fetchval("SELECT current_setting('server_version')"))
+    finally:
+        await conn.close()

@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from taskstream.services.ingest.errors import Invalid
 from taskstream.shared.config import Config
 from taskstream.shared.domain import NewTask
 from taskstream.shared.ids import new_id
@@ -24,15 +25,6 @@ _task_decoder = msgspec.json.Decoder(TaskRequest)
 _go_decoder = msgspec.json.Decoder(GoTaskRequest)
 _AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _FIELD = re.compile(r"Object (?:missing required|contains unknown) field `(?P<name>[^`]+)`")
-
-
-class Invalid(Exception):
-    """A request that does not validate: status 400 (not JSON) or 422 (wrong shape)."""
-
-    def __init__(self, status: int, error: ApiError) -> None:
-        super().__init__(error.message)
-        self.status = status
-        self.error = error
 
 
 def describe(exc: msgspec.ValidationError, prefix: str = "") -> ApiError:

@@ -7,7 +7,7 @@ import asyncio
 import os
 from typing import Any
 
-from taskstream.shared.handlers import Context, handler
+from taskstream import Context, handler
 
 
 def _note(event: str, ctx: Context) -> None:

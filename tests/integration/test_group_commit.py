@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from taskstream.services.ingest.app import COMMITTER
+from taskstream.services.ingest.state import COMMITTER
 from taskstream.shared.config import Config
 from taskstream.shared.db import Database
 from taskstream.shared.errors import StoreUnavailable

@@ -60,16 +60,18 @@ def test_builder_installs_the_locked_dependencies_into_a_venv() -> None:
     assert "python -m venv /opt/venv" in runs
     assert "--constraint requirements.lock" in runs
     copied = " ".join(args for op, args in builder if op == "COPY")
-    for source in ("requirements.lock", "shared", "services", "migrations"):
+    for source in ("requirements.lock", "taskstream", "shared", "services", "migrations"):
         assert source in copied, source
+    # The image installs a built wheel, never an editable tree of the sources.
+    assert "pip wheel" in runs and "taskstream-*.whl" in runs
+    assert "--editable" not in runs and " -e " not in runs
 
 
 def test_final_stage_is_slim_non_root_and_runs_taskstream() -> None:
     _, final = _stages()
     assert dict(_instructions())["ARG"].startswith("PYTHON_IMAGE=python:3.11-slim")
     copies = [args for op, args in final if op == "COPY"]
-    assert "--from=builder /opt/venv /opt/venv" in copies
-    assert "--from=builder /app /app" in copies
+    assert copies == ["--from=builder /opt/venv /opt/venv"]  # no source tree in the image
     (user,) = [args for op, args in final if op == "USER"]
     assert user.split(":")[0] not in ("root", "0")
     (entrypoint,) = [args for op, args in final if op == "ENTRYPOINT"]

@@ -8,8 +8,8 @@ from typing import Any
 import msgspec
 import pytest
 
+from taskstream.services.ingest.errors import Invalid
 from taskstream.services.ingest.validate import (
-    Invalid,
     convert_task,
     decode_go_task,
     decode_task,

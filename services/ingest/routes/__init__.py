@@ -1,0 +1,12 @@
+"""The ingest API's routes, one module per resource: ``tasks`` (submit, read, list, cancel, the
+Go scheduler's route), ``queues`` (queues, pending entries, consumers, task history), ``dlq``
+(dead letters) and ``system`` (health, readiness, metrics, the OpenAPI document)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Route = tuple[str, str, Handler]

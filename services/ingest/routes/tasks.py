@@ -1,0 +1,156 @@
+"""Tasks: submit one or a batch, read, list, cancel, and the Go scheduler's ``POST /tasks``.
+
+A task is accepted once it is committed (group commit, ``committer.py``); its entry is
+published after. A request that fails leaves nothing half-written: each request's rows go in
+one statement.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from opentelemetry.trace import Span, SpanKind
+
+from taskstream.services.ingest import params, state
+from taskstream.services.ingest.errors import Invalid, error_response, json_response, not_found
+from taskstream.services.ingest.routes import Route
+from taskstream.services.ingest.validate import convert_task, decode_go_task, decode_task, new_task
+from taskstream.shared import tracing
+from taskstream.shared.domain import PRIORITIES, STATUSES, InsertResult, NewTask, Task
+from taskstream.shared.models import ApiError, BatchRequest, TaskList, TaskRequest
+
+_batch_decoder = msgspec.json.Decoder(BatchRequest)
+
+
+def _enqueue_span(request: web.Request) -> AbstractContextManager[Span]:
+    """The request's span: a child of the caller's ``traceparent`` header when it sent one;
+    the tasks it creates carry this span's context to the executor."""
+    parent = tracing.context_from(request.headers.get("traceparent"))
+    return tracing.tracer().start_as_current_span(
+        "task.enqueue", context=parent, kind=SpanKind.SERVER
+    )
+
+
+async def create_task(request: web.Request) -> web.Response:
+    view, created = await _create_one(request, decode_task(await request.read()))
+    return json_response(view, 201 if created else 200)
+
+
+async def create_go_task(request: web.Request) -> web.Response:
+    """The Go scheduler's ``POST /tasks``: 202 queued, or 200 duplicate."""
+    view, created = await _create_one(request, decode_go_task(await request.read()))
+    if created:
+        return json_response({"task_id": str(view.id), "status": "queued"}, 202)
+    return json_response({"task_id": str(view.id), "status": "duplicate"}, 200)
+
+
+async def _create_one(request: web.Request, req: TaskRequest) -> tuple[Task, bool]:
+    with _enqueue_span(request) as span:
+        task = new_task(req, state.config(request), trace_context=tracing.current_traceparent())
+        span.set_attribute("taskstream.task.id", str(task.id))
+        result = await state.committer(request).insert([task])
+    return _result_of(task, result)
+
+
+async def create_batch(request: web.Request) -> web.Response:
+    config = state.config(request)
+    try:
+        batch = _batch_decoder.decode(await request.read())
+    except msgspec.ValidationError as exc:
+        raise Invalid(422, ApiError(code="invalid", message=str(exc), field="tasks")) from None
+    except msgspec.DecodeError as exc:
+        raise Invalid(400, ApiError(code="invalid_json", message=str(exc))) from None
+    limit = config.ingest.batch_max_tasks
+    if len(batch.tasks) > limit:
+        return error_response(413, "batch_too_large", f"at most {limit} tasks per batch", "tasks")
+    results: list[Any] = [None] * len(batch.tasks)
+    tasks: list[tuple[int, NewTask]] = []
+    with _enqueue_span(request) as span:
+        trace_context = tracing.current_traceparent()
+        for i, item in enumerate(batch.tasks):
+            try:
+                tasks.append((i, new_task(convert_task(item), config, trace_context=trace_context)))
+            except Invalid as exc:
+                results[i] = {"error": _in_batch(exc.error, i)}
+        span.set_attribute("taskstream.batch.size", len(tasks))
+        result = await state.committer(request).insert([t for _, t in tasks])
+    for i, task in tasks:
+        try:
+            view, created = _result_of(task, result)
+            results[i] = {"id": view.id, "status": view.status, "created": created, "task": view}
+        except Invalid as exc:
+            results[i] = {"error": _in_batch(exc.error, i)}
+    return json_response({"results": results})
+
+
+def _in_batch(error: ApiError, i: int) -> ApiError:
+    """``error`` of the batch's task ``i``, its field named ``tasks[i].<field>``."""
+    field = f"tasks[{i}].{error.field}" if error.field else f"tasks[{i}]"
+    return msgspec.structs.replace(error, field=field)
+
+
+def _result_of(task: NewTask, result: InsertResult) -> tuple[Task, bool]:
+    """The view of one requested task, and whether it was created by this request."""
+    if task.id in result.inserted:
+        return result.inserted[task.id], True
+    view, same = result.existing[task.id]
+    if not same:
+        raise Invalid(
+            409,
+            ApiError(
+                code="idempotency_conflict",
+                message="this idempotency key was used with a different request body",
+                field="idempotency_key",
+            ),
+        )
+    return view, False
+
+
+async def get_task(request: web.Request) -> web.Response:
+    task_id = params.task_id(request)
+    view = await state.db(request).get_task(task_id)
+    if view is None:
+        raise not_found(f"no task {task_id}")
+    return json_response(view)
+
+
+async def list_tasks(request: web.Request) -> web.Response:
+    q = request.query
+    limit = params.integer(q, "limit", 50, 1, 500)
+    views = await state.db(request).list_tasks(
+        status=params.choice(q, "status", STATUSES),
+        type=q.get("type") or None,
+        priority=params.choice(q, "priority", PRIORITIES),
+        after=params.uuid_cursor(q),
+        limit=limit,
+    )
+    last = views[-1] if len(views) == limit else None
+    cursor = str(last.id) if last else None  # ids are time-ordered: the id is the position
+    return json_response(TaskList(tasks=views, next_cursor=cursor))
+
+
+async def cancel_task(request: web.Request) -> web.Response:
+    task_id = params.task_id(request)
+    db = state.db(request)
+    view = await db.cancel_task(task_id)
+    if view is not None:
+        return json_response(view)
+    current = await db.get_task(task_id)
+    if current is None:
+        raise not_found(f"no task {task_id}")
+    return error_response(
+        409, "not_cancellable", f"task {task_id} is {current.status} and cannot be cancelled"
+    )
+
+
+ROUTES: list[Route] = [
+    ("POST", "/v1/tasks", create_task),
+    ("POST", "/v1/tasks/batch", create_batch),
+    ("GET", "/v1/tasks", list_tasks),
+    ("GET", "/v1/tasks/{id}", get_task),
+    ("POST", "/v1/tasks/{id}/cancel", cancel_task),
+    ("POST", "/tasks", create_go_task),
+]

@@ -1,0 +1,195 @@
+"""The shape of the code: no import cycles, the design's layout, one error boundary per store.
+
+These read the source (``ast``), so they hold for every module, imported by a test or not.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+import pytest
+
+from taskstream.shared.db import Database
+from taskstream.shared.streams import Streams
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_DIRS = {"services": ROOT / "services", "shared": ROOT / "shared"}
+BOUNDARIES = ("taskstream.shared.db", "taskstream.shared.streams")
+# Error texts of the drivers: matching them is the boundaries' job alone.
+DRIVER_TEXTS = ("NOGROUP", "BUSYGROUP", "UNBLOCKED", "OOM command", "READONLY", "40P01", "25006")
+
+
+def _modules() -> dict[str, Path]:
+    """Every module of the installed package, by its dotted name."""
+    found = {"taskstream": ROOT / "taskstream" / "__init__.py"}
+    found["taskstream.__main__"] = ROOT / "taskstream" / "__main__.py"
+    for top, folder in PACKAGE_DIRS.items():
+        for path in folder.rglob("*.py"):
+            parts = list(path.relative_to(folder).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            found[".".join(["taskstream", top, *parts])] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """The project modules ``name`` imports (at module level or inside functions)."""
+    tree = ast.parse(path.read_text())
+    out: set[str] = set()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            # `from pkg import mod` imports the module pkg.mod when there is one.
+            targets = [
+                f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names
+            ]
+        else:
+            continue
+        out.update(t for t in targets if t in MODULES and t != name)
+    return out
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_project_has_no_import_cycle() -> None:
+    graph = {name: _imports(name, path) for name, path in MODULES.items()}
+    # A package's __init__ re-exporting its own submodules is not a cycle of meaning; the
+    # submodules must not import their package back, which the graph would show.
+    for name in graph:
+        graph[name] = {t for t in graph[name] if not t.startswith(name + ".")}
+    assert _cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+@pytest.mark.parametrize("top", ["shared", "services"])
+def test_nothing_imports_the_folders_by_their_source_names(top: str) -> None:
+    offenders = []
+    for path in [*ROOT.joinpath("tests").rglob("*.py"), *ROOT.joinpath("tools").rglob("*.py"),
+                 *MODULES.values()]:  # fmt: skip
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            else:
+                continue
+            if any(n == top or n.startswith(top + ".") for n in names):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == []
+
+
+def _outside_boundaries() -> dict[str, Path]:
+    return {
+        n: p
+        for n, p in MODULES.items()
+        if not any(n == b or n.startswith(b + ".") for b in BOUNDARIES)
+    }
+
+
+def test_no_driver_is_imported_outside_the_store_boundaries() -> None:
+    offenders = []
+    for name, path in _outside_boundaries().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            else:
+                continue
+            if any(n.split(".")[0] in ("redis", "asyncpg") for n in names):
+                offenders.append(f"{name}:{node.lineno}")
+    assert offenders == []
+
+
+def test_no_driver_exception_or_error_text_is_named_outside_the_boundaries() -> None:
+    import asyncpg
+    import redis.exceptions
+
+    driver_names = {n for n in dir(redis.exceptions) if n.endswith("Error")}
+    driver_names |= {n for n in dir(asyncpg.exceptions) if n.endswith("Error")}
+    driver_names -= {"ConnectionError", "TimeoutError"}  # builtins of the same names
+    offenders = []
+    for name, path in _outside_boundaries().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Name | ast.Attribute):
+                ident = node.id if isinstance(node, ast.Name) else node.attr
+                if ident in driver_names:
+                    offenders.append(f"{name}:{node.lineno} names {ident}")
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                hit = next((t for t in DRIVER_TEXTS if t in node.value), None)
+                if hit:
+                    offenders.append(f"{name}:{node.lineno} matches {hit!r}")
+    assert offenders == []
+
+
+@pytest.mark.parametrize("cls", [Database, Streams])
+def test_every_public_store_method_goes_through_the_boundary(cls: type) -> None:
+    unwrapped = [
+        f"{klass.__name__}.{name}"
+        for klass in cls.__mro__
+        for name, value in vars(klass).items()
+        if not name.startswith("_")
+        and inspect.iscoroutinefunction(getattr(value, "__func__", value))
+        and not hasattr(getattr(value, "__func__", value), "__wrapped__")
+    ]
+    assert unwrapped == []
+
+
+def test_each_background_role_has_its_own_module() -> None:
+    roles = {
+        "watcher": {"due", "repair"},
+        "janitor": {"reclaim", "orphans", "trim", "consumers", "gauges"},
+    }
+    for service, expected in roles.items():
+        names = {p.stem for p in (ROOT / "services" / service).glob("*.py")}
+        assert expected <= names, f"{service} lacks {expected - names}"
+        for role in expected:
+            source = (ROOT / "services" / service / f"{role}.py").read_text()
+            assert "async def run_once(self)" in source, f"{service}/{role}.py has no run_once"
