@@ -22,12 +22,14 @@ run: $(STAMP)
 	$(BIN)/python -m tools up --executors $(EXECUTORS)
 
 test: $(STAMP)
-	$(BIN)/python -m tools with-stores -- $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m tools deps
+	PATH="$(CURDIR)/.local/bin:$$PATH" $(BIN)/python -m tools with-stores -- $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	@if command -v promtool >/dev/null 2>&1; then \
+	@$(BIN)/python -m tools deps >/dev/null
+	@PATH="$(CURDIR)/.local/bin:$$PATH"; if command -v promtool >/dev/null 2>&1; then \
 		set -e; \
 		promtool check rules deploy/prometheus/alerts.yml; \
 		promtool test rules deploy/prometheus/alerts_test.yml; \

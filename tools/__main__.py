@@ -10,6 +10,7 @@ USAGE = """usage: python -m tools COMMAND [ARGS]
   up            everything locally: stores, migrations, services, until Ctrl-C (make run)
   with-stores   run a command with Redis and Postgres available, started if needed (make test)
   bench         the standard scenarios beside the raw ceilings (make bench)
+  deps          find or fetch the programs the tests need (promtool) into .local/bin
 """
 
 
@@ -27,6 +28,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tools.stores import with_stores_main
 
         return int(with_stores_main(rest))
+    if command == "deps":
+        from tools.deps import deps_main
+
+        return deps_main(rest)
     if command == "bench":
         from tools.bench import bench_main
 
