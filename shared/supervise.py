@@ -53,6 +53,16 @@ class Role(Protocol):
     async def run_once(self) -> Done: ...
 
 
+class RoleBase:
+    """What most roles share: an interval set at construction, nothing to prepare."""
+
+    name = "role"
+    interval_s = 1.0
+
+    async def start(self) -> None:
+        """Nothing to prepare by default (a role that needs groups or state overrides it)."""
+
+
 def backoff_s(failures: int) -> float:
     """How long to wait after ``failures`` failed passes in a row."""
     return min(BACKOFF_MAX_S, BACKOFF_S * 2.0 ** max(0, failures - 1))

@@ -8,7 +8,7 @@ import logging
 
 from taskstream.shared.config import JanitorConfig
 from taskstream.shared.streams import Streams
-from taskstream.shared.supervise import Done
+from taskstream.shared.supervise import Done, RoleBase
 
 log = logging.getLogger(__name__)
 
@@ -17,19 +17,13 @@ class Pruned(Done, kw_only=True):
     consumers_removed: int = 0
 
 
-class Consumers:
+class Consumers(RoleBase):
     name = "janitor.consumers"
 
     def __init__(self, config: JanitorConfig, streams: Streams) -> None:
+        self.interval_s = config.janitor_interval_ms / 1000
         self.config = config
         self._streams = streams
-
-    @property
-    def interval_s(self) -> float:
-        return self.config.janitor_interval_ms / 1000
-
-    async def start(self) -> None:
-        pass
 
     async def run_once(self) -> Pruned:
         removed = 0

@@ -8,30 +8,23 @@ from taskstream.shared.db import Database
 from taskstream.shared.metrics import Metrics
 from taskstream.shared.ops_models import Queues
 from taskstream.shared.streams import Streams
-from taskstream.shared.supervise import Done
+from taskstream.shared.supervise import Done, RoleBase
 
 
 class Sampled(Done, kw_only=True):
     queues: Queues | None = None
 
 
-class Gauges:
+class Gauges(RoleBase):
     name = "janitor.gauges"
 
     def __init__(
         self, db: Database, streams: Streams, metrics: Metrics, *, interval_s: float
     ) -> None:
+        self.interval_s = interval_s
         self._db = db
         self._streams = streams
         self._metrics = metrics
-        self._interval_s = interval_s
-
-    @property
-    def interval_s(self) -> float:
-        return self._interval_s
-
-    async def start(self) -> None:
-        pass
 
     async def run_once(self) -> Sampled:
         snapshot = await ops.queues(self._db, self._streams)

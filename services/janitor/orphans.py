@@ -17,7 +17,7 @@ from taskstream.shared.db import Database
 from taskstream.shared.domain import PRIORITIES
 from taskstream.shared.metrics import Metrics
 from taskstream.shared.streams import Streams
-from taskstream.shared.supervise import Done
+from taskstream.shared.supervise import Done, RoleBase
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ class Recovered(Done, kw_only=True):
     orphans: int = 0
 
 
-class Orphans:
+class Orphans(RoleBase):
     name = "janitor.orphans"
 
     def __init__(
@@ -42,20 +42,13 @@ class Orphans:
         clock: Callable[[], float] = time.time,
         rand: random.Random | None = None,
     ) -> None:
+        self.interval_s = interval_s
         self.lease = lease
         self._db = db
         self._streams = streams
         self._metrics = metrics
-        self._interval_s = interval_s
         self._clock = clock
         self._rand = rand or random.Random()
-
-    @property
-    def interval_s(self) -> float:
-        return self._interval_s
-
-    async def start(self) -> None:
-        pass
 
     async def run_once(self) -> Recovered:
         before = dt.datetime.fromtimestamp(self._clock() - self.lease.vis_timeout_ms / 1000, dt.UTC)

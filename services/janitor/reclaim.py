@@ -21,7 +21,7 @@ from taskstream.shared.db import Database
 from taskstream.shared.domain import PRIORITIES, Delivery, Outcome
 from taskstream.shared.metrics import Metrics
 from taskstream.shared.streams import BadEntry, Publish, Streams
-from taskstream.shared.supervise import Done
+from taskstream.shared.supervise import Done, RoleBase
 
 
 class Reclaimed(Done, kw_only=True):
@@ -32,7 +32,7 @@ class Reclaimed(Done, kw_only=True):
     bad: int = 0  # undecodable entries kept in dead_entries
 
 
-class Reclaim:
+class Reclaim(RoleBase):
     name = "janitor.reclaim"
 
     def __init__(
@@ -46,6 +46,7 @@ class Reclaim:
         consumer: str,
         rand: random.Random | None = None,
     ) -> None:
+        self.interval_s = config.janitor_interval_ms / 1000
         self.config = config
         self.lease = lease
         self.consumer = consumer  # the consumer name stalled entries are claimed to
@@ -53,10 +54,6 @@ class Reclaim:
         self._streams = streams
         self._metrics = metrics
         self._rand = rand or random.Random()
-
-    @property
-    def interval_s(self) -> float:
-        return self.config.janitor_interval_ms / 1000
 
     async def start(self) -> None:
         await self._streams.ensure_groups()

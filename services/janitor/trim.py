@@ -6,27 +6,20 @@ from __future__ import annotations
 from taskstream.shared.domain import PRIORITIES
 from taskstream.shared.metrics import Metrics
 from taskstream.shared.streams import Streams
-from taskstream.shared.supervise import Done
+from taskstream.shared.supervise import Done, RoleBase
 
 
 class Trimmed(Done, kw_only=True):
     trimmed: int = 0
 
 
-class Trim:
+class Trim(RoleBase):
     name = "janitor.trim"
 
     def __init__(self, streams: Streams, metrics: Metrics, *, interval_s: float) -> None:
+        self.interval_s = interval_s
         self._streams = streams
         self._metrics = metrics
-        self._interval_s = interval_s
-
-    @property
-    def interval_s(self) -> float:
-        return self._interval_s
-
-    async def start(self) -> None:
-        pass
 
     async def run_once(self) -> Trimmed:
         done = Trimmed()

@@ -14,30 +14,24 @@ from taskstream.services.watcher.release import Release
 from taskstream.shared.config import WatcherConfig
 from taskstream.shared.db import Database
 from taskstream.shared.metrics import Metrics
-from taskstream.shared.supervise import Done
+from taskstream.shared.supervise import Done, RoleBase
 
 
 class Moved(Done, kw_only=True):
     moved: int = 0
 
 
-class DueMover:
+class DueMover(RoleBase):
     name = "watcher.due"
 
     def __init__(
         self, config: WatcherConfig, db: Database, release: Release, metrics: Metrics
     ) -> None:
+        self.interval_s = config.watch_interval_ms / 1000
         self.config = config
         self._db = db
         self._release = release
         self._metrics = metrics
-
-    @property
-    def interval_s(self) -> float:
-        return self.config.watch_interval_ms / 1000
-
-    async def start(self) -> None:
-        pass
 
     async def run_once(self) -> Moved:
         """Move one batch of due rows; ``more`` when the batch was full."""

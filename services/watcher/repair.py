@@ -21,7 +21,7 @@ from taskstream.shared.db import Database
 from taskstream.shared.domain import PRIORITIES
 from taskstream.shared.metrics import Metrics
 from taskstream.shared.streams import DeliveryMark, Streams
-from taskstream.shared.supervise import Done
+from taskstream.shared.supervise import Done, RoleBase
 
 log = logging.getLogger(__name__)
 FAR_FUTURE = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
@@ -32,7 +32,7 @@ class Repaired(Done, kw_only=True):
     redis_lost: bool = False
 
 
-class Repair:
+class Repair(RoleBase):
     name = "watcher.repair"
 
     def __init__(
@@ -45,6 +45,7 @@ class Repair:
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.interval_s = config.repair_interval_ms / 1000
         self.config = config
         self._db = db
         self._streams = streams
@@ -53,10 +54,6 @@ class Repair:
         self._clock = clock
         self._epoch: str | None = None
         self.started = False
-
-    @property
-    def interval_s(self) -> float:
-        return self.config.repair_interval_ms / 1000
 
     async def start(self) -> None:
         """Create the groups if needed and remember the epoch this watcher starts in."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -18,6 +17,7 @@ from typing import Any, TypeVar, cast
 
 import asyncpg
 
+from taskstream.shared import wrapping
 from taskstream.shared.errors import (
     BadData,
     Conflict,
@@ -104,12 +104,5 @@ def wrap(fn: F) -> F:
 
 
 def wrap_public(cls: C) -> C:
-    """Wrap every public coroutine method (and class method) defined on ``cls`` itself."""
-    for name, value in list(vars(cls).items()):
-        if name.startswith("_"):
-            continue
-        if isinstance(value, classmethod) and inspect.iscoroutinefunction(value.__func__):
-            setattr(cls, name, classmethod(wrap(value.__func__)))
-        elif inspect.iscoroutinefunction(value):
-            setattr(cls, name, wrap(value))
-    return cls
+    """Put the boundary on every public coroutine method defined on ``cls`` itself."""
+    return wrapping.wrap_public(cls, wrap)

@@ -11,7 +11,6 @@ project raises itself pass through untouched.
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
@@ -21,6 +20,7 @@ from redis.exceptions import DataError as RedisDataError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from taskstream.shared import wrapping
 from taskstream.shared.errors import (
     BadData,
     DataLost,
@@ -111,8 +111,5 @@ def wrap_sync(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def wrap_public(cls: C) -> C:
-    """Wrap every public coroutine method defined on ``cls`` itself."""
-    for name, value in list(vars(cls).items()):
-        if not name.startswith("_") and inspect.iscoroutinefunction(value):
-            setattr(cls, name, wrap(value))
-    return cls
+    """Put the boundary on every public coroutine method defined on ``cls`` itself."""
+    return wrapping.wrap_public(cls, wrap)

@@ -113,16 +113,21 @@ def test_nothing_imports_the_folders_by_their_source_names(top: str) -> None:
     offenders = []
     for path in [*ROOT.joinpath("tests").rglob("*.py"), *ROOT.joinpath("tools").rglob("*.py"),
                  *MODULES.values()]:  # fmt: skip
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and not node.level:
-                names = [node.module or ""]
-            else:
-                continue
+        for line, names in _absolute_imports(ast.parse(path.read_text())):
             if any(n == top or n.startswith(top + ".") for n in names):
-                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+                offenders.append(f"{path.relative_to(ROOT)}:{line}")
     assert offenders == []
+
+
+def _absolute_imports(tree: ast.AST) -> list[tuple[int, list[str]]]:
+    """(line, module names) of every absolute import in ``tree``."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.append((node.lineno, [a.name for a in node.names]))
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            found.append((node.lineno, [node.module or ""]))
+    return found
 
 
 def _outside_boundaries() -> dict[str, Path]:
@@ -136,15 +141,9 @@ def _outside_boundaries() -> dict[str, Path]:
 def test_no_driver_is_imported_outside_the_store_boundaries() -> None:
     offenders = []
     for name, path in _outside_boundaries().items():
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and not node.level:
-                names = [node.module or ""]
-            else:
-                continue
+        for line, names in _absolute_imports(ast.parse(path.read_text())):
             if any(n.split(".")[0] in ("redis", "asyncpg") for n in names):
-                offenders.append(f"{name}:{node.lineno}")
+                offenders.append(f"{name}:{line}")
     assert offenders == []
 
 
