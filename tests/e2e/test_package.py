@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,18 +28,18 @@ pytestmark = pytest.mark.e2e
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     build = tmp_path_factory.mktemp("build")
+    # A copy of what the build reads (the links under taskstream/ kept as links), so that
+    # setuptools' build/ directory is made there, not in the checkout.
+    source = build / "src"
+    source.mkdir()
+    skip = shutil.ignore_patterns("__pycache__")
+    for name in ("taskstream", "services", "shared", "migrations"):
+        shutil.copytree(ROOT / name, source / name, symlinks=True, ignore=skip)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "--wheel-dir",
-            str(out),
-            str(ROOT),
-        ],
+        [*command, "--wheel-dir", str(out), str(source)],
         capture_output=True,
         text=True,
         timeout=180,
