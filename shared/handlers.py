@@ -66,38 +66,35 @@ class Context(msgspec.Struct, frozen=True, kw_only=True):
         return max(0.0, self.deadline - time.time())
 
 
+class Handler(msgspec.Struct, frozen=True):
+    """A registered handler: the function, whether it is a coroutine function (a plain one
+    runs in the executor's own threads), and whether it is exactly-once (``transactional``)."""
+
+    fn: HandlerFn
+    is_async: bool
+    transactional: bool = False
+
+
 class Registry:
     """Task type → handler."""
 
     def __init__(self) -> None:
-        self._handlers: dict[str, Callable[[Any, Context], Awaitable[Any]]] = {}
-        self._transactional: set[str] = set()
+        self._handlers: dict[str, Handler] = {}
 
     def register(self, task_type: str, fn: HandlerFn, *, transactional: bool = False) -> None:
         """Register ``fn`` for ``task_type``. A ``transactional`` handler (a coroutine function)
         gets ``ctx.db``, a transaction committed with the task's success: exactly-once for
-        its writes to this Postgres."""
+        its writes to this Postgres. A plain function runs in a thread of the executor's own
+        pool (one per handler slot), never in asyncio's small default pool."""
         if task_type in self._handlers:
             raise TaskstreamError(f"a handler for {task_type!r} is already registered")
-        if transactional:
-            if not inspect.iscoroutinefunction(fn):
-                raise TaskstreamError("a transactional handler must be a coroutine function")
-            self._transactional.add(task_type)
-        if inspect.iscoroutinefunction(fn):
-            self._handlers[task_type] = fn
-        else:
-            sync_fn = fn
+        is_async = inspect.iscoroutinefunction(fn)
+        if transactional and not is_async:
+            raise TaskstreamError("a transactional handler must be a coroutine function")
+        self._handlers[task_type] = Handler(fn, is_async, transactional)
 
-            async def in_thread(payload: Any, ctx: Context) -> Any:
-                return await asyncio.to_thread(sync_fn, payload, ctx)
-
-            self._handlers[task_type] = in_thread
-
-    def get(self, task_type: str) -> Callable[[Any, Context], Awaitable[Any]] | None:
+    def get(self, task_type: str) -> Handler | None:
         return self._handlers.get(task_type)
-
-    def is_transactional(self, task_type: str) -> bool:
-        return task_type in self._transactional
 
     def types(self) -> list[str]:
         return sorted(self._handlers)

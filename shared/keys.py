@@ -20,6 +20,10 @@ class Keys:
         """Set by the one watcher that re-publishes everything after ``epoch`` began."""
         return f"{self.prefix}:repaired:{epoch}"
 
+    def alive(self, consumer: str) -> str:
+        """Set by an executor's heartbeat with a short expiry: the consumer is alive."""
+        return f"{self.prefix}:alive:{consumer}"
+
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
         self.prefix = "{" + namespace + "}"

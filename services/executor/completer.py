@@ -4,6 +4,13 @@ Runners hand finished attempts here and move on. The completer gathers what arri
 ``COMPLETE_LINGER_MS`` (up to ``COMPLETE_BATCH_MAX``) into one transaction, and only after it
 commits sends one pipelined XACK. An outcome whose attempt was fenced off (the entry was
 reclaimed and the task moved on) is dropped and counted; its entry is still acknowledged.
+
+While Postgres is down the commit is retried; once the executor is closing, only until
+``close(give_up_after_s)`` runs out: then the batch is left unrecorded and unacknowledged (the
+janitor reclaims its entries later), so a SIGTERM during an outage still exits in bounded time
+and nothing is ever acked without its commit. An outcome Postgres refuses (``BadData``) costs
+only itself: the batch is recorded one by one, and the refused outcome is recorded as a dead
+attempt with a plain error instead (or, if even that is refused, left for the janitor).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import msgspec
 
 from taskstream.shared.db import Database
 from taskstream.shared.domain import Outcome
-from taskstream.shared.errors import StoreError, StoreUnavailable
+from taskstream.shared.errors import BadData, StoreError
 from taskstream.shared.faults import crash_point
 from taskstream.shared.metrics import Metrics
 from taskstream.shared.streams import Streams
@@ -54,6 +61,7 @@ class Completer:
         batch_max: int,
         linger_ms: int,
         on_done: Callable[[int], None],
+        on_acked: Callable[[list[tuple[str, str]]], None] = lambda keys: None,
     ) -> None:
         self._db = db
         self._streams = streams
@@ -61,6 +69,8 @@ class Completer:
         self._batch_max = batch_max
         self._linger = linger_ms / 1000
         self._on_done = on_done
+        self._on_acked = on_acked
+        self._give_up_at: float | None = None
         self._queue: list[Finished] = []
         self._wake = asyncio.Event()
         self._closing = False
@@ -70,9 +80,12 @@ class Completer:
         self._queue.append(item)
         self._wake.set()
 
-    def close(self) -> None:
-        """Finish what was submitted, then make ``run`` return."""
+    def close(self, give_up_after_s: float | None = None) -> None:
+        """Finish what was submitted, then make ``run`` return; with ``give_up_after_s``, a
+        commit that cannot be made by then (Postgres down) is abandoned, unacked."""
         self._closing = True
+        if give_up_after_s is not None:
+            self._give_up_at = asyncio.get_running_loop().time() + give_up_after_s
         self._wake.set()
 
     async def run(self) -> None:
@@ -100,6 +113,9 @@ class Completer:
     async def _flush(self, batch: list[Finished]) -> None:
         outcomes = [f.outcome for f in batch if f.outcome is not None and f.outcome.kind in RECORD]
         recorded = await self._record(outcomes) if outcomes else set()
+        if recorded is None:  # abandoned at shutdown: nothing recorded, nothing acked
+            self._on_done(len(batch))
+            return
         self._count(batch, recorded)
         if outcomes:
             crash_point("executor.after_commit")
@@ -109,11 +125,30 @@ class Completer:
         await self._retry_acks()
         self._on_done(len(batch))
 
-    async def _record(self, outcomes: list[Outcome]) -> set[uuid.UUID]:
+    async def _record(self, outcomes: list[Outcome]) -> set[uuid.UUID] | None:
+        """Commit ``outcomes``; the ids recorded, or None when abandoned at shutdown."""
         while True:
             try:
                 return await self._db.complete(outcomes)
-            except StoreUnavailable as exc:
+            except BadData as exc:
+                log.error(
+                    "Postgres refused a batch of %d outcomes, recording them one by one: %s",
+                    len(outcomes),
+                    exc,
+                    extra={"event": "executor.complete_refused"},
+                )
+                return await self._record_each(outcomes)
+            except StoreError as exc:
+                loop = asyncio.get_running_loop()
+                if self._give_up_at is not None and loop.time() >= self._give_up_at:
+                    log.warning(
+                        "giving up on %d outcomes at shutdown (Postgres: %s); their entries "
+                        "stay pending for the janitor",
+                        len(outcomes),
+                        exc,
+                        extra={"event": "executor.complete_abandoned"},
+                    )
+                    return None
                 log.warning(
                     "cannot record %d outcomes, retrying: %s",
                     len(outcomes),
@@ -121,6 +156,22 @@ class Completer:
                     extra={"event": "executor.complete_retry"},
                 )
                 await asyncio.sleep(RETRY_PAUSE_S)
+
+    async def _record_each(self, outcomes: list[Outcome]) -> set[uuid.UUID] | None:
+        recorded: set[uuid.UUID] = set()
+        for o in outcomes:
+            for attempt in (o, _plain(o)):
+                try:
+                    recorded |= await self._db.complete([attempt])
+                    break
+                except BadData as exc:
+                    log.error(
+                        "Postgres refused the outcome of task %s: %s",
+                        o.task_id,
+                        exc,
+                        extra={"event": "executor.outcome_refused"},
+                    )
+        return recorded
 
     async def _retry_acks(self, *, final: bool = False) -> None:
         """Acknowledge every owed entry; on failure keep them owed (at shutdown, try a few
@@ -132,6 +183,7 @@ class Completer:
             try:
                 await self._streams.ack(entries)
                 self._metrics.acks.add(len(entries))
+                self._on_acked(entries)
                 return
             except StoreError as exc:
                 self._unacked = entries + self._unacked
@@ -177,3 +229,18 @@ class Completer:
                 m.retried.add(n, {"priority": priority})
             else:
                 m.dead.add(n, {"priority": priority, "reason": reason})
+
+
+def _plain(outcome: Outcome) -> Outcome:
+    """A failed attempt with nothing Postgres could refuse: dead, with a plain error."""
+    error = msgspec.json.encode(
+        {"type": "OutcomeRefused", "message": "the store refused this attempt's outcome"}
+    )
+    return Outcome(
+        task_id=outcome.task_id,
+        attempt=outcome.attempt,
+        kind="dead",
+        outcome="failed",
+        error=error,
+        reason="outcome_refused",
+    )

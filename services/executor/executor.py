@@ -5,9 +5,14 @@ weight, and claims them in Postgres in one fenced statement (``queued → runnin
 attempt); stale deliveries are acknowledged and dropped. Runners execute handlers under their
 timeout; the completer records outcomes in batches and acknowledges entries after the commit.
 
+Every entry read is held (``leases.py``) until its ack: the heartbeat thread extends all of
+their leases, and a job whose lease turned out lost is never started.
+
 Shutdown order (SIGTERM): stop reading → release claimed tasks that never started (back to
 queued, re-published) → let running handlers finish within ``SHUTDOWN_GRACE_MS`` → cancel the
-rest, leaving their entries pending → record and ack what finished → return.
+rest, leaving their entries pending → record and ack what finished (a commit Postgres cannot
+take within ``SHUTDOWN_GRACE_MS`` more is abandoned, unacked) → return. Every retry loop
+(claims, bad entries, commits) looks at the stop, so an outage cannot hold the exit.
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ import collections
 import contextlib
 import logging
 import random
-import threading
 import uuid
 
 from taskstream.services.executor.completer import Completer, Finished
 from taskstream.services.executor.heartbeat import Heartbeat
-from taskstream.services.executor.runner import HandlerRunner, Job
+from taskstream.services.executor.leases import Key, Leases
+from taskstream.services.executor.runner import HandlerRunner, Job, error_info
+from taskstream.services.executor.threads import SyncPool
 from taskstream.shared.config import Config
 from taskstream.shared.db import Database
 from taskstream.shared.domain import PRIORITIES, ClaimedTask, Delivery, FairShare
@@ -34,6 +40,7 @@ from taskstream.shared.streams import BadEntry, LeaseExtender, Publish, Streams
 log = logging.getLogger(__name__)
 
 WATCHDOG_S = 0.05  # how often handler deadlines are checked at the least
+RETRY_PAUSE_S = 0.5  # between tries while a store is down
 
 
 class Executor:
@@ -65,15 +72,20 @@ class Executor:
         self._inflight = 0  # read and not yet acknowledged
         self._changed = asyncio.Event()
         self._ready: asyncio.Queue[Job | None] = asyncio.Queue()
-        # Running jobs by (priority, entry id); the heartbeat thread reads the keys (hence the
-        # lock). Entry ids are unique per stream only, so the priority is part of the key.
-        self._running: dict[tuple[str, str], Job] = {}
-        self._lock = threading.Lock()
+        # Running jobs by (priority, entry id): entry ids are unique per stream only.
+        self._running: dict[Key, Job] = {}
+        self.leases = Leases()  # every entry held, running or not; read by the heartbeat
         self._unstarted: list[Job] = []
         self._stopping = False
         self._completer = self._new_completer()
+        self.threads = SyncPool()
         self._handlers = HandlerRunner(
-            registry, db, metrics, max_deliveries=config.lease.max_deliveries, rand=self._rand
+            registry,
+            db,
+            metrics,
+            max_deliveries=config.lease.max_deliveries,
+            rand=self._rand,
+            threads=self.threads,
         )
         metrics.track_inflight(lambda: len(self._running))
         self.processed = 0
@@ -86,6 +98,7 @@ class Executor:
             batch_max=self.config.executor.complete_batch_max,
             linger_ms=self.config.executor.complete_linger_ms,
             on_done=self._done,
+            on_acked=self.leases.release,
         )
 
     async def run_once(self) -> int:
@@ -99,18 +112,30 @@ class Executor:
         self._completer = self._new_completer()
         self._stopping = False
         self.processed = 0
-        await self._streams.ensure_groups()
+        if not await self._ensure_groups(stop):
+            return 0
         heartbeat = Heartbeat(
             LeaseExtender(self._streams.url, self._streams.keys),
             self.consumer,
             period=max(0.05, self.config.lease.vis_timeout_ms / 3000),
-            leases=self._lease_snapshot,
+            leases=self.leases,
         )
         heartbeat.start()
         try:
             return await self._run(stop, burst)
         finally:
             heartbeat.stop()
+
+    async def _ensure_groups(self, stop: asyncio.Event) -> bool:
+        """Create the groups, waiting while Redis is down; False if stopped meanwhile."""
+        while True:
+            try:
+                await self._streams.ensure_groups()
+                return True
+            except StoreError as exc:
+                log.warning("waiting for Redis: %s", exc, extra={"event": "executor.waiting"})
+                if await _pause(stop, 1.0):
+                    return False
 
     async def _run(self, stop: asyncio.Event, burst: bool) -> int:
         async with asyncio.TaskGroup() as tg:
@@ -139,7 +164,7 @@ class Executor:
                 )
             # Runners that picked a job just as intake stopped handed it back unstarted.
             await self._release_unstarted()
-            self._completer.close()
+            self._completer.close(None if burst else self.config.executor.shutdown_grace_ms / 1000)
             await completer
             stopping.cancel()
             watchdog.cancel()
@@ -188,9 +213,10 @@ class Executor:
             replies = await self._streams.read(self.consumer, counts)
             for entries in replies.values():
                 got.extend(entries)
-            full = [p for p, n in counts.items() if n > 0 and len(replies.get(p, ())) >= n]
-            untried = [p for p in among if counts[p] == 0] if self._fair.strict else []
-            among = full + untried
+            # A stream that returned fewer than it was asked for is empty for now; the slots
+            # left go to the others, including those this split gave none (few free slots).
+            empty = {p for p, n in counts.items() if n > 0 and len(replies.get(p, ())) < n}
+            among = [p for p in among if p not in empty]
             if len(got) >= free or not among:
                 break
         return got
@@ -205,12 +231,16 @@ class Executor:
         """Claim delivered tasks and queue them for the runners; ack what cannot run."""
         deliveries = [d for d in batch if isinstance(d, Delivery)]
         self._inflight += len(batch)
+        self.leases.hold((e.priority, e.entry_id) for e in batch)
         bad = [b for b in batch if isinstance(b, BadEntry)]
         if bad:
             await self._keep_bad(bad)
         if not deliveries:
             return
         claimed = await self._claim(deliveries, own)
+        if claimed is None:  # stopping while Postgres is down: leave them pending, unclaimed
+            self._let_go([(d.priority, d.entry_id) for d in deliveries])
+            return
         dequeued: collections.Counter[str] = collections.Counter()
         for d in deliveries:
             task = claimed.pop(d.task_id, None)
@@ -253,12 +283,19 @@ class Executor:
                 )
                 break
             except StoreUnavailable as exc:
+                if self._stopping:  # left pending: the janitor keeps them later
+                    self._let_go([(b.priority, b.entry_id) for b in bad])
+                    return
                 log.warning("cannot keep bad entries: %s", exc, extra={"event": "executor.retry"})
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(RETRY_PAUSE_S)
         for b in bad:
             self._completer.submit(Finished(priority=b.priority, entry_id=b.entry_id, outcome=None))
 
-    async def _claim(self, deliveries: list[Delivery], own: bool) -> dict[uuid.UUID, ClaimedTask]:
+    async def _claim(
+        self, deliveries: list[Delivery], own: bool
+    ) -> dict[uuid.UUID, ClaimedTask] | None:
+        """Claim the deliveries (fenced); None if the executor stopped while Postgres was
+        down (nothing claimed)."""
         ids = [d.task_id for d in deliveries]
         attempts = [d.attempt for d in deliveries]
         entry_ids = [d.entry_id for d in deliveries]
@@ -268,8 +305,10 @@ class Executor:
                 return {t.id: t for t in rows}
             except StoreUnavailable as exc:
                 # The entries are ours (pending) and nothing is claimed: wait for Postgres.
+                if self._stopping:
+                    return None
                 log.warning("cannot claim: %s", exc, extra={"event": "executor.claim_retry"})
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(RETRY_PAUSE_S)
 
     async def _runner(self) -> None:
         me = asyncio.current_task()
@@ -282,15 +321,28 @@ class Executor:
                 self._unstarted.append(job)
                 continue
             key = (job.delivery.priority, job.delivery.entry_id)
+            if self.leases.is_lost(key):
+                # Reclaimed (or lost with Redis's data) while it waited: whoever has it now
+                # settles the attempt; starting it here would run the task twice.
+                log.warning(
+                    "not starting task %s: its lease was lost",
+                    job.task.id,
+                    extra={"event": "executor.lease_lost"},
+                )
+                self._let_go([key])
+                continue
             job.deadline = loop.time() + job.task.timeout_ms / 1000
             job.runner = me
-            with self._lock:
-                self._running[key] = job
+            self._running[key] = job
             try:
                 outcome = await self._handlers.run(job)
+            except Exception as exc:  # a bug around the handler: the attempt fails, not us
+                log.exception(
+                    "running task %s failed", job.task.id, extra={"event": "executor.bug"}
+                )
+                outcome = self._handlers.failure(job.task, error_info(exc), "failed")
             finally:
-                with self._lock:
-                    del self._running[key]
+                del self._running[key]
             self._completer.submit(
                 Finished(
                     priority=job.delivery.priority,
@@ -352,17 +404,13 @@ class Executor:
                 exc,
                 extra={"event": "executor.release_failed"},
             )
-            self._done(len(jobs))
+            self._let_go([(j.delivery.priority, j.delivery.entry_id) for j in jobs])
             return
         for j in jobs:
             self._completer.submit(
                 Finished(priority=j.delivery.priority, entry_id=j.delivery.entry_id, outcome=None)
             )
         log.info("released %d unstarted tasks", len(jobs), extra={"event": "executor.released"})
-
-    def _lease_snapshot(self) -> list[tuple[str, str]]:
-        with self._lock:
-            return list(self._running)
 
     async def _take_back_own(self) -> None:
         """After a restart under the same name: run this consumer's pending entries again,
@@ -380,6 +428,11 @@ class Executor:
         }
         await self._admit(own, own=True, poison=poison)
 
+    def _let_go(self, keys: list[Key]) -> None:
+        """Stop holding entries this executor leaves pending for someone else."""
+        self.leases.release(keys)
+        self._done(len(keys))
+
     def _done(self, n: int) -> None:
         self._inflight -= n
         self.processed += n
@@ -390,6 +443,7 @@ class Executor:
         await self._changed.wait()
 
 
-async def _pause(stop: asyncio.Event, seconds: float) -> None:
+async def _pause(stop: asyncio.Event, seconds: float) -> bool:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
+    return stop.is_set()

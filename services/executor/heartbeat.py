@@ -1,27 +1,25 @@
 """Lease extension from a thread of its own, so a handler that blocks the event loop (CPU work,
-a blocking call) cannot starve it and get its live task reclaimed."""
+a blocking call) cannot starve it and get its live task reclaimed.
+
+Every ``period`` seconds it extends the lease of every entry the executor holds
+(``leases.py``), marks the ones it no longer holds as lost, and refreshes the consumer's
+liveness key (alive for three periods), even when it holds nothing.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 
+from taskstream.services.executor.leases import Leases
 from taskstream.shared.streams import LeaseExtender
 
 log = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    """Every ``period`` seconds, reset the idle time of the entries ``leases()`` returns."""
-
     def __init__(
-        self,
-        extender: LeaseExtender,
-        consumer: str,
-        *,
-        period: float,
-        leases: Callable[[], list[tuple[str, str]]],
+        self, extender: LeaseExtender, consumer: str, *, period: float, leases: Leases
     ) -> None:
         self._extender = extender
         self._consumer = consumer
@@ -38,12 +36,22 @@ class Heartbeat:
         self._thread.join(timeout=10)
         self._extender.close()
 
+    def beat(self) -> None:
+        """One heartbeat (the thread calls this every period)."""
+        alive_ms = max(1000, int(self._period * 3000))
+        lost = self._extender.extend(self._consumer, self._leases.snapshot(), alive_ms=alive_ms)
+        if lost:
+            self._leases.mark_lost(lost)
+            log.warning(
+                "%d entries are no longer this consumer's (reclaimed or lost): their jobs "
+                "will not start",
+                len(lost),
+                extra={"event": "executor.leases_lost"},
+            )
+
     def _loop(self) -> None:
         while not self._stopped.wait(self._period):
-            entries = self._leases()
-            if not entries:
-                continue
             try:
-                self._extender.extend(self._consumer, entries)
+                self.beat()
             except Exception as exc:  # Redis unreachable: keep trying, the lease may hold
                 log.warning("heartbeat failed: %s", exc, extra={"event": "executor.hb_failed"})

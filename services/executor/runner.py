@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 from opentelemetry.trace import SpanKind, StatusCode
 
+from taskstream.services.executor.threads import SyncPool
 from taskstream.shared import tracing
 from taskstream.shared.db import Database
 from taskstream.shared.domain import ClaimedTask, Delivery, ErrorInfo, Outcome, failure
@@ -47,12 +48,14 @@ class HandlerRunner:
         *,
         max_deliveries: int,
         rand: random.Random,
+        threads: SyncPool | None = None,
     ) -> None:
         self._registry = registry
         self._db = db
         self._metrics = metrics
         self._max_deliveries = max_deliveries
         self._rand = rand
+        self._threads = threads or SyncPool()
 
     async def run(self, job: Job) -> Outcome:
         if not tracing.enabled():
@@ -77,8 +80,8 @@ class HandlerRunner:
 
     async def _run(self, job: Job) -> Outcome:
         task = job.task
-        fn = self._registry.get(task.type)
-        if fn is None:
+        handler = self._registry.get(task.type)
+        if handler is None:
             error = ErrorInfo(
                 type="UnknownTaskType", message=f"no handler is registered for {task.type!r}"
             )
@@ -98,20 +101,25 @@ class HandlerRunner:
         started = time.perf_counter()
         try:
             payload: Any = _decode(task.payload)
-            if self._registry.is_transactional(task.type):
+            if handler.transactional:
                 # Exactly-once: the handler's writes commit with the success, or not at all.
                 async with self._db.exactly_once(task.id, task.attempt) as tx:
-                    await fn(payload, msgspec.structs.replace(ctx, db=tx))
-                return Outcome(task_id=task.id, attempt=task.attempt, kind="committed")
-            await fn(payload, ctx)
-        except asyncio.CancelledError:
-            if not job.expired:
-                raise  # shutdown, not a timeout
+                    await handler.fn(payload, msgspec.structs.replace(ctx, db=tx))
+                return self._timed_out(job) or Outcome(
+                    task_id=task.id, attempt=task.attempt, kind="committed"
+                )
+            if handler.is_async:
+                await handler.fn(payload, ctx)
+            else:
+                await self._threads.run(handler.fn, payload, ctx)
+        except asyncio.CancelledError as exc:
+            if job.expired:
+                return self._timed_out(job) or self.failure(task, error_info(exc), "timeout")
             current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
-            error = ErrorInfo(type="Timeout", message=f"handler ran over {task.timeout_ms} ms")
-            return self.failure(task, error, "timeout")
+            if current is not None and current.cancelling():
+                raise  # shutdown: this runner was cancelled
+            # The handler raised CancelledError itself: a failed attempt, the runner lives.
+            return self.failure(task, error_info(exc), "failed")
         except Fenced:
             return Outcome(task_id=task.id, attempt=task.attempt, kind="fenced")
         except NonRetryableError as exc:
@@ -119,10 +127,26 @@ class HandlerRunner:
                 task, error_info(exc), "failed", retryable=False, reason="non_retryable"
             )
         except Exception as exc:
+            return self._timed_out(job) or self.failure(task, error_info(exc), "failed")
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt… raised by the handler
             return self.failure(task, error_info(exc), "failed")
         finally:
             self._metrics.run_seconds.record(time.perf_counter() - started, {"type": task.type})
-        return Outcome(task_id=task.id, attempt=task.attempt, kind="succeeded")
+        return self._timed_out(job) or Outcome(
+            task_id=task.id, attempt=task.attempt, kind="succeeded"
+        )
+
+    def _timed_out(self, job: Job) -> Outcome | None:
+        """The timeout outcome if the watchdog expired this job (whatever the handler did
+        with the cancellation: swallowed it, or raised something else), else None."""
+        if not job.expired:
+            return None
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            current.uncancel()
+        task = job.task
+        error = ErrorInfo(type="Timeout", message=f"handler ran over {task.timeout_ms} ms")
+        return self.failure(task, error, "timeout")
 
     def failure(
         self,
@@ -151,8 +175,30 @@ class HandlerRunner:
 
 def error_info(exc: BaseException) -> ErrorInfo:
     """An exception as the task's last error: type, message and its traceback (the last
-    4,000 characters, where the error is)."""
-    text = "".join(traceback.format_exception(exc))
+    4,000 characters, where the error is), whatever the exception does: a ``__str__`` that
+    raises, text Postgres cannot store (NUL, lone surrogates) are all made safe here."""
+    try:
+        message = str(exc)
+    except Exception as inner:
+        message = f"<str() of the exception raised {type(inner).__name__}>"
+    try:
+        text = "".join(traceback.format_exception(exc))
+    except Exception:
+        text = ""
     return ErrorInfo(
-        type=type(exc).__name__, message=str(exc)[:2000], traceback=text[-TRACEBACK_CHARS:]
+        type=safe_text(type(exc).__name__),
+        message=safe_text(message[:2000]),
+        traceback=safe_text(text[-TRACEBACK_CHARS:]),
     )
+
+
+def safe_text(text: str) -> str:
+    """``text`` as Postgres text and jsonb accept it: NUL becomes U+FFFD, and so does anything
+    UTF-8 cannot encode (lone surrogates)."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        text = text.encode(errors="replace").decode()
+    return text

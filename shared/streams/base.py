@@ -21,6 +21,7 @@ from taskstream.shared.streams.boundary import wrap_public
 LUA_DIR = Path(str(files("taskstream.shared") / "lua"))  # package data
 
 
+MAX_ATTEMPT = 2**31 - 1
 PUBLISH_CHUNK = 1000  # entries per publish script call (it runs atomically: keep it short)
 
 
@@ -174,11 +175,14 @@ class Base:
                 if fields is None:  # deleted entry (Redis 6.2 replies nil for it)
                     continue
                 try:
+                    attempt = int(fields[b"a"])
+                    if not 1 <= attempt <= MAX_ATTEMPT:  # Postgres's integer, the column's
+                        raise ValueError(f"attempt {attempt} out of range")
                     yield Delivery(
                         priority=priority,
                         entry_id=eid,
                         task_id=uuid.UUID(fields[b"t"].decode()),
-                        attempt=int(fields[b"a"]),
+                        attempt=attempt,
                         trace_context=fields[b"tp"].decode() if b"tp" in fields else None,
                     )
                 except (KeyError, ValueError, UnicodeDecodeError):

@@ -19,6 +19,11 @@ from taskstream.shared.streams.base import (
 from taskstream.shared.streams.boundary import is_lost
 
 
+def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+    """A Lua reply's flat field list as the mapping redis-py gives for stream entries."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
 class UpkeepOps(Base):
     """What the watcher and the janitor do: epochs, marks, reclaims, trimming, consumers."""
 
@@ -59,15 +64,14 @@ class UpkeepOps(Base):
     async def reclaim(
         self, priority: str, consumer: str, min_idle_ms: int, cursor: str, count: int
     ) -> Reclaimed:
-        """XAUTOCLAIM entries idle at least ``min_idle_ms`` to ``consumer``, from ``cursor``.
-
-        Redis 7 lists the ids of entries deleted from the stream (and drops them from the
-        pending list itself); Redis 6.2 returns them as nil entries and keeps them pending, so
-        they are found through XPENDING (just claimed, yet not returned) and acknowledged here.
-        """
+        """Take over entries idle at least ``min_idle_ms`` to ``consumer``, from ``cursor``
+        (``lua/reclaim.lua``: XAUTOCLAIM … JUSTID, so no delivery is counted; deleted entries
+        are reported, on Redis 6.2 and 7 alike)."""
         key = self.keys.stream(priority)
         try:
-            reply = await self._r.xautoclaim(key, GROUP, consumer, min_idle_ms, cursor, count=count)
+            next_cursor, raw, deleted = await self._script("reclaim")(
+                keys=[key], args=[GROUP, consumer, min_idle_ms, cursor, count]
+            )
         except ResponseError as exc:
             if not is_lost(exc):
                 raise
@@ -75,30 +79,12 @@ class UpkeepOps(Base):
             # any more. Recreate them; running tasks whose entries vanished are orphans.
             await self._ensure_groups()
             return Reclaimed(cursor="0-0", entries=[], deliveries={}, deleted=[])
-        claimed = reply[1]
-        raw = [(i, f) for i, f in claimed if i is not None]
-        nils = len(claimed) - len(raw)
-        deleted = [_s(i) for i in reply[2]] if len(reply) > 2 else []
-        entries = list(self._decode([(key.encode(), raw)]))
-        deliveries: dict[str, int] = {}
-        if claimed:
-            low = _s(raw[0][0]) if raw and not nils else ("-" if cursor == "0-0" else cursor)
-            info = await self._r.xpending_range(
-                key, GROUP, min=low, max="+", count=2 * len(claimed) + 100, consumername=consumer
-            )
-            seen = {e.entry_id for e in entries}
-            gone: list[str] = []
-            for item in info:
-                eid = _s(item["message_id"])  # type: ignore[arg-type]
-                if eid in seen:
-                    deliveries[eid] = int(item["times_delivered"])
-                elif nils and int(item["time_since_delivered"]) < 1000:
-                    gone.append(eid)  # claimed just now, yet no entry came back: deleted
-            if gone:  # Redis 6.2: deleted entries stay pending until acknowledged
-                await self._r.xack(key, GROUP, *gone)
-                deleted.extend(gone)
+        pairs = [(entry_id, _pairs(fields)) for entry_id, fields, _ in raw]
         return Reclaimed(
-            cursor=_s(reply[0]), entries=entries, deliveries=deliveries, deleted=deleted
+            cursor=_s(next_cursor),
+            entries=list(self._decode([(key.encode(), pairs)])),
+            deliveries={_s(entry_id): int(times) for entry_id, _, times in raw},
+            deleted=[_s(i) for i in deleted],
         )
 
     async def are_pending(self, entries: Sequence[tuple[str, str]]) -> dict[tuple[str, str], bool]:
