@@ -17,8 +17,11 @@ from taskstream.shared.domain import Priority, Task
 TaskType = Annotated[
     str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:\-]+$")
 ]
-IdemKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Millis = Annotated[int, msgspec.Meta(ge=0, le=30 * 24 * 3600 * 1000)]
+# No NUL: Postgres text cannot hold it (the type's own pattern already excludes it).
+IdemKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern="^[^\x00]+$")]
+# Stored in Postgres integer columns: at most 2^31 - 1 ms (24.8 days).
+Millis = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+DelayMillis = Annotated[int, msgspec.Meta(ge=0, le=30 * 24 * 3600 * 1000)]
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 PositiveMillis = Annotated[int, msgspec.Meta(ge=1, le=24 * 3600 * 1000)]
 Attempts = Annotated[int, msgspec.Meta(ge=1, le=100)]
@@ -40,7 +43,7 @@ class TaskRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     priority: Priority = "default"
     idempotency_key: IdemKey | None = None
     run_at: AwareDatetime | None = None
-    delay_ms: Millis | None = None
+    delay_ms: DelayMillis | None = None
     max_attempts: Attempts | None = None
     backoff: Backoff | None = None
     timeout_ms: PositiveMillis | None = None

@@ -5,7 +5,10 @@ a single transaction, then publishes every queued task in one round trip, then a
 request from the shared result. Nothing waits on a timer: while one commit is in flight the
 next group gathers, so a lone request goes straight through and a busy ingest commits in
 large groups. A request is answered only after its rows are committed; if the commit fails,
-every request of the group gets the error and nothing of the group is stored.
+every request of the group gets the error and nothing of the group is stored. If Postgres
+refuses a value (``BadData``: something validation let through), the group is committed again
+request by request, and a refused request task by task, so one bad task costs only itself: it
+is reported in ``InsertResult.rejected`` and its neighbours are stored.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import logging
 from taskstream.services.ingest.publisher import Publisher
 from taskstream.shared.db import Database
 from taskstream.shared.domain import InsertResult, NewTask
+from taskstream.shared.errors import BadData
 from taskstream.shared.faults import crash_point
 from taskstream.shared.metrics import Metrics
 from taskstream.shared.streams import Publish
@@ -76,7 +80,7 @@ class GroupCommit:
     async def _commit(self, group: list[Waiting]) -> None:
         tasks = [t for waiting, _ in group for t in waiting]
         try:
-            result = await self._db.insert_tasks(tasks)
+            result = await self._insert(tasks, split=len(group) > 1 or len(tasks) > 1)
         except Exception as exc:
             for _, future in group:
                 if not future.done():
@@ -100,3 +104,23 @@ class GroupCommit:
         for _, future in group:
             if not future.done():  # a client that went away: its tasks are committed anyway
                 future.set_result(result)
+
+    async def _insert(self, tasks: list[NewTask], *, split: bool) -> InsertResult:
+        """Insert ``tasks`` in one statement; if Postgres refuses a value, one by one."""
+        try:
+            return await self._db.insert_tasks(tasks)
+        except BadData as exc:
+            if not split:
+                return InsertResult(inserted={}, existing={}, rejected={tasks[0].id: str(exc)})
+        log.warning(
+            "Postgres refused a value in a group of %d tasks: inserting them one by one",
+            len(tasks),
+            extra={"event": "ingest.refused"},
+        )
+        merged = InsertResult(inserted={}, existing={})
+        for task in tasks:
+            one = await self._insert([task], split=False)
+            merged.inserted.update(one.inserted)
+            merged.existing.update(one.existing)
+            merged.rejected.update(one.rejected)
+        return merged

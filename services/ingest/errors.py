@@ -2,8 +2,9 @@
 
 Every error is ``{"error": {"code", "message", "field"?}}``: ``Invalid`` carries its status
 (400 a bad parameter or malformed JSON, 422 a body that does not validate, 404, 409, 413);
-``ops.BadRequest`` is a bad parameter (400); a store that cannot serve is 503 with
-``Retry-After``; anything unexpected is logged and answered 500 without details.
+``ops.BadRequest`` is a bad parameter (400); a value the store refused is 422; a store that
+cannot serve is 503 with ``Retry-After``; anything unexpected is logged and answered 500
+without details.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import msgspec
 from aiohttp import web
 
 from taskstream.shared import ops
-from taskstream.shared.errors import StoreError, StoreUnavailable
+from taskstream.shared.errors import BadData, StoreError, StoreUnavailable
 from taskstream.shared.models import ApiError, ErrorBody
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except StoreUnavailable as exc:
         log.warning("store unavailable: %s", exc, extra={"event": "ingest.unavailable"})
         return error_response(503, "unavailable", str(exc), **{"Retry-After": "1"})
+    except BadData as exc:
+        return error_response(422, "invalid", str(exc))
     except StoreError as exc:
         log.error("store error: %s", exc, extra={"event": "ingest.store_error"})
         return error_response(

@@ -93,12 +93,22 @@ def new_task(
         run_at = now + dt.timedelta(milliseconds=req.delay_ms)
     elif req.run_at is not None and req.run_at > now:
         run_at = req.run_at
+    payload = json_encoder.encode(req.payload)
+    if b"\\u0000" in payload and _has_nul(req.payload):
+        raise Invalid(
+            422,
+            ApiError(
+                code="invalid",
+                message="the payload holds a NUL character (\\u0000), which cannot be stored",
+                field="payload",
+            ),
+        )
     backoff = req.backoff or Backoff()
     return NewTask(
         id=new_id(),
         type=req.type,
         priority=req.priority,
-        payload=json_encoder.encode(req.payload),
+        payload=payload,
         status="scheduled" if run_at is not None else "queued",
         max_attempts=req.max_attempts or config.tasks.max_attempts,
         retry_base_ms=_pick(backoff.base_ms, config.tasks.retry_base_ms),
@@ -110,6 +120,17 @@ def new_task(
         run_at=run_at,
         trace_context=trace_context,
     )
+
+
+def _has_nul(value: Any) -> bool:
+    """Whether a NUL character is in any string (key or value) of a decoded JSON value."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _pick(value: int | None, default: int) -> int:

@@ -34,7 +34,8 @@ class MoverQueries(Base):
             sql.INSERT_DEAD_ENTRIES,
             [e[0] for e in entries],
             [e[1] for e in entries],
-            [msgspec.json.encode(e[2]).decode() for e in entries],
+            # Raw bytes from Redis: NUL (which jsonb refuses) is kept visible as U+FFFD.
+            [msgspec.json.encode(e[2]).decode().replace("\\u0000", "\ufffd") for e in entries],
             [reason] * len(entries),
         )
 

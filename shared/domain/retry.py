@@ -29,6 +29,9 @@ class Attempted(Protocol):
     def retry_jitter_ms(self) -> int: ...
 
 
+MAX_DELAY_MS = 2**31 - 1  # what the due table's arithmetic takes (Postgres integer)
+
+
 def retry_delay_ms(
     attempts_used: int,
     *,
@@ -41,7 +44,7 @@ def retry_delay_ms(
     exponent = max(0, attempts_used - 1)
     delay = max_ms if exponent >= 40 else min(max_ms, base_ms * (2**exponent))
     jitter = (rand or random).randint(0, jitter_ms) if jitter_ms > 0 else 0
-    return delay + jitter
+    return min(delay + jitter, MAX_DELAY_MS)
 
 
 def failure(

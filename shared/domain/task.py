@@ -167,10 +167,12 @@ Publisher = Callable[[list[Ready]], Awaitable[object]]
 class InsertResult(msgspec.Struct, frozen=True, kw_only=True):
     """What an insert did: the rows it created (by id), and for each requested task not
     created because its idempotency key was taken (by the requested id), the task holding the
-    key and whether that task's request digest matches this one's."""
+    key and whether that task's request digest matches this one's; ``rejected`` names the
+    tasks Postgres refused (bad data that got past validation), each with why."""
 
     inserted: dict[uuid.UUID, Task]
     existing: dict[uuid.UUID, tuple[Task, bool]]
+    rejected: dict[uuid.UUID, str] = msgspec.field(default_factory=dict)  # the store refused it
 
 
 class TaskTiming(msgspec.Struct, frozen=True, kw_only=True):

@@ -96,6 +96,8 @@ def _result_of(task: NewTask, result: InsertResult) -> tuple[Task, bool]:
     """The view of one requested task, and whether it was created by this request."""
     if task.id in result.inserted:
         return result.inserted[task.id], True
+    if task.id in result.rejected:
+        raise Invalid(422, ApiError(code="invalid", message=result.rejected[task.id]))
     view, same = result.existing[task.id]
     if not same:
         raise Invalid(
