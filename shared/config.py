@@ -40,6 +40,13 @@ class StoreConfig(msgspec.Struct, frozen=True, kw_only=True):
     ] = "taskstream"
     db_pool_min: Annotated[int, _d("Postgres connections each service keeps open.")] = 2
     db_pool_max: Annotated[int, _d("Most Postgres connections each service opens.")] = 10
+    redis_timeout_ms: Annotated[
+        int,
+        _d(
+            "Longest wait for a Redis reply (socket timeout): a Redis host that vanished "
+            "without a reset is noticed within this, not TCP's 15 minutes."
+        ),
+    ] = 5000
 
 
 class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -221,6 +228,7 @@ POSITIVE = (
     "http_port",
     "publish_retry_ms",
     "read_block_ms",
+    "redis_timeout_ms",
 )
 NON_NEGATIVE = (
     "prefetch",
@@ -319,6 +327,8 @@ def validate(config: Config) -> None:
     for field in NON_NEGATIVE:
         if value(config, field) < 0:
             raise ConfigError(f"{env_name(field)} must not be negative")
+    if config.stores.redis_timeout_ms <= config.executor.read_block_ms:
+        raise ConfigError("REDIS_TIMEOUT_MS must exceed READ_BLOCK_MS (a blocking read waits)")
     if config.stores.db_pool_min > config.stores.db_pool_max:
         raise ConfigError("DB_POOL_MIN must not exceed DB_POOL_MAX")
     if config.executor.priority_mode not in ("weighted", "strict"):

@@ -174,7 +174,9 @@ async def stores(
             )
             if await pause(stop, backoff_s(failures)):
                 raise Stopped("stopped while waiting for Postgres") from None
-    streams = Streams.connect(cfg.redis_url, Keys(cfg.namespace))
+    streams = Streams.connect(
+        cfg.redis_url, Keys(cfg.namespace), timeout_s=cfg.redis_timeout_ms / 1000
+    )
     try:
         yield db, streams
     finally:

@@ -63,6 +63,11 @@ ORDER BY id DESC
 LIMIT $5
 """
 
+# Lock a task's due rows first (a cancel's first statement): the watcher's move locks due rows,
+# then task rows, so a cancel that locked the task row first and then waited for its due row
+# could deadlock with it. Taking the same order, one simply waits for the other.
+LOCK_DUE_OF_TASK = "SELECT 1 FROM due WHERE task_id = $1 FOR UPDATE"
+
 # Cancel a task that has not started (scheduled, queued or retrying); drops its due row.
 CANCEL_TASK = """
 WITH cancelled AS (

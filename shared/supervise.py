@@ -18,7 +18,6 @@ takes the service down, so its orchestrator restarts it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -54,10 +53,22 @@ class Role(Protocol):
 
 
 class RoleBase:
-    """What most roles share: an interval set at construction, nothing to prepare."""
+    """What most roles share: an interval set at construction, nothing to prepare, and a
+    ``wakeup`` event that ends the wait for the next pass early (``wake()``)."""
 
     name = "role"
     interval_s = 1.0
+
+    def wake(self) -> None:
+        """Run the next pass now rather than after the interval."""
+        self.wakeup.set()
+
+    @property
+    def wakeup(self) -> asyncio.Event:
+        event: asyncio.Event | None = self.__dict__.get("_wakeup")
+        if event is None:
+            event = self.__dict__["_wakeup"] = asyncio.Event()
+        return event
 
     async def start(self) -> None:
         """Nothing to prepare by default (a role that needs groups or state overrides it)."""
@@ -68,11 +79,19 @@ def backoff_s(failures: int) -> float:
     return min(BACKOFF_MAX_S, BACKOFF_S * 2.0 ** max(0, failures - 1))
 
 
-async def pause(stop: asyncio.Event, seconds: float) -> bool:
-    """Wait ``seconds`` or until ``stop`` is set; True if stopped."""
+async def pause(stop: asyncio.Event, seconds: float, wake: asyncio.Event | None = None) -> bool:
+    """Wait ``seconds``, or until ``stop`` (or ``wake``) is set; True if stopped."""
     if seconds > 0 and not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), seconds)
+        waits = [asyncio.ensure_future(stop.wait())]
+        if wake is not None:
+            waits.append(asyncio.ensure_future(wake.wait()))
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+    if wake is not None:
+        wake.clear()
     return stop.is_set()
 
 
@@ -126,4 +145,4 @@ async def _run(
             )
             failures = 0
         if not done.more:
-            await pause(stop, role.interval_s)
+            await pause(stop, role.interval_s, getattr(role, "wakeup", None))

@@ -22,6 +22,8 @@ from taskstream.shared.keys import Keys
 from taskstream.shared.metrics import Metrics
 from taskstream.shared.streams import Streams
 
+pytest_plugins = ["tests.private"]
+
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 SERVER_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/taskstream")
 

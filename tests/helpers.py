@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from taskstream.services.ingest.app import build_app
@@ -25,8 +26,22 @@ async def api_client(
 ) -> AsyncIterator[tuple[TestClient[Any, Any], Publisher]]:
     publisher = Publisher(streams, metrics, retry_ms=config.ingest.publish_retry_ms)
     app = build_app(config, db, streams, metrics, publisher)
+    app.middlewares.append(_settle(publisher))
     async with TestClient(TestServer(app)) as client:
         yield client, publisher
+
+
+def _settle(publisher: Publisher) -> Any:
+    """A test-only middleware: answer once the request's entries were tried (publishing is
+    off the request path in ingest), so a test sees them right after the answer."""
+
+    @web.middleware
+    async def settle(request: web.Request, handler: Any) -> web.StreamResponse:
+        response: web.StreamResponse = await handler(request)
+        await publisher.settled()
+        return response
+
+    return settle
 
 
 async def wait_for(

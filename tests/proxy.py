@@ -22,6 +22,7 @@ class Proxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._pipes: set[asyncio.Task[None]] = set()
+        self._swallow = False
 
     @classmethod
     def to(cls, url: str) -> Proxy:
@@ -53,9 +54,15 @@ class Proxy:
         await self._listen(0)
 
     async def up(self) -> None:
-        """Accept connections again, on the same port."""
+        """Accept connections again, on the same port (and stop swallowing)."""
+        self._swallow = False
         if self._server is None:
             await self._listen(self.url_port)
+
+    async def blackhole(self) -> None:
+        """Keep connections open but answer nothing: whatever clients send is swallowed, as
+        by a host that vanished without a reset (no RST, no FIN: only timeouts tell)."""
+        self._swallow = True
 
     async def down(self) -> None:
         """Stop accepting (new connections are refused) and cut every open connection."""
@@ -88,6 +95,17 @@ class Proxy:
         self._port = self._server.sockets[0].getsockname()[1]
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._swallow:
+            self._writers.add(writer)
+            try:
+                while await reader.read(65536):
+                    pass
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                self._writers.discard(writer)
+                writer.transport.abort()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
         except OSError:
@@ -115,6 +133,8 @@ class Proxy:
         """Copy one direction until EOF, then close both sides (cancelled by ``down()``)."""
         try:
             while data := await reader.read(65536):
+                if self._swallow:
+                    continue
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):

@@ -115,7 +115,7 @@ class Executor:
         if not await self._ensure_groups(stop):
             return 0
         heartbeat = Heartbeat(
-            LeaseExtender(self._streams.url, self._streams.keys),
+            LeaseExtender(self._streams.url, self._streams.keys, timeout_s=self._streams.timeout_s),
             self.consumer,
             period=max(0.05, self.config.lease.vis_timeout_ms / 3000),
             leases=self.leases,

@@ -42,4 +42,7 @@ def build_app(
 
 
 async def _close_committer(app: web.Application) -> None:
+    """At shutdown: the group being committed is finished and answered, then what is still
+    waiting to be published gets one last bounded try (the repair covers the rest)."""
     await app[state.COMMITTER].close()
+    await app[state.PUBLISHER].close()

@@ -89,7 +89,8 @@ class GroupCommit:
         self._metrics.enqueued.add(len(result.inserted))
         crash_point("ingest.after_commit")
         contexts = {t.id: t.trace_context for t in tasks}
-        await self._publisher.publish(
+        # Published off the answer's path: a Redis that hangs cannot hold requests.
+        self._publisher.submit(
             [
                 Publish(
                     priority=v.priority,

@@ -1,17 +1,24 @@
-"""Publishing committed tasks to their streams, and retrying when Redis is unreachable.
+"""Publishing committed tasks to their streams, off the request path, and retrying while Redis
+is unreachable.
 
-A task is accepted once Postgres has it; the XADD comes after. If Redis is down the entry
-waits here and is re-sent every ``PUBLISH_RETRY_MS`` until Redis answers. (If this process
-dies first, the watcher's repair re-sends it from Postgres.)
+A task is accepted once Postgres has it; its XADD comes after and never holds the answer: the
+group commit hands the entries to ``submit`` and answers its requests at once, and one drain
+task publishes whatever has gathered in one script call. So a Redis that hangs (a host gone
+without a reset: every command waits for the client's socket timeout) or refuses writes (out
+of memory) slows nothing but the stream: ingest keeps accepting, and the entries wait here and
+are re-sent every ``PUBLISH_RETRY_MS`` until Redis takes them. (If this process dies first, the
+watcher's repair re-sends them from Postgres.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 from collections.abc import Sequence
 
+from taskstream.shared.errors import StoreError
 from taskstream.shared.metrics import Metrics
 from taskstream.shared.streams import Publish, Streams
 
@@ -23,65 +30,99 @@ class Publisher:
         self._streams = streams
         self._metrics = metrics
         self._retry_s = retry_ms / 1000
-        self._backlog: list[Publish] = []
+        self._pending: list[Publish] = []
+        self._sending = 0
         self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._drain: asyncio.Task[None] | None = None
+        self._failing = False
+        self._closing = False
 
     @property
     def backlog(self) -> int:
-        return len(self._backlog)
+        """Entries committed and not yet published (waiting, or being sent)."""
+        return len(self._pending) + self._sending
 
-    async def publish(self, entries: Sequence[Publish]) -> bool:
-        """XADD the entries now; on failure keep them for the retry loop. True if sent."""
+    def submit(self, entries: Sequence[Publish]) -> None:
+        """Queue entries for publishing; returns at once."""
         if not entries:
-            return True
-        try:
-            await self._streams.publish(entries)
-        except Exception as exc:
-            # Redis unreachable (or any other failure): keep them, never lose one.
-            self._keep(entries, exc)
-            return False
-        self._count(entries)
-        return True
-
-    def _count(self, entries: Sequence[Publish]) -> None:
-        for priority, n in collections.Counter(e.priority for e in entries).items():
-            self._metrics.published.add(n, {"priority": priority})
-
-    def _keep(self, entries: Sequence[Publish], exc: BaseException) -> None:
-        self._metrics.publish_failures.add(len(entries))
-        log.warning(
-            "could not publish %d tasks, will retry: %s",
-            len(entries),
-            exc,
-            extra={"event": "ingest.publish_deferred"},
-        )
-        self._backlog.extend(entries)
+            return
+        self._pending.extend(entries)
+        if self._drain is None or self._drain.done():
+            self._drain = asyncio.get_running_loop().create_task(self._run())
         self._wake.set()
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Retry deferred publishes until they go through or the service stops."""
-        while not stop.is_set():
-            if not self._backlog:
-                self._wake.clear()
-                waiter = asyncio.create_task(self._wake.wait())
-                stopper = asyncio.create_task(stop.wait())
-                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
-                stopper.cancel()
-                continue
-            await asyncio.sleep(self._retry_s)
-            await self.flush()
-
     async def flush(self) -> int:
-        """Try once to send everything deferred; returns how many were sent."""
-        batch, self._backlog = self._backlog, []
-        if not batch:
-            return 0
-        try:
-            await self._streams.publish(batch)
-        except Exception:
-            self._backlog = batch + self._backlog
-            return 0
-        self._count(batch)
-        log.info("published %d deferred tasks", len(batch), extra={"event": "ingest.published"})
+        """Try once to send everything waiting; returns how many were sent."""
+        async with self._lock:
+            batch, self._pending = self._pending, []
+            if not batch:
+                return 0
+            self._sending = len(batch)
+            try:
+                await self._streams.publish(batch)
+            except StoreError as exc:
+                self._pending = batch + self._pending
+                self._deferred(len(batch), exc)
+                return 0
+            except BaseException:  # cancelled mid-send: keep them (a duplicate is fenced)
+                self._pending = batch + self._pending
+                raise
+            finally:
+                self._sending = 0
+        if self._failing:
+            self._failing = False
+            log.info("published %d deferred tasks", len(batch), extra={"event": "ingest.published"})
+        for priority, n in collections.Counter(e.priority for e in batch).items():
+            self._metrics.published.add(n, {"priority": priority})
         return len(batch)
+
+    def _deferred(self, n: int, exc: BaseException) -> None:
+        self._metrics.publish_failures.add(n)
+        if not self._failing:  # one line per outage, not one per retry
+            self._failing = True
+            log.warning(
+                "could not publish %d tasks, will retry every %.1f s: %s",
+                n,
+                self._retry_s,
+                exc,
+                extra={"event": "ingest.publish_deferred"},
+            )
+
+    async def _run(self) -> None:
+        while not self._closing:
+            if not self._pending:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            if await self.flush() == 0 and self._pending and not self._closing:
+                # Redis refused or did not answer: wait before the next try (new entries
+                # join the backlog meanwhile and go with it).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._retry_s)
+                self._wake.clear()
+
+    async def settled(self) -> None:
+        """Wait until everything submitted so far has been tried once (sent, or deferred)."""
+        while self._pending and not self._failing and self._drain is not None:
+            if self._drain.done():
+                return
+            await asyncio.sleep(0)
+        async with self._lock:  # a send in progress
+            pass
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Keep publishing until ``stop``, then stop (with one last bounded try)."""
+        await stop.wait()
+        await self.close()
+
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """Stop the drain (letting a send in progress finish), then try once more, all
+        within ``timeout_s``; what is left is the repair's."""
+        self._closing = True
+        self._wake.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                if self._drain is not None:
+                    await asyncio.shield(self._drain)
+                await self.flush()

@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 
 
 async def serve(config: Config, metrics: Metrics, stop: asyncio.Event) -> None:
-    async with stores(config, stop) as (db, streams):
+    # No connection at start (the pool fills on demand): ingest listens while Postgres is
+    # down, answering 503 (and /readyz 503) until it is back.
+    async with stores(config, stop, pool_min=0) as (db, streams):
         with contextlib.suppress(StoreError):
             await streams.ensure_groups()
         publisher = Publisher(streams, metrics, retry_ms=config.ingest.publish_retry_ms)
@@ -37,12 +39,8 @@ async def serve(config: Config, metrics: Metrics, stop: asyncio.Event) -> None:
             config.ingest.http_port,
             extra={"event": "ingest.started"},
         )
-        retry = asyncio.create_task(publisher.run(stop))
         await stop.wait()
-        await runner.cleanup()
-        await retry
-        if publisher.backlog:
-            await publisher.flush()
+        await runner.cleanup()  # finishes requests, then closes the committer and publisher
         if publisher.backlog:
             log.warning(
                 "%d tasks committed but not published; the watcher will re-send them",

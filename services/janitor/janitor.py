@@ -19,6 +19,7 @@ from taskstream.services.janitor.reclaim import Reclaim, Reclaimed
 from taskstream.services.janitor.trim import Trim
 from taskstream.shared.config import Config
 from taskstream.shared.db import Database
+from taskstream.shared.errors import StoreError, StoreFull
 from taskstream.shared.metrics import Metrics
 from taskstream.shared.streams import Streams
 from taskstream.shared.supervise import Role, supervise
@@ -69,7 +70,13 @@ class Janitor:
         return [self.reclaim, self.orphans, self.trim, self.consumers, self.gauges]
 
     async def run(self, stop: asyncio.Event) -> None:
-        await supervise(self.roles, stop)
+        await supervise(self.roles, stop, on_failure=self._on_failure)
+
+    def _on_failure(self, role: Role, exc: StoreError) -> None:
+        # Redis refuses writes for lack of memory: trimming (which frees it) runs now,
+        # before anything else retries.
+        if isinstance(exc, StoreFull) and role is not self.trim:
+            self.trim.wake()
 
     async def run_once(self) -> Report:
         """One pass of every role, in order: reclaim, orphans, trim, consumers, gauges."""

@@ -100,8 +100,11 @@ class TaskQueries(Base):
         return [task_view(r) for r in rows]
 
     async def cancel_task(self, task_id: uuid.UUID) -> Task | None:
-        """Cancel a task that has not started; ``None`` if it is missing or past that."""
-        row = await self._pool.fetchrow(sql.CANCEL_TASK, task_id)
+        """Cancel a task that has not started; ``None`` if it is missing or past that. Locks
+        in the watcher's order (due rows, then the task row): see ``LOCK_DUE_OF_TASK``."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(sql.LOCK_DUE_OF_TASK, task_id)
+            row = await conn.fetchrow(sql.CANCEL_TASK, task_id)
         return task_view(row) if row is not None else None
 
     async def attempts(self, task_id: uuid.UUID) -> list[dict[str, Any]]:
@@ -134,6 +137,9 @@ class TaskQueries(Base):
         """Record a batch of outcomes in one transaction; returns the task ids recorded (an
         outcome whose attempt was fenced off is not)."""
         statements: list[tuple[str, list[list[Any]]]] = []
+        # In id order, so that two writers of overlapping rows (a completer and a janitor)
+        # tend to lock them in one order; a deadlock left is retried by the boundary.
+        outcomes = sorted(outcomes, key=lambda o: o.task_id)
         for kind, query in _COMPLETE.items():
             mine = [o for o in outcomes if o.kind == kind]
             if not mine:

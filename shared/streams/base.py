@@ -116,18 +116,27 @@ class Base:
         self._r = client
         self.keys = keys
         self.url = url
+        self.timeout_s = 5.0
         self._scripts: dict[str, Any] = {}
 
     @classmethod
-    def connect(cls, url: str, keys: Keys, *, max_connections: int = 32) -> Self:
+    def connect(
+        cls, url: str, keys: Keys, *, max_connections: int = 32, timeout_s: float = 5.0
+    ) -> Self:
+        """A client with a socket timeout (redis-py's asyncio client has none by default:
+        a black-holed host would hang every command until TCP gives up)."""
         client = aioredis.Redis.from_url(
             url,
             max_connections=max_connections,
-            socket_connect_timeout=2,
+            socket_connect_timeout=min(2.0, timeout_s),
+            socket_timeout=timeout_s,
+            socket_keepalive=True,
             health_check_interval=0,
             decode_responses=False,
         )
-        return cls(client, keys, url)
+        streams = cls(client, keys, url)
+        streams.timeout_s = timeout_s
+        return streams
 
     async def close(self) -> None:
         await self._r.aclose()

@@ -17,7 +17,7 @@ from typing import Any, TypeVar, cast
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError as RedisDataError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from taskstream.shared import wrapping
@@ -60,7 +60,9 @@ def translate(exc: BaseException) -> StoreError:
     if is_lost(exc):
         return DataLost(f"Redis lost a stream or its group: {exc}")
     text = str(exc)
-    if isinstance(exc, ResponseError) and text.startswith("OOM"):
+    if isinstance(exc, OutOfMemoryError) or (
+        isinstance(exc, ResponseError) and text.startswith("OOM")
+    ):
         return StoreFull(f"Redis is out of memory: {exc}")
     if isinstance(exc, ResponseError) and text.startswith(_NOT_NOW):
         return StoreUnavailable(f"Redis cannot serve now: {exc}")
