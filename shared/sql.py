@@ -6,15 +6,21 @@ A test prepares each of these against a migrated database.
 """
 
 # Insert new tasks, skipping those whose idempotency key is already taken; returns inserted rows.
+# Postgres's clock decides when a task is due (run_at, or now() + delay_ms) and so whether it
+# is queued now or scheduled (with a due row).
 INSERT_TASKS = """
 WITH input AS (
     SELECT * FROM unnest(
-        $1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::int[], $7::int[],
-        $8::int[], $9::int[], $10::int[], $11::text[], $12::bytea[], $13::timestamptz[],
-        $14::text[]
-    ) WITH ORDINALITY AS i(id, type, priority, payload, status, max_attempts, retry_base_ms,
+        $1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::int[],
+        $7::int[], $8::int[], $9::int[], $10::text[], $11::bytea[], $12::timestamptz[],
+        $13::text[], $14::bigint[]
+    ) WITH ORDINALITY AS i(id, type, priority, payload, max_attempts, retry_base_ms,
         retry_max_ms, retry_jitter_ms, timeout_ms, idempotency_key, request_hash, run_at,
-        trace_context, n)
+        trace_context, delay_ms, n)
+), timed AS (
+    SELECT *, coalesce(run_at, now() + coalesce(delay_ms, 0) * interval '1 millisecond')
+        AS due_at
+    FROM input
 ), keys AS (
     INSERT INTO idempotency_keys (key, task_id, request_hash)
     SELECT idempotency_key, id, request_hash FROM input
@@ -26,10 +32,12 @@ WITH input AS (
     INSERT INTO tasks (id, type, priority, payload, status, max_attempts, retry_base_ms,
         retry_max_ms, retry_jitter_ms, timeout_ms, idempotency_key, run_at, queued_at,
         trace_context)
-    SELECT id, type, priority, payload, status, max_attempts, retry_base_ms, retry_max_ms,
-        retry_jitter_ms, timeout_ms, idempotency_key, coalesce(run_at, now()),
-        CASE WHEN status = 'queued' THEN now() END, trace_context
-    FROM input
+    SELECT id, type, priority, payload,
+        CASE WHEN due_at > now() THEN 'scheduled' ELSE 'queued' END,
+        max_attempts, retry_base_ms, retry_max_ms, retry_jitter_ms, timeout_ms,
+        idempotency_key, greatest(due_at, now()),
+        CASE WHEN due_at > now() THEN NULL ELSE now() END, trace_context
+    FROM timed
     WHERE idempotency_key IS NULL OR id IN (SELECT task_id FROM keys)
     ORDER BY n
     RETURNING *
@@ -220,14 +228,14 @@ SELECT id, attempt, status, entry_id, type, priority, consumer, first_attempt, m
 FROM tasks WHERE id = ANY($1::uuid[])
 """
 
-# Running tasks claimed before $1 whose handler timeout has also run out by $1: a live
-# executor would have settled them by now, so if their entry is gone they are orphans.
+# Running tasks claimed more than $1 ms ago (by Postgres's clock), oldest first, and whether
+# their handler timeout plus $1 has run out too (a live executor would have settled them).
 RUNNING_BEFORE = """
 SELECT id, attempt, status, entry_id, type, priority, consumer, first_attempt, max_attempts,
-    retry_base_ms, retry_max_ms, retry_jitter_ms
+    retry_base_ms, retry_max_ms, retry_jitter_ms,
+    started_at + (timeout_ms + $1) * interval '1 millisecond' < now() AS timed_out
 FROM tasks
-WHERE status = 'running' AND updated_at < $1
-  AND started_at + timeout_ms * interval '1 millisecond' < $1
+WHERE status = 'running' AND updated_at < now() - $1 * interval '1 millisecond'
 ORDER BY updated_at LIMIT $2
 """
 

@@ -27,7 +27,6 @@ def new_task(
         type=type,
         priority=priority,
         payload=msgspec.json.encode({} if payload is None else payload),
-        status="queued",
         max_attempts=max_attempts or config.tasks.max_attempts,
         retry_base_ms=config.tasks.retry_base_ms,
         retry_max_ms=config.tasks.retry_max_ms,

@@ -111,7 +111,6 @@ def _task(task_id: uuid.UUID) -> NewTask:
         type="noop",
         priority="default",
         payload=b"{}",
-        status="queued",
         max_attempts=5,
         retry_base_ms=500,
         retry_max_ms=30_000,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from typing import Any
 
@@ -78,7 +77,6 @@ def new_task(
     req: TaskRequest,
     config: Config,
     *,
-    now: dt.datetime | None = None,
     trace_context: str | None = None,
 ) -> NewTask:
     """Resolve defaults and the start time; raise ``Invalid`` for a contradictory request."""
@@ -87,12 +85,8 @@ def new_task(
             422,
             ApiError(code="invalid", message="give run_at or delay_ms, not both", field="delay_ms"),
         )
-    now = now or dt.datetime.now(dt.UTC)
-    run_at: dt.datetime | None = None
-    if req.delay_ms:
-        run_at = now + dt.timedelta(milliseconds=req.delay_ms)
-    elif req.run_at is not None and req.run_at > now:
-        run_at = req.run_at
+    # No clock here: the delay is added to Postgres's now(), and run_at is compared with it,
+    # at the insert (ingest's own clock may be off: a task must never start early).
     payload = json_encoder.encode(req.payload)
     if b"\\u0000" in payload and _has_nul(req.payload):
         raise Invalid(
@@ -109,7 +103,6 @@ def new_task(
         type=req.type,
         priority=req.priority,
         payload=payload,
-        status="scheduled" if run_at is not None else "queued",
         max_attempts=req.max_attempts or config.tasks.max_attempts,
         retry_base_ms=_pick(backoff.base_ms, config.tasks.retry_base_ms),
         retry_max_ms=_pick(backoff.max_ms, config.tasks.retry_max_ms),
@@ -117,8 +110,9 @@ def new_task(
         timeout_ms=req.timeout_ms or config.tasks.task_timeout_ms,
         idempotency_key=req.idempotency_key,
         request_hash=request_hash(req) if req.idempotency_key is not None else None,
-        run_at=run_at,
+        run_at=req.run_at,
         trace_context=trace_context,
+        delay_ms=req.delay_ms or None,
     )
 
 

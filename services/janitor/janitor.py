@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
-from collections.abc import Callable
 
 import msgspec
 
@@ -48,7 +46,6 @@ class Janitor:
         metrics: Metrics,
         *,
         name: str,
-        clock: Callable[[], float] = time.time,
         rand: random.Random | None = None,
     ) -> None:
         self.config = config
@@ -58,9 +55,7 @@ class Janitor:
         self.reclaim = Reclaim(
             config.janitor, config.lease, db, streams, metrics, consumer=name, rand=rand
         )
-        self.orphans = Orphans(
-            config.lease, db, streams, metrics, interval_s=interval, clock=clock, rand=rand
-        )
+        self.orphans = Orphans(config.lease, db, streams, metrics, interval_s=interval, rand=rand)
         self.trim = Trim(streams, metrics, interval_s=interval)
         self.consumers = Consumers(config.janitor, streams)
         self.gauges = Gauges(db, streams, metrics, interval_s=interval)

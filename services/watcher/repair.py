@@ -6,14 +6,17 @@ a stream's group is missing (Redis restarted empty, failed over, was flushed), o
 queued task is presumed lost when the group has already delivered past the time it was
 published (or delivered everything) by more than ``REPAIR_AFTER_MS``. Re-sent entries that
 turn out to be duplicates are dropped by fencing.
+
+Every time compared here is on Postgres's clock: the tasks' ``updated_at`` are, "now" is read
+from Postgres, and the group's delivery point (an entry id, Redis's clock) is moved onto it by
+the offset between the two servers measured in the same pass. The watcher's own clock is
+never used, so a watcher whose clock is off neither re-sends a live backlog nor waits.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
-from collections.abc import Callable
 
 from taskstream.services.watcher.release import Release
 from taskstream.shared.config import WatcherConfig
@@ -42,8 +45,6 @@ class Repair(RoleBase):
         streams: Streams,
         release: Release,
         metrics: Metrics,
-        *,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self.interval_s = config.repair_interval_ms / 1000
         self.config = config
@@ -51,7 +52,6 @@ class Repair(RoleBase):
         self._streams = streams
         self._release = release
         self._metrics = metrics
-        self._clock = clock
         self._epoch: str | None = None
         self.started = False
 
@@ -80,31 +80,34 @@ class Repair(RoleBase):
                     extra={"event": "watcher.redis_lost"},
                 )
                 self._epoch = epoch
-                n = await self._republish(dict.fromkeys(PRIORITIES, FAR_FUTURE))
+                now = await self._db.now()
+                n = await self._republish(dict.fromkeys(PRIORITIES, FAR_FUTURE), now)
                 return Repaired(repaired=n, redis_lost=True)
         self._epoch = epoch
-        cutoffs = {p: self._cutoff(marks[p]) for p in PRIORITIES}
-        n = await self._republish({p: c for p, c in cutoffs.items() if c is not None})
+        now = await self._db.now()
+        offset = await self._streams.time_s() - now.timestamp()  # Redis's clock minus ours
+        cutoffs = {p: self._cutoff(marks[p], now.timestamp(), offset) for p in PRIORITIES}
+        n = await self._republish({p: c for p, c in cutoffs.items() if c is not None}, now)
         return Repaired(repaired=n)
 
-    def _cutoff(self, mark: DeliveryMark) -> dt.datetime | None:
-        """Queued tasks published before this have had their chance to be delivered."""
+    def _cutoff(self, mark: DeliveryMark, now: float, offset: float) -> dt.datetime | None:
+        """Queued tasks published before this (Postgres's clock) have had their chance to be
+        delivered."""
         margin = self.config.repair_after_ms / 1000
-        now = self._clock()
         if mark.all_delivered:
             point = now - margin
         elif mark.last_delivered_ms:
-            point = min(now, mark.last_delivered_ms / 1000) - margin
+            point = min(now, mark.last_delivered_ms / 1000 - offset) - margin
         else:
             return None
         return dt.datetime.fromtimestamp(point, dt.UTC)
 
-    async def _republish(self, cutoffs: dict[str, dt.datetime]) -> int:
+    async def _republish(self, cutoffs: dict[str, dt.datetime], now: dt.datetime) -> int:
         total = 0
         batch = self.config.watch_batch
         for priority, before in cutoffs.items():
             # A task re-sent now is stamped now, so it is not selected again in this pass.
-            before = min(before, dt.datetime.fromtimestamp(self._clock(), dt.UTC))
+            before = min(before, now)
             while True:
                 rows = await self._db.republish_queued(
                     priority, before, batch, self._release.publish

@@ -5,8 +5,6 @@ supervise loop. ``Watcher`` composes them; ``run_once()`` runs each once (tests)
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 
 import msgspec
 
@@ -35,13 +33,11 @@ class Watcher:
         db: Database,
         streams: Streams,
         metrics: Metrics,
-        *,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         release = Release(streams)
         self.due = DueMover(config.watcher, db, release, metrics)
-        self.repairer = Repair(config.watcher, db, streams, release, metrics, clock=clock)
+        self.repairer = Repair(config.watcher, db, streams, release, metrics)
 
     @property
     def roles(self) -> list[Role]:

@@ -20,9 +20,16 @@ class MoverQueries(Base):
         rows = await self._pool.fetch(sql.STALLED_TASKS, list(ids))
         return {r["id"]: TaskState(**dict(r)) for r in rows}
 
-    async def running_before(self, before: dt.datetime, limit: int) -> list[TaskState]:
-        rows = await self._pool.fetch(sql.RUNNING_BEFORE, before, limit)
-        return [TaskState(**dict(r)) for r in rows]
+    async def running_longer_than(self, ms: int, limit: int) -> list[tuple[TaskState, bool]]:
+        """Running tasks claimed more than ``ms`` ago (Postgres's clock), each with whether
+        its handler timeout plus ``ms`` has run out too."""
+        rows = await self._pool.fetch(sql.RUNNING_BEFORE, ms, limit)
+        out = []
+        for r in rows:
+            fields = dict(r)
+            timed_out = bool(fields.pop("timed_out"))
+            out.append((TaskState(**fields), timed_out))
+        return out
 
     async def record_dead_entries(
         self, entries: Sequence[tuple[str, str, dict[str, str]]], reason: str

@@ -41,7 +41,6 @@ class TaskQueries(Base):
                 t.type,
                 t.priority,
                 t.payload.decode(),
-                t.status,
                 t.max_attempts,
                 t.retry_base_ms,
                 t.retry_max_ms,
@@ -51,6 +50,7 @@ class TaskQueries(Base):
                 t.request_hash,
                 t.run_at,
                 t.trace_context,
+                t.delay_ms,
             )
             for col, value in zip(cols, row, strict=True):
                 col.append(value)

@@ -61,13 +61,14 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class NewTask(msgspec.Struct, frozen=True, kw_only=True):
-    """A validated task, with every default resolved, ready to be inserted."""
+    """A validated task, with every default resolved, ready to be inserted. Whether it is
+    ``queued`` or ``scheduled`` is decided by Postgres at the insert, on its own clock: a
+    ``run_at`` or ``now() + delay_ms`` ahead of ``now()`` is scheduled."""
 
     id: uuid.UUID
     type: str
     priority: str
     payload: bytes  # JSON
-    status: str  # "queued" or "scheduled"
     max_attempts: int
     retry_base_ms: int
     retry_max_ms: int
@@ -75,8 +76,9 @@ class NewTask(msgspec.Struct, frozen=True, kw_only=True):
     timeout_ms: int
     idempotency_key: str | None
     request_hash: bytes | None
-    run_at: dt.datetime | None  # None: now (the database's clock)
+    run_at: dt.datetime | None  # None: now, or ``delay_ms`` from now (the database's clock)
     trace_context: str | None = None
+    delay_ms: int | None = None  # added to Postgres's now(); scheduled if that is ahead
 
 
 class Delivery(msgspec.Struct, frozen=True, kw_only=True):

@@ -32,6 +32,20 @@ class UpkeepOps(Base):
         value = await self._r.get(self.keys.epoch)
         return _s(value) if value is not None else None
 
+    async def time_s(self) -> float:
+        """Redis's clock (TIME), in seconds."""
+        seconds, micros = await self._r.time()
+        return int(seconds) + int(micros) / 1_000_000
+
+    async def alive(self, consumers: Sequence[str]) -> set[str]:
+        """Which of ``consumers`` have a live heartbeat (their liveness key exists)."""
+        if not consumers:
+            return set()
+        pipe = self._r.pipeline(transaction=False)
+        for c in consumers:
+            pipe.exists(self.keys.alive(c))
+        return {c for c, n in zip(consumers, await pipe.execute(), strict=True) if n}
+
     async def claim_repair(self, epoch: str, ttl_s: int = 86_400) -> bool:
         """True for exactly one caller per epoch: that one re-publishes after a loss."""
         return bool(await self._r.set(self.keys.repaired(epoch), "1", nx=True, ex=ttl_s))

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import PrivateRedis
 from tests.e2e.system import System
 from tests.e2e.test_services import post, wait_http
 from tests.helpers import query as fetch
 from tests.helpers import wait_for
+from tests.private import PrivateRedis
 
 pytestmark = pytest.mark.e2e
 

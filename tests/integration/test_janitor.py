@@ -161,15 +161,23 @@ async def test_running_task_whose_entry_redis_lost_is_recovered(
     await streams.delete_namespace()  # Redis restarted empty: the pending entry is gone
     await streams.ensure_groups()
 
-    # The worker may still be running it: nothing happens before its timeout has passed.
-    now = time.time()
-    early = Janitor(config, db, streams, metrics, name="j", clock=lambda: now + 60)
-    assert (await early.run_once()).orphans == 0
+    # The worker may still be running it (its heartbeat says it is alive): nothing happens
+    # before its timeout has passed (by Postgres's clock).
+    await streams._r.set(streams.keys.alive("worker"), "1", px=60_000)
+    await execute(
+        config.stores.database_url,
+        "UPDATE tasks SET updated_at = now() - interval '60 seconds', "
+        "started_at = now() - interval '60 seconds'",
+    )
+    assert (await janitor(config, db, streams, metrics).run_once()).orphans == 0
     view = await db.get_task(task_id)
     assert view is not None and view.status == "running"
 
-    late = Janitor(config, db, streams, metrics, name="j", clock=lambda: now + 62)
-    report = await late.run_once()
+    await execute(
+        config.stores.database_url,
+        "UPDATE tasks SET started_at = now() - interval '62 seconds'",
+    )
+    report = await janitor(config, db, streams, metrics).run_once()
 
     assert report.orphans == 1
     view = await db.get_task(task_id)

@@ -61,7 +61,6 @@ async def test_queues_figures_after_enqueuing_and_reading_some_entries(
     dead, retry = new_task(config, priority="high"), new_task(config, priority="low")
     delayed = msgspec.structs.replace(
         new_task(config, priority="critical"),
-        status="scheduled",
         run_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=2),
     )
     await db.insert_tasks([dead, retry, delayed])  # not published: only Postgres figures

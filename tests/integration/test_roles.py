@@ -86,8 +86,11 @@ async def test_orphans_recovers_a_running_task_whose_entry_is_gone(
     await stall(streams, db, "gone")
     await streams.delete_namespace()
     await streams.ensure_groups()
-    later = time.time() + 5
-    role = Orphans(config.lease, db, streams, metrics, interval_s=1, clock=lambda: later)
+    await query(
+        config.stores.database_url,
+        "UPDATE tasks SET updated_at = now() - interval '5 s', started_at = now() - interval '5 s'",
+    )
+    role = Orphans(config.lease, db, streams, metrics, interval_s=1)
 
     assert (await role.run_once()).orphans == 1
     view = await db.get_task(task_id)

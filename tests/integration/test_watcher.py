@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -29,7 +28,21 @@ from tests.integration.test_executor import registry_with
 
 
 def delayed(config: Config, run_at: dt.datetime) -> NewTask:
-    return msgspec.structs.replace(new_task(config), status="scheduled", run_at=run_at)
+    return msgspec.structs.replace(new_task(config), run_at=run_at)
+
+
+async def insert_due_now(config: Config, db: Database, task: NewTask) -> None:
+    """Insert ``task`` scheduled (an hour ahead), then make its due row due already (time
+    passes in Postgres)."""
+    await db.insert_tasks(
+        [msgspec.structs.replace(task, run_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))]
+    )
+    await execute(
+        config.stores.database_url,
+        "UPDATE due SET due_at = now() - interval '1 second', "
+        "bucket = date_trunc('hour', now() - interval '1 second', 'UTC') WHERE task_id = $1",
+        task.id,
+    )
 
 
 async def entry_tasks(streams: Streams, priority: str = "default") -> list[uuid.UUID]:
@@ -67,8 +80,7 @@ async def test_delayed_task_is_released_no_earlier_than_asked(
         delayed(config, now + dt.timedelta(hours=5)),
     )
     await db.insert_tasks([soon, later])
-    clock_now = now.timestamp()
-    watcher = Watcher(config, db, streams, metrics, clock=lambda: clock_now)
+    watcher = Watcher(config, db, streams, metrics)
     assert (await watcher.run_once()).moved == 0
     assert await entry_tasks(streams) == []
     # Time passes (in Postgres too): the first becomes due, the other is hours away.
@@ -90,8 +102,8 @@ async def test_entries_are_added_only_once_the_move_is_committed(
     # An entry added before the commit could be read by an executor whose claim still sees
     # the task scheduled (or retrying) and drops it. So when the entry goes out, another
     # connection must already see the task queued, and a claim must succeed.
-    [task] = [delayed(config, dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))]
-    await db.insert_tasks([task])
+    task = new_task(config)
+    await insert_due_now(config, db, task)
     seen: list[str] = []
 
     async def publish(rows: Any) -> None:
@@ -107,8 +119,8 @@ async def test_entries_are_added_only_once_the_move_is_committed(
 async def test_crash_between_commit_and_xadd_is_repaired_and_runs_once(
     config: Config, db: Database, streams: Streams, metrics: Metrics
 ) -> None:
-    [task] = [delayed(config, dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))]
-    await db.insert_tasks([task])
+    task = new_task(config)
+    await insert_due_now(config, db, task)
     watcher = Watcher(config, db, streams, metrics)
     await watcher.start()
 
@@ -122,8 +134,13 @@ async def test_crash_between_commit_and_xadd_is_repaired_and_runs_once(
     assert await entry_tasks(streams) == []
 
     # Once the group has delivered everything for REPAIR_AFTER_MS, the repair re-sends it.
-    later = time.time() + config.watcher.repair_after_ms / 1000 + 1
-    report = await Watcher(config, db, streams, metrics, clock=lambda: later).run_once()
+    # (Time passes for Postgres: the task was queued that long ago.)
+    await execute(
+        config.stores.database_url,
+        "UPDATE tasks SET updated_at = updated_at - $1 * interval '1 millisecond'",
+        config.watcher.repair_after_ms + 1000,
+    )
+    report = await Watcher(config, db, streams, metrics).run_once()
     assert report.repaired == 1
     runs: list[uuid.UUID] = []
 
@@ -157,8 +174,7 @@ async def test_lost_entry_is_republished_once_the_group_delivered_past_it(
     await execute(
         config.stores.database_url, "UPDATE tasks SET updated_at = now() - interval '1 hour'"
     )
-    clock = [dt.datetime.now(dt.UTC).timestamp()]
-    watcher = Watcher(config, db, streams, metrics, clock=lambda: clock[0])
+    watcher = Watcher(config, db, streams, metrics)
     # Everything in the stream was delivered and the task is older than the threshold.
     report = await watcher.run_once()
     assert report.repaired == 1
