@@ -124,8 +124,31 @@ def consumer_name(configured: str) -> str:
     return configured or f"{socket.gethostname()}-{os.getpid()}"
 
 
-async def serve_metrics(addr: str) -> web.AppRunner | None:
-    """Serve ``/metrics`` (and ``/healthz``) on ``host:port``; None when ``addr`` is empty."""
+class Health:
+    """What a service's ``/readyz`` reports: its stores, once opened, both answering. Liveness
+    (``/healthz``) is the process answering at all: a service waiting for a store is alive,
+    not ready, and its orchestrator must not restart it for that."""
+
+    def __init__(self) -> None:
+        self.db: Database | None = None
+        self.streams: Streams | None = None
+
+    async def check(self) -> dict[str, str]:
+        checks = {"postgres": "waiting to connect", "redis": "waiting to connect"}
+        for name, store in (("postgres", self.db), ("redis", self.streams)):
+            if store is None:
+                continue
+            try:
+                await store.ping()
+                checks[name] = "ok"
+            except StoreError as exc:
+                checks[name] = f"unavailable: {exc}"
+        return checks
+
+
+async def serve_metrics(addr: str, health: Health | None = None) -> web.AppRunner | None:
+    """Serve ``/metrics``, ``/healthz`` and (with ``health``) ``/readyz`` on ``host:port``;
+    None when ``addr`` is empty."""
     if not addr:
         return None
     host, _, port = addr.rpartition(":")
@@ -133,12 +156,19 @@ async def serve_metrics(addr: str) -> web.AppRunner | None:
     async def scrape(request: web.Request) -> web.Response:
         return web.Response(body=metrics.prometheus_text(), content_type="text/plain")
 
-    async def health(request: web.Request) -> web.Response:
+    async def alive(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
+
+    async def ready(request: web.Request) -> web.Response:
+        checks = await health.check() if health is not None else {}
+        ok = all(v == "ok" for v in checks.values())
+        body = {"status": "ok" if ok else "unavailable", "checks": checks}
+        return web.json_response(body, status=200 if ok else 503)
 
     app = web.Application()
     app.router.add_get("/metrics", scrape)
-    app.router.add_get("/healthz", health)
+    app.router.add_get("/healthz", alive)
+    app.router.add_get("/readyz", ready)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host or "0.0.0.0", int(port)).start()
@@ -152,7 +182,11 @@ class Stopped(TaskstreamError):
 
 @contextlib.asynccontextmanager
 async def stores(
-    config: Config, stop: asyncio.Event, *, pool_min: int | None = None
+    config: Config,
+    stop: asyncio.Event,
+    *,
+    pool_min: int | None = None,
+    health: Health | None = None,
 ) -> AsyncIterator[tuple[Database, Streams]]:
     """Open the Postgres pool and the Redis client of a service, waiting (with a backoff, and
     a log line per try) while Postgres is down, and close both on the way out (Redis first,
@@ -177,8 +211,12 @@ async def stores(
     streams = Streams.connect(
         cfg.redis_url, Keys(cfg.namespace), timeout_s=cfg.redis_timeout_ms / 1000
     )
+    if health is not None:
+        health.db, health.streams = db, streams
     try:
         yield db, streams
     finally:
+        if health is not None:
+            health.db = health.streams = None
         await streams.close()
         await db.close()

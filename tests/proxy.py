@@ -49,6 +49,10 @@ class Proxy:
         """Client connections currently open through the proxy."""
         return len(self._pipes) // 2
 
+    def reserve(self, port: int) -> None:
+        """Use ``port`` without listening yet (the store looks down until ``up()``)."""
+        self._port = port
+
     async def start(self) -> None:
         """Listen on a free port of 127.0.0.1."""
         await self._listen(0)

@@ -145,7 +145,7 @@ class Executor:
             ]
             stopping = tg.create_task(self._on_stop(stop))
             watchdog = tg.create_task(self._watchdog())
-            await self._take_back_own()
+            await self._take_back_own_when_possible(stop)
             await self._read_loop(stop, burst)
             self._stopping = True
             await self._release_unstarted()
@@ -411,6 +411,17 @@ class Executor:
                 Finished(priority=j.delivery.priority, entry_id=j.delivery.entry_id, outcome=None)
             )
         log.info("released %d unstarted tasks", len(jobs), extra={"event": "executor.released"})
+
+    async def _take_back_own_when_possible(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self._take_back_own()
+                return
+            except StoreError as exc:
+                log.warning(
+                    "cannot take back own entries yet: %s", exc, extra={"event": "executor.retry"}
+                )
+                await _pause(stop, 1.0)
 
     async def _take_back_own(self) -> None:
         """After a restart under the same name: run this consumer's pending entries again,

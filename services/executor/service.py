@@ -11,7 +11,7 @@ from taskstream.services.executor.executor import Executor
 from taskstream.shared import handlers
 from taskstream.shared.config import Config
 from taskstream.shared.metrics import Metrics
-from taskstream.shared.runtime import consumer_name, serve_metrics, stores
+from taskstream.shared.runtime import Health, consumer_name, serve_metrics, stores
 
 log = logging.getLogger(__name__)
 
@@ -19,9 +19,10 @@ log = logging.getLogger(__name__)
 async def serve(config: Config, metrics: Metrics, stop: asyncio.Event, *, burst: bool) -> None:
     handlers.load_modules(config.executor.handler_modules)
     consumer = consumer_name(config.executor.consumer_name)
-    metrics_runner = await serve_metrics(config.service.metrics_addr)
+    health = Health()
+    metrics_runner = await serve_metrics(config.service.metrics_addr, health)
     try:
-        async with stores(config, stop) as (db, streams):
+        async with stores(config, stop, health=health) as (db, streams):
             executor = Executor(config, db, streams, handlers.registry, metrics, consumer=consumer)
             log.info(
                 "executor %s: %d handlers, %s priorities, handlers for %s",

@@ -10,16 +10,17 @@ import socket
 from taskstream.services.janitor.janitor import Janitor
 from taskstream.shared.config import Config
 from taskstream.shared.metrics import Metrics
-from taskstream.shared.runtime import serve_metrics, stores
+from taskstream.shared.runtime import Health, serve_metrics, stores
 
 log = logging.getLogger(__name__)
 
 
 async def serve(config: Config, metrics: Metrics, stop: asyncio.Event) -> None:
-    metrics_runner = await serve_metrics(config.service.metrics_addr)
+    health = Health()
+    metrics_runner = await serve_metrics(config.service.metrics_addr, health)
     name = config.executor.consumer_name or f"janitor-{socket.gethostname()}"
     try:
-        async with stores(config, stop, pool_min=1) as (db, streams):
+        async with stores(config, stop, pool_min=1, health=health) as (db, streams):
             log.info(
                 "janitor %s: visibility timeout %d ms, poison after %d deliveries",
                 name,

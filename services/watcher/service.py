@@ -9,15 +9,16 @@ import logging
 from taskstream.services.watcher.watcher import Watcher
 from taskstream.shared.config import Config
 from taskstream.shared.metrics import Metrics
-from taskstream.shared.runtime import serve_metrics, stores
+from taskstream.shared.runtime import Health, serve_metrics, stores
 
 log = logging.getLogger(__name__)
 
 
 async def serve(config: Config, metrics: Metrics, stop: asyncio.Event) -> None:
-    metrics_runner = await serve_metrics(config.service.metrics_addr)
+    health = Health()
+    metrics_runner = await serve_metrics(config.service.metrics_addr, health)
     try:
-        async with stores(config, stop, pool_min=1) as (db, streams):
+        async with stores(config, stop, pool_min=1, health=health) as (db, streams):
             log.info(
                 "watcher: every %d ms, repair after %d ms",
                 config.watcher.watch_interval_ms,
