@@ -181,6 +181,32 @@ class JanitorConfig(msgspec.Struct, frozen=True, kw_only=True):
     ] = 3_600_000
 
 
+_DAY_MS = 24 * 3_600_000
+
+
+class RetentionConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """What the janitor's retention keeps, and for how long after it ended (milliseconds)."""
+
+    keep_succeeded_ms: Annotated[
+        int, _d("How long a succeeded task (with its attempts) is kept after it finished.")
+    ] = 7 * _DAY_MS
+    keep_cancelled_ms: Annotated[int, _d("How long a cancelled task is kept.")] = 7 * _DAY_MS
+    keep_dead_ms: Annotated[
+        int, _d("How long a dead task is kept, with its dead letter and error history.")
+    ] = 30 * _DAY_MS
+    idempotency_ttl_ms: Annotated[
+        int,
+        _d("How long an idempotency key holds: after it, the same key makes a new task."),
+    ] = _DAY_MS
+    keep_dead_entries_ms: Annotated[
+        int, _d("How long undecodable stream entries are kept in `dead_entries`.")
+    ] = 30 * _DAY_MS
+    retention_interval_ms: Annotated[int, _d("How often the retention pass runs.")] = 10_000
+    retention_batch: Annotated[
+        int, _d("Most rows one retention statement reads or deletes (bounded locks).")
+    ] = 1000
+
+
 class Config(msgspec.Struct, frozen=True, kw_only=True):
     """Every section; ``load`` builds it from the environment."""
 
@@ -192,6 +218,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     executor: ExecutorConfig = msgspec.field(default_factory=ExecutorConfig)
     watcher: WatcherConfig = msgspec.field(default_factory=WatcherConfig)
     janitor: JanitorConfig = msgspec.field(default_factory=JanitorConfig)
+    retention: RetentionConfig = msgspec.field(default_factory=RetentionConfig)
 
 
 SECTIONS: dict[str, type[msgspec.Struct]] = {
@@ -229,6 +256,13 @@ POSITIVE = (
     "publish_retry_ms",
     "read_block_ms",
     "redis_timeout_ms",
+    "keep_succeeded_ms",
+    "keep_cancelled_ms",
+    "keep_dead_ms",
+    "idempotency_ttl_ms",
+    "keep_dead_entries_ms",
+    "retention_interval_ms",
+    "retention_batch",
 )
 NON_NEGATIVE = (
     "prefetch",
@@ -329,6 +363,12 @@ def validate(config: Config) -> None:
             raise ConfigError(f"{env_name(field)} must not be negative")
     if config.stores.redis_timeout_ms <= config.executor.read_block_ms:
         raise ConfigError("REDIS_TIMEOUT_MS must exceed READ_BLOCK_MS (a blocking read waits)")
+    r = config.retention
+    if r.idempotency_ttl_ms > min(r.keep_succeeded_ms, r.keep_cancelled_ms, r.keep_dead_ms):
+        raise ConfigError(
+            "IDEMPOTENCY_TTL_MS must not exceed KEEP_SUCCEEDED_MS, KEEP_CANCELLED_MS or "
+            "KEEP_DEAD_MS (a key must not outlive the task it names)"
+        )
     if config.stores.db_pool_min > config.stores.db_pool_max:
         raise ConfigError("DB_POOL_MIN must not exceed DB_POOL_MAX")
     if config.executor.priority_mode not in ("weighted", "strict"):

@@ -47,3 +47,9 @@ def new_id(now_ns: int | None = None) -> uuid.UUID:
         | _VARIANT
         | (rand & _RAND_B)
     )
+
+
+def floor(ms: int) -> uuid.UUID:
+    """The smallest version 7 id of millisecond ``ms``: every id made before it is smaller
+    (a bound for range scans by creation time)."""
+    return uuid.UUID(int=(ms & 0xFFFF_FFFF_FFFF) << 80 | _VERSION | _VARIANT)

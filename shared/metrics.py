@@ -19,6 +19,11 @@ from opentelemetry.sdk.metrics import Histogram, MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 
+from taskstream.shared.domain import PRIORITIES
+
+# Why a task goes to the dead letters (the label values of tasks_dead_lettered_total).
+DEAD_REASONS = ("attempts_exhausted", "non_retryable", "unknown_type", "poison", "outcome_refused")
+
 SECONDS_BUCKETS = (
     0.0005,
     0.001,
@@ -188,6 +193,26 @@ class Metrics:
             unit="1",
             description="Handlers running now.",
         )
+
+    def zero(self, types: Iterable[str] = ()) -> None:
+        """Create every counter series dashboards and alerts read, at 0, before its first
+        event (Prometheus's advice: a series that appears only with its first event breaks
+        ``rate()`` and absence alerts). ``types``: the task types this process handles."""
+        for priority in PRIORITIES:
+            p = {"priority": priority}
+            for counter in (self.published, self.dequeued, self.retried, self.reaped,
+                            self.bad_entries, self.trimmed, self.moved):  # fmt: skip
+                counter.add(0, p)
+            for reason in DEAD_REASONS:
+                self.dead.add(0, {"priority": priority, "reason": reason})
+            for task_type in types:
+                labels = {"type": task_type, "priority": priority}
+                self.succeeded.add(0, labels)
+                self.failed.add(0, labels)
+        for stage in ("claim", "complete", "reclaim"):
+            self.fenced.add(0, {"stage": stage})
+        for counter in (self.enqueued, self.publish_failures, self.acks, self.repaired):
+            counter.add(0)
 
     def track_inflight(self, source: Callable[[], int]) -> None:
         """Count ``source()`` in ``processing_inflight`` (an executor registers itself)."""

@@ -58,6 +58,7 @@ def main(
         return 2
     logs.setup(config.service.log_level, config.service.log_format)
     instruments = metrics.setup(name)
+    instruments.zero()
     options: dict[str, Any] = {flag: getattr(args, flag) for flag in flags or {}}
 
     async def service(stop: asyncio.Event) -> None:

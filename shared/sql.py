@@ -22,11 +22,15 @@ WITH input AS (
         AS due_at
     FROM input
 ), keys AS (
+    -- One row per key (a batch may repeat one: the first takes it, the rest find it).
     INSERT INTO idempotency_keys (key, task_id, request_hash)
-    SELECT idempotency_key, id, request_hash FROM input
+    SELECT DISTINCT ON (idempotency_key) idempotency_key, id, request_hash FROM input
     WHERE idempotency_key IS NOT NULL
-    ORDER BY n
-    ON CONFLICT (key) DO NOTHING
+    ORDER BY idempotency_key, n
+    -- A key older than the TTL ($15 ms) is free again: it now names this task.
+    ON CONFLICT (key) DO UPDATE
+        SET task_id = excluded.task_id, request_hash = excluded.request_hash, created_at = now()
+        WHERE idempotency_keys.created_at < now() - $15 * interval '1 millisecond'
     RETURNING task_id
 ), inserted AS (
     INSERT INTO tasks (id, type, priority, payload, status, max_attempts, retry_base_ms,
@@ -283,11 +287,16 @@ WHERE t.id = ANY($1::uuid[])
 # priority, type, reason, error substring (of the error's type or message, any case),
 # died at or after, died before.
 
-# Per priority: due rows waiting by kind (retry, delayed), and dead letters held.
+# Per priority: due rows waiting by kind (retry, delayed), and dead letters held ("dead"):
+# the sum of the counted changes, never a count of the tables.
 QUEUE_DEPTHS = """
-SELECT priority, kind, count(*)::bigint AS n FROM due GROUP BY priority, kind
-UNION ALL
-SELECT priority, 'dead', count(*)::bigint FROM dead_letters GROUP BY priority
+SELECT priority, kind, sum(n)::bigint AS n FROM queue_counts GROUP BY priority, kind
+"""
+
+# Fold the counted changes into one row per priority and kind (rows added meanwhile stay).
+COMPACT_QUEUE_COUNTS = """
+WITH folded AS (DELETE FROM queue_counts RETURNING *)
+INSERT INTO queue_counts SELECT priority, kind, sum(n) FROM folded GROUP BY priority, kind
 """
 
 # Several tasks without their payload, with their age by the database's clock (pending view).
@@ -385,6 +394,88 @@ WITH picked AS (
 DELETE FROM dead_letters d USING picked p
 WHERE d.task_id = p.task_id
 RETURNING d.task_id, d.priority, d.type, d.reason, d.dead_at
+"""
+
+# Retention (janitor): where the walk over the tasks stands.
+SELECT_CURSOR = "SELECT position FROM maintenance_cursors WHERE name = $1"
+
+# Retention: move the walk forward.
+SET_CURSOR = """
+INSERT INTO maintenance_cursors (name, position) VALUES ($1, $2)
+ON CONFLICT (name) DO UPDATE SET position = excluded.position
+"""
+
+# Retention: the next $3 tasks after $1 created before $2 (ids are time-ordered): delete those
+# finished longer ago than their end state's age ($4 succeeded, $5 cancelled, $6 dead, in ms),
+# with their attempts, due rows and dead letter (cascade); set the others aside to look at
+# again when they may be due. Returns the last id read and how many went.
+RETENTION_WALK = """
+WITH batch AS (
+    SELECT id, status, finished_at FROM tasks
+    WHERE id > $1 AND id < $2 ORDER BY id LIMIT $3
+), aged AS (
+    SELECT id, status, finished_at,
+        finished_at + CASE status WHEN 'succeeded' THEN $4::bigint
+            WHEN 'cancelled' THEN $5::bigint WHEN 'dead' THEN $6::bigint END
+            * interval '1 millisecond' AS expires_at
+    FROM batch
+), gone AS (
+    DELETE FROM tasks t USING aged a
+    WHERE t.id = a.id AND a.expires_at < now()
+    RETURNING t.id
+), later AS (
+    INSERT INTO retention_later (task_id, recheck_at)
+    SELECT id, coalesce(expires_at, now() + interval '1 hour') FROM aged
+    WHERE expires_at IS NULL OR expires_at >= now()
+    ON CONFLICT (task_id) DO NOTHING
+)
+SELECT (SELECT id FROM batch ORDER BY id DESC LIMIT 1) AS last,
+    (SELECT count(*) FROM batch) AS read, (SELECT count(*) FROM gone) AS deleted
+"""
+
+# Retention: look again at up to $1 tasks set aside whose time may have come ($2, $3, $4: the
+# ages as above): delete those past their age, move the others' next look.
+RETENTION_RECHECK = """
+WITH due_now AS (
+    SELECT l.task_id, t.id, t.status,
+        t.finished_at + CASE t.status WHEN 'succeeded' THEN $2::bigint
+            WHEN 'cancelled' THEN $3::bigint WHEN 'dead' THEN $4::bigint END
+            * interval '1 millisecond' AS expires_at
+    FROM retention_later l LEFT JOIN tasks t ON t.id = l.task_id
+    WHERE l.recheck_at <= now()
+    ORDER BY l.recheck_at LIMIT $1
+    FOR UPDATE OF l SKIP LOCKED
+), gone AS (
+    DELETE FROM tasks t USING due_now d WHERE t.id = d.id AND d.expires_at < now()
+    RETURNING t.id
+), settled AS (
+    DELETE FROM retention_later l USING due_now d
+    WHERE l.task_id = d.task_id AND (d.id IS NULL OR d.expires_at < now())
+), moved AS (
+    UPDATE retention_later l SET recheck_at = coalesce(d.expires_at, now() + interval '1 hour')
+    FROM due_now d
+    WHERE l.task_id = d.task_id AND d.id IS NOT NULL
+        AND (d.expires_at IS NULL OR d.expires_at >= now())
+)
+SELECT (SELECT count(*) FROM due_now) AS looked, (SELECT count(*) FROM gone) AS deleted
+"""
+
+# Retention: expire up to $2 idempotency keys older than $1 ms (after that the key is free).
+EXPIRE_IDEMPOTENCY_KEYS = """
+DELETE FROM idempotency_keys WHERE key IN (
+    SELECT key FROM idempotency_keys
+    WHERE created_at < now() - $1 * interval '1 millisecond'
+    ORDER BY created_at LIMIT $2
+)
+"""
+
+# Retention: delete up to $2 dead entries older than $1 ms.
+EXPIRE_DEAD_ENTRIES = """
+DELETE FROM dead_entries WHERE (priority, entry_id) IN (
+    SELECT priority, entry_id FROM dead_entries
+    WHERE dead_at < now() - $1 * interval '1 millisecond'
+    ORDER BY dead_at LIMIT $2
+)
 """
 
 # The database's clock: one "as of" for an operation done in several transactions.

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 async def serve(config: Config, metrics: Metrics, stop: asyncio.Event, *, burst: bool) -> None:
     handlers.load_modules(config.executor.handler_modules)
     consumer = consumer_name(config.executor.consumer_name)
+    metrics.zero(handlers.registry.types())
     health = Health()
     metrics_runner = await serve_metrics(config.service.metrics_addr, health)
     try:

@@ -34,7 +34,9 @@ def build_app(
     app[state.STREAMS] = streams
     app[state.METRICS] = metrics
     app[state.PUBLISHER] = publisher
-    app[state.COMMITTER] = GroupCommit(db, publisher, metrics)
+    app[state.COMMITTER] = GroupCommit(
+        db, publisher, metrics, key_ttl_ms=config.retention.idempotency_ttl_ms
+    )
     app.on_cleanup.append(_close_committer)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)

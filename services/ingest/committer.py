@@ -32,12 +32,19 @@ Waiting = tuple[list[NewTask], "asyncio.Future[InsertResult]"]
 
 class GroupCommit:
     def __init__(
-        self, db: Database, publisher: Publisher, metrics: Metrics, *, max_rows: int = 2000
+        self,
+        db: Database,
+        publisher: Publisher,
+        metrics: Metrics,
+        *,
+        max_rows: int = 2000,
+        key_ttl_ms: int = 24 * 3_600_000,
     ) -> None:
         self._db = db
         self._publisher = publisher
         self._metrics = metrics
         self._max_rows = max_rows
+        self._key_ttl_ms = key_ttl_ms
         self._queue: list[Waiting] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -109,7 +116,7 @@ class GroupCommit:
     async def _insert(self, tasks: list[NewTask], *, split: bool) -> InsertResult:
         """Insert ``tasks`` in one statement; if Postgres refuses a value, one by one."""
         try:
-            return await self._db.insert_tasks(tasks)
+            return await self._db.insert_tasks(tasks, key_ttl_ms=self._key_ttl_ms)
         except BadData as exc:
             if not split:
                 return InsertResult(inserted={}, existing={}, rejected={tasks[0].id: str(exc)})

@@ -1,7 +1,8 @@
-"""The janitor: five roles, each in its own file, run by the one supervise loop: the reclaim
+"""The janitor: six roles, each in its own file, run by the one supervise loop: the reclaim
 of stalled entries with poison quarantine (``reclaim.py``, ``poison.py``), orphans whose entry
-Redis lost (``orphans.py``), trimming (``trim.py``), consumer pruning (``consumers.py``) and the
-queue gauges (``gauges.py``). ``Janitor`` composes them; ``run_once()`` runs each once."""
+Redis lost (``orphans.py``), trimming (``trim.py``), consumer pruning (``consumers.py``), the
+queue gauges (``gauges.py``) and retention (``retention.py``). ``Janitor`` composes them;
+``run_once()`` runs the first five once (retention has its own tests and interval)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from taskstream.services.janitor.consumers import Consumers
 from taskstream.services.janitor.gauges import Gauges
 from taskstream.services.janitor.orphans import Orphans
 from taskstream.services.janitor.reclaim import Reclaim, Reclaimed
+from taskstream.services.janitor.retention import Retention
 from taskstream.services.janitor.trim import Trim
 from taskstream.shared.config import Config
 from taskstream.shared.db import Database
@@ -59,10 +61,18 @@ class Janitor:
         self.trim = Trim(streams, metrics, interval_s=interval)
         self.consumers = Consumers(config.janitor, streams)
         self.gauges = Gauges(db, streams, metrics, interval_s=interval)
+        self.retention = Retention(config.retention, db)
 
     @property
     def roles(self) -> list[Role]:
-        return [self.reclaim, self.orphans, self.trim, self.consumers, self.gauges]
+        return [
+            self.reclaim,
+            self.orphans,
+            self.trim,
+            self.consumers,
+            self.gauges,
+            self.retention,
+        ]
 
     async def run(self, stop: asyncio.Event) -> None:
         await supervise(self.roles, stop, on_failure=self._on_failure)

@@ -13,6 +13,7 @@ from taskstream.shared.db.base import task_view
 from taskstream.shared.db.load import LoadQueries
 from taskstream.shared.db.movers import MoverQueries
 from taskstream.shared.db.operators import OperatorQueries
+from taskstream.shared.db.retention import RetentionQueries
 from taskstream.shared.db.schema import (
     MIGRATIONS_DIR,
     create_database,
@@ -24,7 +25,7 @@ from taskstream.shared.db.schema import (
 from taskstream.shared.db.tasks import TaskQueries
 
 
-class Database(TaskQueries, MoverQueries, OperatorQueries, LoadQueries):
+class Database(TaskQueries, MoverQueries, OperatorQueries, RetentionQueries, LoadQueries):
     """A pool of connections and every typed operation on it."""
 
 

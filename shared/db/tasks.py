@@ -29,9 +29,12 @@ _COMPLETE = {
 class TaskQueries(Base):
     """Tasks from ingest to their outcome: insert, read, cancel, claim, release, complete."""
 
-    async def insert_tasks(self, tasks: Sequence[NewTask]) -> InsertResult:
+    async def insert_tasks(
+        self, tasks: Sequence[NewTask], *, key_ttl_ms: int = 24 * 3_600_000
+    ) -> InsertResult:
         """Insert tasks in one statement (all or nothing); a taken idempotency key inserts
-        nothing and returns the task that holds it."""
+        nothing and returns the task that holds it (a key older than ``key_ttl_ms`` is free
+        again)."""
         # Sorted by key so that concurrent batches take key locks in one order (no deadlock).
         ordered = sorted(tasks, key=lambda t: t.idempotency_key or "")
         cols: list[list[Any]] = [[] for _ in range(14)]
@@ -57,10 +60,11 @@ class TaskQueries(Base):
         # One statement, so it commits on its own: no BEGIN and COMMIT round trips. A taken
         # key was committed before ON CONFLICT skipped it (it waits for an in-flight holder),
         # so the lookups below, in statements of their own, always find it.
-        rows = await self._pool.fetch(sql.INSERT_TASKS, *cols)
+        rows = await self._pool.fetch(sql.INSERT_TASKS, *cols, key_ttl_ms)
         inserted = {r["id"]: task_view(r) for r in rows}
         taken = [t for t in ordered if t.idempotency_key is not None and t.id not in inserted]
         existing: dict[uuid.UUID, tuple[Task, bool]] = {}
+        rejected: dict[uuid.UUID, str] = {}
         if taken:
             # Compared per requested task: one batch may repeat a key with other bodies.
             keys = {
@@ -76,10 +80,15 @@ class TaskQueries(Base):
                 )
             }
             for t in taken:
-                k = keys[t.idempotency_key]
-                same = bytes(k["request_hash"]) == t.request_hash
-                existing[t.id] = (by_id[k["task_id"]], same)
-        return InsertResult(inserted=inserted, existing=existing)
+                k = keys.get(t.idempotency_key)
+                holder = by_id.get(k["task_id"]) if k is not None else None
+                if k is None or holder is None:
+                    # Expired and deleted between the insert and this read, or its task was
+                    # deleted by retention: say so rather than guess.
+                    rejected[t.id] = "this idempotency key's task no longer exists; retry"
+                    continue
+                existing[t.id] = (holder, bytes(k["request_hash"]) == t.request_hash)
+        return InsertResult(inserted=inserted, existing=existing, rejected=rejected)
 
     async def get_task(self, task_id: uuid.UUID) -> Task | None:
         row = await self._pool.fetchrow(sql.SELECT_TASK, task_id)

@@ -23,13 +23,13 @@ class GatedDatabase(Database):
         self.gate = asyncio.Event()
         self.fail_second = fail_second
 
-    async def insert_tasks(self, tasks: Any) -> Any:
+    async def insert_tasks(self, tasks: Any, **options: Any) -> Any:
         self.groups.append(len(tasks))
         if len(self.groups) == 1:
             await self.gate.wait()
         elif self.fail_second:
             raise StoreUnavailable("Postgres is not reachable: simulated")
-        return await super().insert_tasks(tasks)
+        return await super().insert_tasks(tasks, **options)
 
 
 async def test_requests_arriving_during_a_commit_share_the_next_one(

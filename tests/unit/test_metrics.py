@@ -38,3 +38,31 @@ def test_hot_histogram_counts_cumulative_buckets_sum_and_count() -> None:
     assert got[("task_run_seconds_count", "")] == 5
     assert abs(got[("task_run_seconds_sum", "")] - 400.2104) < 1e-9
     assert samples(registry, "task_run_seconds", "other")[("task_run_seconds_count", "")] == 1
+
+
+def test_counters_dashboards_read_exist_at_zero_before_their_first_event() -> None:
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from taskstream.shared import metrics as metrics_mod
+    from tests.conftest import counter_value
+
+    reader = InMemoryMetricReader()
+    instruments = metrics_mod.build(reader)
+    instruments.zero(["email.send"])
+    data = reader.get_metrics_data()
+    assert data is not None
+    names = {
+        (m.name, tuple(sorted(dict(p.attributes or {}).items())))
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        for p in m.data.data_points
+    }
+    for name, labels in [
+        ("tasks_reaped", {"priority": "low"}),
+        ("tasks_retried", {"priority": "critical"}),
+        ("tasks_failed", {"type": "email.send", "priority": "default"}),
+        ("tasks_dead_lettered", {"priority": "high", "reason": "poison"}),
+    ]:
+        assert (name, tuple(sorted(labels.items()))) in names, name
+        assert counter_value(reader, name, **labels) == 0
