@@ -82,7 +82,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if exc.content_type == "application/json":
             raise
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
-        return error_response(exc.status, code, exc.reason)
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
+        return error_response(exc.status, code, exc.reason, **headers)
     except Exception:
         log.exception("unhandled error", extra={"event": "ingest.error"})
         return error_response(500, "internal", "internal error")

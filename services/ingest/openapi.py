@@ -46,7 +46,18 @@ ERRORS = {
     **_resp("422", "Body does not validate; `field` names the offending field"),
     **_resp("503", "Postgres or Redis unreachable; nothing was stored"),
 }
-TASK_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+UUID = {"type": "string", "format": "uuid", "pattern": "^[0-9a-fA-F-]{36}$"}
+
+
+TEXT = {"type": "string", "pattern": "^[^\\u0000]*$"}  # free text: anything but NUL
+
+
+def optional(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter's schema: given empty (``?cursor=``), it counts as absent."""
+    return {"anyOf": [schema, {"type": "string", "maxLength": 0}]}
+
+
+TASK_ID = [{"name": "id", "in": "path", "required": True, "schema": UUID}]
 
 
 @functools.cache
@@ -64,14 +75,16 @@ def spec() -> dict[str, Any]:
         ],
         ref_template=REF,
     )
+    from taskstream.shared.domain import PRIORITIES, STATUSES
+
     query = [
-        {"name": n, "in": "query", "required": False, "schema": {"type": t}}
-        for n, t in (
-            ("status", "string"),
-            ("type", "string"),
-            ("priority", "string"),
-            ("cursor", "string"),
-            ("limit", "integer"),
+        {"name": n, "in": "query", "required": False, "schema": optional(schema)}
+        for n, schema in (
+            ("status", {"type": "string", "enum": list(STATUSES)}),
+            ("type", TEXT),
+            ("priority", {"type": "string", "enum": list(PRIORITIES)}),
+            ("cursor", UUID),
+            ("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
         )
     ]
     paths: dict[str, Any] = {
@@ -134,6 +147,7 @@ def spec() -> dict[str, Any]:
                 "responses": {
                     **_resp("202", "Queued", "GoTaskResponse"),
                     **_resp("200", "Duplicate idempotency key", "GoTaskResponse"),
+                    **_resp("409", "Same idempotency key, different body"),
                     **ERRORS,
                 },
             }
@@ -154,6 +168,11 @@ def spec() -> dict[str, Any]:
             "get": {"summary": "This document", "responses": {"200": {"description": "JSON"}}}
         },
     }
+    # What msgspec cannot say of TaskRequest: run_at and delay_ms are one or the other.
+    components["TaskRequest"]["not"] = {
+        "properties": {"run_at": {"type": "string"}, "delay_ms": {"type": "integer"}},
+        "required": ["run_at", "delay_ms"],
+    }
     ops_paths, ops_components = _ops()
     paths.update(ops_paths)
     components.update(ops_components)
@@ -167,6 +186,7 @@ def spec() -> dict[str, Any]:
 
 def _ops() -> tuple[dict[str, Any], dict[str, Any]]:
     """The operator routes (services/ingest/ops_routes.py) and their schemas."""
+    from taskstream.shared.domain import PRIORITIES
     from taskstream.shared.ops import ConsumerList
     from taskstream.shared.ops_models import (
         DeadLetterPage,
@@ -182,9 +202,15 @@ def _ops() -> tuple[dict[str, Any], dict[str, Any]]:
         ref_template=REF,
     )
 
-    def query(*names: tuple[str, str, str]) -> list[dict[str, Any]]:
+    def query(*names: tuple[str, Any, str]) -> list[dict[str, Any]]:
         return [
-            {"name": n, "in": "query", "required": False, "schema": {"type": t}, "description": d}
+            {
+                "name": n,
+                "in": "query",
+                "required": False,
+                "schema": optional({"type": t} if isinstance(t, str) else t),
+                "description": d,
+            }
             for n, t, d in names
         ]
 
@@ -197,14 +223,22 @@ def _ops() -> tuple[dict[str, Any], dict[str, Any]]:
         "schema": {"type": "string", "enum": ["critical", "high", "default", "low"]},
     }
     dlq_filter = query(
-        ("priority", "string", "critical, high, default or low"),
-        ("type", "string", "task type"),
-        ("reason", "string", "why it died: attempts_exhausted, non_retryable, unknown_type…"),
-        ("error", "string", "case-insensitive substring of the error's type or message"),
-        ("since", "string", "died at or after (ISO 8601 with a zone)"),
-        ("until", "string", "died before (ISO 8601 with a zone)"),
-        ("cursor", "string", "next_cursor of the previous page"),
-        ("limit", "integer", "1-500, default 50"),
+        (
+            "priority",
+            {"type": "string", "enum": list(PRIORITIES)},
+            "critical, high, default or low",
+        ),
+        ("type", TEXT, "task type"),
+        ("reason", TEXT, "why it died: attempts_exhausted, non_retryable, unknown_type…"),
+        ("error", TEXT, "case-insensitive substring of the error's type or message"),
+        ("since", {"type": "string", "format": "date-time"}, "died at or after (with a zone)"),
+        ("until", {"type": "string", "format": "date-time"}, "died before (with a zone)"),
+        (
+            "cursor",
+            {"type": "string", "format": "dlq-cursor"},
+            "next_cursor of the previous page (opaque)",
+        ),
+        ("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "1-500, default 50"),
     )
     paths: dict[str, Any] = {
         "/v1/queues": {
@@ -222,9 +256,13 @@ def _ops() -> tuple[dict[str, Any], dict[str, Any]]:
                 "parameters": [
                     priority,
                     *query(
-                        ("consumer", "string", "only this consumer's entries"),
-                        ("min_idle_ms", "integer", "only entries idle at least this long"),
-                        ("limit", "integer", "1-1000, default 50"),
+                        ("consumer", TEXT, "only this consumer's entries"),
+                        (
+                            "min_idle_ms",
+                            {"type": "integer", "minimum": 0, "maximum": 31_536_000_000},
+                            "only entries idle at least this long",
+                        ),
+                        ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "1-1000"),
                     ),
                 ],
                 "responses": {

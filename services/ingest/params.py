@@ -28,6 +28,15 @@ def choice(q: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str | N
     return value
 
 
+def text(q: Mapping[str, str], name: str) -> str | None:
+    """An optional free-text value (absent or empty: None); NUL is refused (Postgres text
+    cannot hold it)."""
+    value = q.get(name) or None
+    if value is not None and "\x00" in value:
+        raise invalid(400, f"{name} must not contain a NUL character", name)
+    return value
+
+
 def priority(value: str, name: str = "priority") -> str:
     if value not in PRIORITIES:
         raise invalid(400, f"{name} must be one of {', '.join(PRIORITIES)}", name)

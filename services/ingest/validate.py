@@ -22,6 +22,11 @@ from taskstream.shared.models import (
 
 _task_decoder = msgspec.json.Decoder(TaskRequest)
 _go_decoder = msgspec.json.Decoder(GoTaskRequest)
+_any_decoder = msgspec.json.Decoder()
+# The integer fields of a task body: JSON Schema (and so the OpenAPI document) counts 3.0 as an
+# integer, msgspec does not, so an integral float there is taken as the integer it is.
+_INTEGERS = ("max_attempts", "delay_ms", "timeout_ms", "max_retries")
+_BACKOFF_INTEGERS = ("base_ms", "max_ms", "jitter_ms")
 _AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _FIELD = re.compile(r"Object (?:missing required|contains unknown) field `(?P<name>[^`]+)`")
 
@@ -39,19 +44,41 @@ def describe(exc: msgspec.ValidationError, prefix: str = "") -> ApiError:
     return ApiError(code="invalid", message=text, field=field)
 
 
+def integral(item: Any) -> Any:
+    """``item`` (a decoded task body) with integral floats in its integer fields made ints;
+    a body without any (the usual case) is returned as it is."""
+    if not isinstance(item, dict):
+        return item
+    for name in _INTEGERS:
+        value = item.get(name)
+        if isinstance(value, float) and value.is_integer():
+            item[name] = int(value)
+    backoff = item.get("backoff")
+    if isinstance(backoff, dict):
+        for name in _BACKOFF_INTEGERS:
+            value = backoff.get(name)
+            if isinstance(value, float) and value.is_integer():
+                backoff[name] = int(value)
+    return item
+
+
 def decode_task(body: bytes) -> TaskRequest:
     try:
         return _task_decoder.decode(body)
     except msgspec.ValidationError as exc:
-        raise Invalid(422, describe(exc)) from None
+        first = exc
     except msgspec.DecodeError as exc:
         raise Invalid(400, ApiError(code="invalid_json", message=str(exc))) from None
+    try:  # perhaps an integer written as 3.0: look again with those made ints
+        return msgspec.convert(integral(_any_decoder.decode(body)), TaskRequest)
+    except msgspec.ValidationError:
+        raise Invalid(422, describe(first)) from None
 
 
 def convert_task(item: Any, prefix: str = "") -> TaskRequest:
     """Validate one already-parsed batch element (``prefix`` goes before the field name)."""
     try:
-        return msgspec.convert(item, TaskRequest)
+        return msgspec.convert(integral(item), TaskRequest)
     except msgspec.ValidationError as exc:
         raise Invalid(422, describe(exc, prefix)) from None
 
@@ -61,7 +88,10 @@ def decode_go_task(body: bytes) -> TaskRequest:
     try:
         go = _go_decoder.decode(body)
     except msgspec.ValidationError as exc:
-        raise Invalid(422, describe(exc)) from None
+        try:
+            go = msgspec.convert(integral(_any_decoder.decode(body)), GoTaskRequest)
+        except msgspec.ValidationError:
+            raise Invalid(422, describe(exc)) from None
     except msgspec.DecodeError as exc:
         raise Invalid(400, ApiError(code="invalid_json", message=str(exc))) from None
     return TaskRequest(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,7 +27,11 @@ def refs(node: Any) -> Iterator[str]:
 
 
 def test_spec_describes_every_route_and_nothing_else() -> None:
-    served = {(method.lower(), path) for method, path, _ in ROUTES}
+    # A route's path parameter may carry its pattern ({id:…}); the document names it {id}.
+    served = {
+        (method.lower(), re.sub(r"\{(\w+):.*?\}(?=/|$)", r"{\1}", path))
+        for method, path, _ in ROUTES
+    }
     described = {
         (method, path)
         for path, operations in openapi.spec()["paths"].items()

@@ -10,3 +10,7 @@ from aiohttp import web
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Route = tuple[str, str, Handler]
+
+# A task id in a path: only a UUID matches, so ``/v1/tasks/batch`` is never read as an id,
+# and anything else is no such route (404).
+ID = "[0-9a-fA-F-]{36}"

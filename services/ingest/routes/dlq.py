@@ -8,7 +8,7 @@ from aiohttp import web
 
 from taskstream.services.ingest import params, state
 from taskstream.services.ingest.errors import Invalid, invalid, json_response, not_found
-from taskstream.services.ingest.routes import Route
+from taskstream.services.ingest.routes import ID, Route
 from taskstream.services.ingest.validate import describe
 from taskstream.shared import ops
 from taskstream.shared.ops_models import DlqFilter, DlqSelection, ReplayRequest
@@ -20,9 +20,9 @@ async def list_dlq(request: web.Request) -> web.Response:
     q = request.query
     where = DlqFilter(
         priority=params.priority(q["priority"]) if q.get("priority") else None,  # type: ignore[arg-type]
-        type=q.get("type") or None,
-        reason=q.get("reason") or None,
-        error=q.get("error") or None,
+        type=params.text(q, "type"),
+        reason=params.text(q, "reason"),
+        error=params.text(q, "error"),
         since=params.time(q, "since"),
         until=params.time(q, "until"),
     )
@@ -60,5 +60,5 @@ async def delete_dlq(request: web.Request) -> web.Response:
 ROUTES: list[Route] = [
     ("GET", "/v1/dlq", list_dlq),
     ("POST", "/v1/dlq/replay", replay_dlq),
-    ("DELETE", "/v1/dlq/{id}", delete_dlq),
+    ("DELETE", "/v1/dlq/{id:" + ID + "}", delete_dlq),
 ]

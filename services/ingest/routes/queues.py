@@ -8,7 +8,7 @@ from aiohttp import web
 
 from taskstream.services.ingest import params, state
 from taskstream.services.ingest.errors import json_response, not_found
-from taskstream.services.ingest.routes import Route
+from taskstream.services.ingest.routes import ID, Route
 from taskstream.shared import ops
 
 _YEAR_MS = 365 * 24 * 3_600_000
@@ -24,7 +24,7 @@ async def get_pending(request: web.Request) -> web.Response:
         state.db(request),
         state.streams(request),
         priority=params.priority(request.match_info["priority"]),
-        consumer=q.get("consumer") or None,
+        consumer=params.text(q, "consumer"),
         min_idle_ms=params.integer(q, "min_idle_ms", 0, 0, _YEAR_MS),
         limit=params.integer(q, "limit", 50, 1, ops.PENDING_MAX),
     )
@@ -46,6 +46,6 @@ async def get_consumers(request: web.Request) -> web.Response:
 ROUTES: list[Route] = [
     ("GET", "/v1/queues", get_queues),
     ("GET", "/v1/queues/{priority}/pending", get_pending),
-    ("GET", "/v1/tasks/{id}/history", get_task_history),
+    ("GET", "/v1/tasks/{id:" + ID + "}/history", get_task_history),
     ("GET", "/v1/consumers", get_consumers),
 ]

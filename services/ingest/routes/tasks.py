@@ -16,7 +16,7 @@ from opentelemetry.trace import Span, SpanKind
 
 from taskstream.services.ingest import params, state
 from taskstream.services.ingest.errors import Invalid, error_response, json_response, not_found
-from taskstream.services.ingest.routes import Route
+from taskstream.services.ingest.routes import ID, Route
 from taskstream.services.ingest.validate import convert_task, decode_go_task, decode_task, new_task
 from taskstream.shared import tracing
 from taskstream.shared.domain import PRIORITIES, STATUSES, InsertResult, NewTask, Task
@@ -124,7 +124,7 @@ async def list_tasks(request: web.Request) -> web.Response:
     limit = params.integer(q, "limit", 50, 1, 500)
     views = await state.db(request).list_tasks(
         status=params.choice(q, "status", STATUSES),
-        type=q.get("type") or None,
+        type=params.text(q, "type"),
         priority=params.choice(q, "priority", PRIORITIES),
         after=params.uuid_cursor(q),
         limit=limit,
@@ -152,7 +152,7 @@ ROUTES: list[Route] = [
     ("POST", "/v1/tasks", create_task),
     ("POST", "/v1/tasks/batch", create_batch),
     ("GET", "/v1/tasks", list_tasks),
-    ("GET", "/v1/tasks/{id}", get_task),
-    ("POST", "/v1/tasks/{id}/cancel", cancel_task),
+    ("GET", "/v1/tasks/{id:" + ID + "}", get_task),
+    ("POST", "/v1/tasks/{id:" + ID + "}/cancel", cancel_task),
     ("POST", "/tasks", create_go_task),
 ]
