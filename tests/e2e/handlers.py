@@ -30,3 +30,16 @@ async def recorded(payload: Any, ctx: Context) -> None:
         _note("fail", ctx)
         raise RuntimeError("recorded: failing on purpose")
     _note("done", ctx)
+
+
+@handler("effect", transactional=True)
+async def effect(payload: Any, ctx: Context) -> None:
+    """An exactly-once effect: a row written in the task's own transaction (the chaos test
+    counts them: one per succeeded task, whatever crashed)."""
+    _note("start", ctx)
+    assert ctx.db is not None
+    await ctx.db.execute("INSERT INTO effects (task_id, attempt) VALUES ($1, $2)", ctx.task_id,
+                         ctx.attempt)  # fmt: skip
+    if payload.get("ms"):
+        await asyncio.sleep(payload["ms"] / 1000)
+    _note("done", ctx)
