@@ -168,7 +168,23 @@ def spec() -> dict[str, Any]:
             "get": {"summary": "This document", "responses": {"200": {"description": "JSON"}}}
         },
     }
-    # What msgspec cannot say of TaskRequest: run_at and delay_ms are one or the other.
+    # What msgspec cannot say of TaskRequest: a payload is any JSON without NUL (Postgres's
+    # jsonb cannot hold it), and run_at and delay_ms are one or the other.
+    components["JsonValue"] = {
+        "description": "Any JSON value whose strings (keys included) hold no NUL character.",
+        "anyOf": [
+            TEXT,
+            {"type": ["number", "boolean", "null"]},
+            {"type": "array", "items": {"$ref": REF.format(name="JsonValue")}},
+            {
+                "type": "object",
+                "propertyNames": TEXT,
+                "additionalProperties": {"$ref": REF.format(name="JsonValue")},
+            },
+        ],
+    }
+    for name in ("TaskRequest", "GoTaskRequest"):
+        components[name]["properties"]["payload"] = {"$ref": REF.format(name="JsonValue")}
     components["TaskRequest"]["not"] = {
         "properties": {"run_at": {"type": "string"}, "delay_ms": {"type": "integer"}},
         "required": ["run_at", "delay_ms"],
