@@ -19,7 +19,9 @@ import aiohttp
 import msgspec
 
 from taskstream.shared.errors import TaskstreamError
-from tools.up import ORDER, STOP_TIMEOUT, Child, available
+from tools.supervisor import STOP_TIMEOUT_S as STOP_TIMEOUT
+from tools.supervisor import Child
+from tools.up import ORDER, available
 
 
 class BenchError(TaskstreamError):

@@ -1,59 +1,44 @@
-"""``taskstream up``: the whole system on one machine, until Ctrl-C.
+"""``python -m tools up`` (``make run``): the whole system on one machine, until Ctrl-C.
 
-Finds or starts Redis and Postgres (``tools.stores``), creates and migrates the
-database, then runs every service as its own process: ingest, N executors (stable consumer
-names, so a restart takes back its own pending entries), and the watcher and janitor when
-installed, and Prometheus (with the alert rules) when it is installed. Ctrl-C stops them in
-order (ingest first, then executors, then the movers), then the stores it started.
+Finds or starts Redis and Postgres (``tools.stores``), creates and migrates the database, then
+runs every service as its own process: ingest, N executors (stable consumer names, so a
+restart takes back its own pending entries), the watcher and the janitor, and Prometheus (with
+the alert rules) when it is installed. It supervises them (``tools/supervisor.py``): a service
+that exits is restarted under its own name after a backoff of 0.5 s doubling to 30 s (reset
+after a minute of health); one that fails within 5 s of starting five times in a row stops the
+run with its name and last lines. Ctrl-C, SIGTERM or SIGHUP stops them in order (ingest, the
+executors, then the movers), then the stores it started; a second signal forces. If this
+process is killed, its services get SIGTERM from the kernel. One run per state directory: a
+second says so and exits 1. Kubernetes (Deployments, CrashLoopBackOff) and Compose
+(``restart: unless-stopped``, a one-shot migration) do the same for ``deploy/`` and
+``compose.yaml``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import importlib.util
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 from taskstream.shared import config as config_mod
 from taskstream.shared import db
 from taskstream.shared.errors import TaskstreamError
 from tools.stores import StoreError, ensure
+from tools.supervisor import BACKOFF_S, Child, Supervisor
 
 ORDER = ("ingest", "executor", "watcher", "janitor")
 STOP_ORDER = (*ORDER, "prometheus")
 PROMETHEUS_PORT = 9090
 RULES = Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "alerts.yml"
 METRICS_BASE_PORT = 9101
-STOP_TIMEOUT = 60.0
-
-
-class Child:
-    def __init__(self, name: str, env: dict[str, str], argv: list[str] | None = None) -> None:
-        self.name = name
-        self.proc = subprocess.Popen(
-            argv or [sys.executable, "-m", "taskstream", name.split("-")[0]],
-            env=env,
-            start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
-        )
-
-    def terminate(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
 
 
 def available() -> list[str]:
@@ -61,7 +46,11 @@ def available() -> list[str]:
 
 
 def up_main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="taskstream up", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m tools up",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--executors", type=int, default=2, help="executor processes")
     parser.add_argument("--state-dir", type=Path, default=Path(".local"))
     parser.add_argument(
@@ -71,9 +60,19 @@ def up_main(argv: Sequence[str]) -> int:
         help="the first of the services' metrics ports (one each, upwards)",
     )
     parser.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus")
+    parser.add_argument(
+        "--backoff",
+        type=float,
+        default=BACKOFF_S,
+        help="seconds before a crashed service's first restart (doubling, up to 30)",
+    )
     args = parser.parse_args(list(argv))
     if args.executors < 1:
         parser.error("--executors must be at least 1")
+    args.state_dir.mkdir(parents=True, exist_ok=True)
+    lock = _lock(args.state_dir)
+    if lock is None:
+        return 1
     try:
         config = config_mod.load()
         stores = ensure(
@@ -139,6 +138,8 @@ def _supervise(
     targets: list[tuple[str, str]] = []
     port = args.metrics_port
     lines = [f"API         http://127.0.0.1:{config.ingest.http_port}  (metrics at /metrics)"]
+    supervisor = Supervisor(children, STOP_ORDER, backoff_s=args.backoff)
+    supervisor.install_signals()  # before the first child: a Ctrl-C from now on stops in order
     for service in available():
         names = [f"executor-{i}" for i in range(1, n + 1)] if service == "executor" else [service]
         for name in names:
@@ -149,37 +150,41 @@ def _supervise(
                 port += 1
             if service == "executor":
                 env["CONSUMER_NAME"] = f"{host}-{name}"
-            children.append(Child(name, env))
+            children.append(Child(name, env, out=sys.stdout))
             addr = env.get("METRICS_ADDR", f"127.0.0.1:{config.ingest.http_port}")
             targets.append((service, addr))
     prometheus = None if args.no_prometheus else _prometheus(args.state_dir, targets)
     if prometheus is not None:
         children.append(prometheus)
         lines.append(f"prometheus  http://127.0.0.1:{PROMETHEUS_PORT}  (alert rules loaded)")
-    print("taskstream is up:\n  " + "\n  ".join(lines) + "\nCtrl-C to stop.", flush=True)
+    pids = ", ".join(f"{c.name} {c.proc.pid}" for c in children)
+    print(
+        "taskstream is up:\n  " + "\n  ".join(lines) + f"\n(pids: {pids})\n"
+        "Services that exit are restarted. Ctrl-C to stop.",
+        flush=True,
+    )
+    return supervisor.run()
 
-    stopping = False
 
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    failed = ""
-    while not stopping:
-        for child in children:
-            if child.proc.poll() is not None:
-                failed = f"{child.name} exited with {child.proc.returncode}"
-                stopping = True
-        time.sleep(0.2)
-    if failed:
-        print(f"taskstream up: {failed}; stopping everything", file=sys.stderr)
-    print("stopping: ingest, executors, then the movers", flush=True)
-    for service in STOP_ORDER:
-        group = [c for c in children if c.name.split("-")[0] == service]
-        for child in group:
-            child.terminate()
-        for child in group:
-            child.wait(STOP_TIMEOUT)
-    return 1 if failed else 0
+def _lock(state_dir: Path) -> IO[str] | None:
+    """Hold ``state_dir/up.lock`` for the life of this process (the kernel lets it go when
+    the process ends, however it ends); None, with one line said, if another run holds it."""
+    path = state_dir / "up.lock"
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        pid = handle.read().strip() or "?"
+        print(
+            f"taskstream up: already running from {state_dir.resolve()} (pid {pid}); stop it "
+            "first (Ctrl-C in its terminal)",
+            file=sys.stderr,
+        )
+        handle.close()
+        return None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
