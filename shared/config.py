@@ -165,6 +165,20 @@ class WatcherConfig(msgspec.Struct, frozen=True, kw_only=True):
     repair_interval_ms: Annotated[
         int, _d("How often the watcher checks for lost entries and a lost Redis.")
     ] = 5_000
+    outbox_grace_ms: Annotated[
+        int,
+        _d(
+            "An outbox row older than this (its publisher died, or Redis refused) has its "
+            "queued tasks re-sent by the watcher."
+        ),
+    ] = 5_000
+    sweep_batch: Annotated[
+        int,
+        _d(
+            "Tasks the slow sweeps (the repair's and the orphans') read per pass: the "
+            "backstop for entries lost in ways nothing else notices."
+        ),
+    ] = 5_000
 
 
 class JanitorConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -256,6 +270,8 @@ POSITIVE = (
     "publish_retry_ms",
     "read_block_ms",
     "redis_timeout_ms",
+    "outbox_grace_ms",
+    "sweep_batch",
     "keep_succeeded_ms",
     "keep_cancelled_ms",
     "keep_dead_ms",

@@ -44,13 +44,68 @@ WITH input AS (
     FROM timed
     WHERE idempotency_key IS NULL OR id IN (SELECT task_id FROM keys)
     ORDER BY n
-    RETURNING *
+    RETURNING id, status, run_at, created_at, updated_at, queued_at, priority
 ), delayed AS (
     INSERT INTO due (bucket, due_at, task_id, attempt, priority, kind)
     SELECT date_trunc('hour', run_at, 'UTC'), run_at, id, 1, priority, 'delayed'
     FROM inserted WHERE status = 'scheduled'
+), outboxed AS (
+    INSERT INTO outbox (task_ids)
+    SELECT array_agg(id) FROM inserted WHERE status = 'queued' HAVING count(*) > 0
+    RETURNING id
 )
-SELECT * FROM inserted
+SELECT id, status, run_at, created_at, updated_at, queued_at,
+    (SELECT id FROM outboxed) AS outbox_id
+FROM inserted
+"""
+
+# INSERT_TASKS for a group in which no task asks for a time: no due-table statement (whose
+# trigger would run for nothing) on the common path.
+INSERT_TASKS_NOW = """
+WITH input AS (
+    SELECT * FROM unnest(
+        $1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::int[],
+        $7::int[], $8::int[], $9::int[], $10::text[], $11::bytea[], $12::timestamptz[],
+        $13::text[], $14::bigint[]
+    ) WITH ORDINALITY AS i(id, type, priority, payload, max_attempts, retry_base_ms,
+        retry_max_ms, retry_jitter_ms, timeout_ms, idempotency_key, request_hash, run_at,
+        trace_context, delay_ms, n)
+), timed AS (
+    SELECT *, coalesce(run_at, now() + coalesce(delay_ms, 0) * interval '1 millisecond')
+        AS due_at
+    FROM input
+), keys AS (
+    -- One row per key (a batch may repeat one: the first takes it, the rest find it).
+    INSERT INTO idempotency_keys (key, task_id, request_hash)
+    SELECT DISTINCT ON (idempotency_key) idempotency_key, id, request_hash FROM input
+    WHERE idempotency_key IS NOT NULL
+    ORDER BY idempotency_key, n
+    -- A key older than the TTL ($15 ms) is free again: it now names this task.
+    ON CONFLICT (key) DO UPDATE
+        SET task_id = excluded.task_id, request_hash = excluded.request_hash, created_at = now()
+        WHERE idempotency_keys.created_at < now() - $15 * interval '1 millisecond'
+    RETURNING task_id
+), inserted AS (
+    INSERT INTO tasks (id, type, priority, payload, status, max_attempts, retry_base_ms,
+        retry_max_ms, retry_jitter_ms, timeout_ms, idempotency_key, run_at, queued_at,
+        trace_context)
+    SELECT id, type, priority, payload,
+        CASE WHEN due_at > now() THEN 'scheduled' ELSE 'queued' END,
+        max_attempts, retry_base_ms, retry_max_ms, retry_jitter_ms, timeout_ms,
+        idempotency_key, greatest(due_at, now()),
+        CASE WHEN due_at > now() THEN NULL ELSE now() END, trace_context
+    FROM timed
+    WHERE idempotency_key IS NULL OR id IN (SELECT task_id FROM keys)
+    ORDER BY n
+    RETURNING id, status, run_at, created_at, updated_at, queued_at, priority
+), outboxed AS (
+    INSERT INTO outbox (task_ids)
+    SELECT array_agg(id) FROM inserted WHERE status = 'queued' HAVING count(*) > 0
+    RETURNING id
+)
+SELECT id, status, run_at, created_at, updated_at, queued_at,
+    (SELECT id FROM outboxed) AS outbox_id
+FROM inserted
 """
 
 # Look up idempotency keys: the task each names and the digest of the request that took it.
@@ -120,11 +175,18 @@ RETURNING t.id, t.attempt, t.type, t.priority, t.payload::text AS payload, t.tim
 
 # Put claimed but never started tasks back to queued (executor shutdown), fenced.
 RELEASE = """
-UPDATE tasks t SET status = 'queued', started_at = NULL, queued_at = now(), updated_at = now(),
-    consumer = NULL, entry_id = NULL
-FROM unnest($1::uuid[], $2::int[]) AS c(id, attempt)
-WHERE t.id = c.id AND t.attempt = c.attempt AND t.status = 'running' AND t.consumer = $3
-RETURNING t.id
+WITH released AS (
+    UPDATE tasks t SET status = 'queued', started_at = NULL, queued_at = now(),
+        updated_at = now(), consumer = NULL, entry_id = NULL
+    FROM unnest($1::uuid[], $2::int[]) AS c(id, attempt)
+    WHERE t.id = c.id AND t.attempt = c.attempt AND t.status = 'running' AND t.consumer = $3
+    RETURNING t.id
+), outboxed AS (
+    INSERT INTO outbox (task_ids)
+    SELECT array_agg(id) FROM released WHERE true HAVING count(*) > 0
+    RETURNING id
+)
+SELECT released.id, (SELECT id FROM outboxed) AS outbox_id FROM released
 """
 
 # Record successful attempts (fenced); returns the ids recorded.
@@ -202,23 +264,51 @@ WITH due_now AS (
     FOR UPDATE SKIP LOCKED
 ), gone AS (
     DELETE FROM due d USING due_now n WHERE d.task_id = n.task_id AND d.attempt = n.attempt
+), moved AS (
+    UPDATE tasks t SET status = 'queued', queued_at = now(), updated_at = now()
+    FROM due_now n
+    WHERE t.id = n.task_id AND t.attempt = n.attempt AND t.status IN ('retrying', 'scheduled')
+    RETURNING t.id, t.attempt, t.priority, t.trace_context,
+        extract(epoch FROM now() - n.due_at)::float8 AS late_s
+), outboxed AS (
+    INSERT INTO outbox (task_ids)
+    SELECT array_agg(id) FROM moved WHERE true HAVING count(*) > 0
+    RETURNING id
 )
-UPDATE tasks t SET status = 'queued', queued_at = now(), updated_at = now()
-FROM due_now n
-WHERE t.id = n.task_id AND t.attempt = n.attempt AND t.status IN ('retrying', 'scheduled')
-RETURNING t.id, t.attempt, t.priority, t.trace_context,
-    extract(epoch FROM now() - n.due_at)::float8 AS late_s
+SELECT moved.*, (SELECT id FROM outboxed) AS outbox_id FROM moved
 """
 
-# Queued tasks of one priority not published since before $2 (their entry is presumed lost):
-# stamp them so they are not re-sent again before the next threshold, and return them.
+# An outbox row is done with: its tasks' entries are in Redis.
+OUTBOX_DONE = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
+
+# Outbox rows older than $1 ms that no other watcher holds (their publisher died, or Redis
+# refused): each with the tasks it names that are still queued, as their entries must be.
+OUTBOX_STRANDED = """
+WITH picked AS (
+    SELECT id, task_ids FROM outbox
+    WHERE created_at < now() - $1 * interval '1 millisecond'
+    ORDER BY id LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+SELECT p.id AS outbox_id, t.id, t.attempt, t.priority, t.trace_context
+FROM picked p LEFT JOIN tasks t ON t.id = ANY(p.task_ids) AND t.status = 'queued'
+"""
+
+# The id $2 rows after $1 in id order (the end of the next batch of a sweep), or null when
+# fewer are left.
+SWEEP_BOUND = "SELECT id FROM tasks WHERE id > $1 ORDER BY id OFFSET $2 LIMIT 1"
+
+# Queued tasks with ids in ($1, $2] (null: to the end) last published before their
+# priority's cutoff ($3 priorities, $4 cutoffs): their entries are presumed lost; stamped so
+# they are not re-sent again soon, and returned. One batch of the repair's slow sweep, or,
+# with cutoffs in the far future, of the re-send of everything after Redis lost it all.
 REPUBLISH_QUEUED = """
 WITH stale AS (
-    SELECT id FROM tasks
-    WHERE status = 'queued' AND priority = $1 AND updated_at < $2
-    ORDER BY updated_at
-    LIMIT $3
-    FOR UPDATE SKIP LOCKED
+    SELECT t.id FROM tasks t
+    JOIN unnest($3::text[], $4::timestamptz[]) AS c(priority, before) ON c.priority = t.priority
+    WHERE t.id > $1 AND ($2::uuid IS NULL OR t.id <= $2)
+        AND t.status = 'queued' AND t.updated_at < c.before
+    FOR UPDATE OF t SKIP LOCKED
 )
 UPDATE tasks t SET updated_at = now()
 FROM stale WHERE t.id = stale.id
@@ -232,15 +322,17 @@ SELECT id, attempt, status, entry_id, type, priority, consumer, first_attempt, m
 FROM tasks WHERE id = ANY($1::uuid[])
 """
 
-# Running tasks claimed more than $1 ms ago (by Postgres's clock), oldest first, and whether
-# their handler timeout plus $1 has run out too (a live executor would have settled them).
+# Running tasks with ids in ($3, $4] (null: to the end) claimed more than $1 ms ago (by
+# Postgres's clock), and whether their handler timeout plus $1 has run out too (a live
+# executor would have settled them): one batch of the orphan sweep.
 RUNNING_BEFORE = """
 SELECT id, attempt, status, entry_id, type, priority, consumer, first_attempt, max_attempts,
     retry_base_ms, retry_max_ms, retry_jitter_ms,
     started_at + (timeout_ms + $1) * interval '1 millisecond' < now() AS timed_out
 FROM tasks
-WHERE status = 'running' AND updated_at < now() - $1 * interval '1 millisecond'
-ORDER BY updated_at LIMIT $2
+WHERE id > $3 AND ($4::uuid IS NULL OR id <= $4)
+    AND status = 'running' AND updated_at < now() - $1 * interval '1 millisecond'
+LIMIT $2
 """
 
 # Keep undecodable stream entries durably (once each).
@@ -371,14 +463,21 @@ WITH picked AS (
     FOR UPDATE OF d, t SKIP LOCKED
 ), gone AS (
     DELETE FROM dead_letters d USING picked p WHERE d.task_id = p.task_id
+), replayed AS (
+    UPDATE tasks t
+    SET status = 'queued', attempt = t.attempt + 1, first_attempt = t.attempt + 1,
+        queued_at = now(), updated_at = now(), started_at = NULL, finished_at = NULL,
+        consumer = NULL, entry_id = NULL
+    FROM picked p
+    WHERE t.id = p.task_id
+    RETURNING t.id AS task_id, t.attempt, t.priority, t.type, t.trace_context, p.reason,
+        p.dead_at
+), outboxed AS (
+    INSERT INTO outbox (task_ids)
+    SELECT array_agg(task_id) FROM replayed HAVING count(*) > 0
+    RETURNING id
 )
-UPDATE tasks t
-SET status = 'queued', attempt = t.attempt + 1, first_attempt = t.attempt + 1,
-    queued_at = now(), updated_at = now(), started_at = NULL, finished_at = NULL,
-    consumer = NULL, entry_id = NULL
-FROM picked p
-WHERE t.id = p.task_id
-RETURNING t.id AS task_id, t.attempt, t.priority, t.type, t.trace_context, p.reason, p.dead_at
+SELECT replayed.*, (SELECT id FROM outboxed) AS outbox_id FROM replayed
 """
 
 # Delete a batch of dead-letter records, oldest first (their tasks stay dead, history kept).

@@ -24,7 +24,7 @@ from taskstream.shared.streams import Streams
 async def api_client(
     config: Config, db: Database, streams: Streams, metrics: Metrics
 ) -> AsyncIterator[tuple[TestClient[Any, Any], Publisher]]:
-    publisher = Publisher(streams, metrics, retry_ms=config.ingest.publish_retry_ms)
+    publisher = Publisher(streams, metrics, retry_ms=config.ingest.publish_retry_ms, db=db)
     app = build_app(config, db, streams, metrics, publisher)
     app.middlewares.append(_settle(publisher))
     async with TestClient(TestServer(app)) as client:

@@ -134,7 +134,7 @@ class Bench:
         await self._fresh_database()
         db = await Database.connect(self.database_url, min_size=1, max_size=4)
         try:
-            version = await server_version(self.config.stores.database_url)
+            version = await server_version(self.database_url)
             self.result.machine = machine(self.config.stores.redis_url, version)
             await self._ceilings(db)
         finally:

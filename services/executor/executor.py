@@ -378,7 +378,7 @@ class Executor:
         if not jobs:
             return
         try:
-            released = await self._db.release(
+            released, outbox = await self._db.release(
                 [j.task.id for j in jobs], [j.task.attempt for j in jobs], self.consumer
             )
             # Publish before acking the old entries: a crash in between leaves a duplicate
@@ -395,6 +395,8 @@ class Executor:
                     if j.task.id in released
                 ]
             )
+            if outbox is not None:
+                await self._db.outbox_done([outbox])
         except StoreError as exc:
             # Left as they are: running and pending under this consumer, taken back by a
             # restart under the same name or reclaimed after the visibility timeout.

@@ -40,12 +40,12 @@ class Heartbeat:
         """One heartbeat (the thread calls this every period)."""
         alive_ms = max(1000, int(self._period * 3000))
         lost = self._extender.extend(self._consumer, self._leases.snapshot(), alive_ms=alive_ms)
-        if lost:
-            self._leases.mark_lost(lost)
+        n = self._leases.mark_lost(lost) if lost else 0
+        if n:
             log.warning(
                 "%d entries are no longer this consumer's (reclaimed or lost): their jobs "
                 "will not start",
-                len(lost),
+                n,
                 extra={"event": "executor.leases_lost"},
             )
 

@@ -39,9 +39,13 @@ class Leases:
         with self._lock:
             return list(self._held)
 
-    def mark_lost(self, keys: Iterable[Key]) -> None:
+    def mark_lost(self, keys: Iterable[Key]) -> int:
+        """Mark held entries lost; returns how many (an entry acked since the heartbeat's
+        snapshot is no longer held and not counted)."""
         with self._lock:
-            self._lost.update(k for k in keys if k in self._held)
+            lost = [k for k in keys if k in self._held and k not in self._lost]
+            self._lost.update(lost)
+            return len(lost)
 
     def is_lost(self, key: Key) -> bool:
         with self._lock:

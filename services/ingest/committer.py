@@ -107,7 +107,8 @@ class GroupCommit:
                 )
                 for v in result.inserted.values()
                 if v.status == "queued"
-            ]
+            ],
+            result.outbox_ids,
         )
         for _, future in group:
             if not future.done():  # a client that went away: its tasks are committed anyway
@@ -131,4 +132,5 @@ class GroupCommit:
             merged.inserted.update(one.inserted)
             merged.existing.update(one.existing)
             merged.rejected.update(one.rejected)
+            merged.outbox_ids.extend(one.outbox_ids)
         return merged

@@ -18,6 +18,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
+from taskstream.shared.db import Database
 from taskstream.shared.errors import StoreError
 from taskstream.shared.metrics import Metrics
 from taskstream.shared.streams import Publish, Streams
@@ -26,8 +27,12 @@ log = logging.getLogger(__name__)
 
 
 class Publisher:
-    def __init__(self, streams: Streams, metrics: Metrics, *, retry_ms: int) -> None:
+    def __init__(
+        self, streams: Streams, metrics: Metrics, *, retry_ms: int, db: Database | None = None
+    ) -> None:
         self._streams = streams
+        self._db = db
+        self._outbox: list[int] = []  # outbox rows of the entries waiting here
         self._metrics = metrics
         self._retry_s = retry_ms / 1000
         self._pending: list[Publish] = []
@@ -43,8 +48,10 @@ class Publisher:
         """Entries committed and not yet published (waiting, or being sent)."""
         return len(self._pending) + self._sending
 
-    def submit(self, entries: Sequence[Publish]) -> None:
-        """Queue entries for publishing; returns at once."""
+    def submit(self, entries: Sequence[Publish], outbox_ids: Sequence[int] = ()) -> None:
+        """Queue entries for publishing; returns at once. ``outbox_ids``: the outbox rows
+        naming them, deleted once they are published (else the watcher re-sends them)."""
+        self._outbox.extend(outbox_ids)
         if not entries:
             return
         self._pending.extend(entries)
@@ -56,26 +63,42 @@ class Publisher:
         """Try once to send everything waiting; returns how many were sent."""
         async with self._lock:
             batch, self._pending = self._pending, []
+            outbox, self._outbox = self._outbox, []
             if not batch:
+                await self._outbox_done(outbox)
                 return 0
             self._sending = len(batch)
             try:
                 await self._streams.publish(batch)
             except StoreError as exc:
                 self._pending = batch + self._pending
+                self._outbox = outbox + self._outbox
                 self._deferred(len(batch), exc)
                 return 0
             except BaseException:  # cancelled mid-send: keep them (a duplicate is fenced)
                 self._pending = batch + self._pending
+                self._outbox = outbox + self._outbox
                 raise
             finally:
                 self._sending = 0
+            await self._outbox_done(outbox)
         if self._failing:
             self._failing = False
             log.info("published %d deferred tasks", len(batch), extra={"event": "ingest.published"})
         for priority, n in collections.Counter(e.priority for e in batch).items():
             self._metrics.published.add(n, {"priority": priority})
         return len(batch)
+
+    async def _outbox_done(self, ids: list[int]) -> None:
+        """Delete the outbox rows of what was just published. If Postgres cannot be reached
+        they stay, and the watcher re-sends their tasks later (a duplicate is fenced)."""
+        if ids and self._db is not None:
+            try:
+                await self._db.outbox_done(ids)
+            except StoreError as exc:
+                log.info(
+                    "outbox rows left for the repair: %s", exc, extra={"event": "ingest.outbox"}
+                )
 
     def _deferred(self, n: int, exc: BaseException) -> None:
         self._metrics.publish_failures.add(n)

@@ -28,7 +28,7 @@ async def serve(config: Config, metrics: Metrics, stop: asyncio.Event) -> None:
     async with stores(config, stop, pool_min=0) as (db, streams):
         with contextlib.suppress(StoreError):
             await streams.ensure_groups()
-        publisher = Publisher(streams, metrics, retry_ms=config.ingest.publish_retry_ms)
+        publisher = Publisher(streams, metrics, retry_ms=config.ingest.publish_retry_ms, db=db)
         app = build_app(config, db, streams, metrics, publisher)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=10)
         await runner.setup()

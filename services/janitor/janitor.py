@@ -57,7 +57,15 @@ class Janitor:
         self.reclaim = Reclaim(
             config.janitor, config.lease, db, streams, metrics, consumer=name, rand=rand
         )
-        self.orphans = Orphans(config.lease, db, streams, metrics, interval_s=interval, rand=rand)
+        self.orphans = Orphans(
+            config.lease,
+            db,
+            streams,
+            metrics,
+            interval_s=interval,
+            sweep_batch=config.watcher.sweep_batch,
+            rand=rand,
+        )
         self.trim = Trim(streams, metrics, interval_s=interval)
         self.consumers = Consumers(config.janitor, streams)
         self.gauges = Gauges(db, streams, metrics, interval_s=interval)

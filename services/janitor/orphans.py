@@ -10,7 +10,10 @@ or it was deleted) are reclaimed like an expired lease, as soon as that is safe:
   never cut short; a dead one's tasks are back within about ``VIS_TIMEOUT_MS``, not after
   their handler timeout (five minutes by default).
 
-Times are Postgres's (``now()`` in the query), never this process's.
+No index finds running tasks (the hot path writes none, migrations/0005), so the role sweeps
+the tasks in id order, ``SWEEP_BATCH`` a pass, wrapping at the end; when Redis lost its data
+(the epoch key or the server's run id changed) it sweeps the whole table at once. Times are
+Postgres's (``now()`` in the query), never this process's.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from taskstream.shared.supervise import Done, RoleBase
 
 log = logging.getLogger(__name__)
 
-BATCH = 1000
+START = uuid.UUID(int=0)
 
 
 class Recovered(Done, kw_only=True):
@@ -49,6 +52,7 @@ class Orphans(RoleBase):
         metrics: Metrics,
         *,
         interval_s: float,
+        sweep_batch: int = 5_000,
         rand: random.Random | None = None,
     ) -> None:
         self.interval_s = interval_s
@@ -57,15 +61,29 @@ class Orphans(RoleBase):
         self._streams = streams
         self._metrics = metrics
         self._rand = rand or random.Random()
+        self._batch = sweep_batch
+        self._cursor = START
+        self._incarnation: tuple[str | None, str] | None = None
+        self._full = False  # sweeping the whole table now (Redis lost its data)
         # Candidate → when (this process's monotonic clock) its consumer was first seen dead.
         self._dead_since: dict[tuple[uuid.UUID, int], float] = {}
 
     async def run_once(self) -> Recovered:
         vis_ms = self.lease.vis_timeout_ms
-        candidates = await self._db.running_longer_than(vis_ms, BATCH)
+        incarnation = (await self._streams.epoch(), await self._streams.run_id())
+        if self._incarnation is not None and incarnation != self._incarnation:
+            self._full, self._cursor = True, START  # Redis lost its data: look everywhere
+        self._incarnation = incarnation
+        after = self._cursor
+        upto = await self._db.sweep_bound(after, self._batch)
+        self._cursor = upto or START
+        wrapped = upto is None
+        more = self._full and not wrapped
+        if wrapped:
+            self._full = False
+        candidates = await self._db.running_longer_than(vis_ms, self._batch, after, upto)
         if not candidates:
-            self._dead_since.clear()
-            return Recovered()
+            return Recovered(more=more)
         pending = await self._streams.are_pending(
             [(t.priority, t.entry_id) for t, _ in candidates if t.entry_id]
         )
@@ -76,19 +94,22 @@ class Orphans(RoleBase):
         ]
         alive = await self._streams.alive(sorted({t.consumer for t, _ in lost if t.consumer}))
         now = time.monotonic()
-        seen: dict[tuple[uuid.UUID, int], float] = {}
         orphans: list[TaskState] = []
         for t, timed_out in lost:
             key = (t.id, t.attempt)
             if timed_out:
                 orphans.append(t)
-            elif t.consumer not in alive:
-                since = seen[key] = self._dead_since.get(key, now)
+            elif t.consumer in alive:
+                self._dead_since.pop(key, None)
+            else:
+                since = self._dead_since.setdefault(key, now)
                 if now - since >= vis_ms / 1000:
                     orphans.append(t)
-        self._dead_since = seen
+        # Forget candidates long gone (settled elsewhere): the memory stays small.
+        stale = now - 100 * vis_ms / 1000
+        self._dead_since = {k: v for k, v in self._dead_since.items() if v > stale}
         if not orphans:
-            return Recovered(waiting=len(lost))
+            return Recovered(waiting=len(lost), more=more)
         outcomes = [poison.expired(t, 1, self.lease, self._rand, orphan=True) for t in orphans]
         recorded = await self._db.complete(outcomes)
         for priority in PRIORITIES:
@@ -100,8 +121,6 @@ class Orphans(RoleBase):
                 len(recorded),
                 extra={"event": "janitor.orphans"},
             )
-        return Recovered(
-            orphans=len(recorded),
-            waiting=len(lost) - len(orphans),
-            more=len(candidates) >= BATCH,
-        )
+        for t in orphans:
+            self._dead_since.pop((t.id, t.attempt), None)
+        return Recovered(orphans=len(recorded), waiting=len(lost) - len(orphans), more=more)

@@ -1,22 +1,32 @@
-"""The repair: re-sends every task Postgres says is queued but whose entry Redis lost.
+"""The repair: re-sends every task Postgres says is queued but whose entry Redis does not have.
 
-Postgres owns every task, so whatever Redis lost can be re-sent. When the epoch key changed or
-a stream's group is missing (Redis restarted empty, failed over, was flushed), one watcher
-(the one that takes ``{ns}:repaired:<epoch>``) re-publishes every queued task. Otherwise a
-queued task is presumed lost when the group has already delivered past the time it was
-published (or delivered everything) by more than ``REPAIR_AFTER_MS``. Re-sent entries that
-turn out to be duplicates are dropped by fencing.
+No index finds queued tasks (the hot path writes none, migrations/0005), so the repair works
+from three sources, cheapest first:
 
-Every time compared here is on Postgres's clock: the tasks' ``updated_at`` are, "now" is read
-from Postgres, and the group's delivery point (an entry id, Redis's clock) is moved onto it by
-the offset between the two servers measured in the same pass. The watcher's own clock is
-never used, so a watcher whose clock is off neither re-sends a live backlog nor waits.
+- **A lost Redis.** When the epoch key changed or vanished, a stream's group is missing, or
+  the server's run id changed (a restart or a failover: a new primary may lack the last
+  writes), one watcher (the one that takes ``{ns}:repaired:<epoch>:<run id>``) re-sends every
+  queued task, walking the whole table in id order (rare, and a full walk is then the point).
+- **The outbox.** Every statement that makes tasks queued writes an outbox row naming them;
+  their publisher deletes it once Redis has the entries. A row older than
+  ``OUTBOX_GRACE_MS`` belongs to a publisher that died between the commit and the XADD (or to
+  a Redis that refused): its queued tasks are re-sent and the row deleted.
+- **A slow sweep.** Each pass reads the next ``SWEEP_BATCH`` tasks in id order (wrapping at
+  the end) and re-sends the queued ones whose group has delivered past the time they were
+  published by more than ``REPAIR_AFTER_MS``: the backstop for entries lost in ways nothing
+  above notices (deleted by hand, say).
+
+Re-sent entries that turn out to be duplicates are dropped by fencing. Every time compared
+here is on Postgres's clock: the tasks' ``updated_at`` are, "now" is read from Postgres, and
+the group's delivery point (an entry id, Redis's clock) is moved onto it by the offset between
+the two servers measured in the same pass.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 
 from taskstream.services.watcher.release import Release
 from taskstream.shared.config import WatcherConfig
@@ -28,10 +38,13 @@ from taskstream.shared.supervise import Done, RoleBase
 
 log = logging.getLogger(__name__)
 FAR_FUTURE = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
+START = uuid.UUID(int=0)
 
 
 class Repaired(Done, kw_only=True):
-    repaired: int = 0
+    repaired: int = 0  # tasks re-sent in all
+    from_outbox: int = 0
+    swept: int = 0  # of them, found by the sweep
     redis_lost: bool = False
 
 
@@ -53,42 +66,76 @@ class Repair(RoleBase):
         self._release = release
         self._metrics = metrics
         self._epoch: str | None = None
+        self._run_id: str | None = None
+        self._cursor = START
         self.started = False
 
     async def start(self) -> None:
-        """Create the groups if needed and remember the epoch this watcher starts in."""
+        """Create the groups if needed and remember the Redis this watcher starts with."""
         await self._streams.ensure_groups()
         self._epoch = await self._streams.epoch()
+        self._run_id = await self._streams.run_id()
         self.started = True
 
     async def run_once(self) -> Repaired:
-        """Re-publish queued tasks whose entries Redis lost."""
         if not self.started:
             await self.start()
         epoch = await self._streams.epoch()
-        lost = epoch is None or (self._epoch is not None and epoch != self._epoch)
+        run_id = await self._streams.run_id()
+        lost = (
+            epoch is None
+            or (self._epoch is not None and epoch != self._epoch)
+            or (self._run_id is not None and run_id != self._run_id)
+        )
         marks = await self._streams.delivery_marks()
         if lost or not all(m.exists for m in marks.values()):
             await self._streams.ensure_groups()
             epoch = await self._streams.epoch()
             assert epoch is not None
-            if await self._streams.claim_repair(epoch):
+            seen, self._epoch, self._run_id = (self._epoch, self._run_id), epoch, run_id
+            if await self._streams.claim_repair(f"{epoch}:{run_id}"):
                 log.warning(
-                    "Redis lost its streams (epoch %s → %s): re-publishing every queued task",
-                    self._epoch,
-                    epoch,
+                    "Redis lost its streams (epoch and run id %s → %s): re-sending every "
+                    "queued task",
+                    seen,
+                    (epoch, run_id),
                     extra={"event": "watcher.redis_lost"},
                 )
-                self._epoch = epoch
-                now = await self._db.now()
-                n = await self._republish(dict.fromkeys(PRIORITIES, FAR_FUTURE), now)
+                n = await self._resend_all()
+                self._count(n)
                 return Repaired(repaired=n, redis_lost=True)
-        self._epoch = epoch
+        self._epoch, self._run_id = epoch, run_id
+        outbox = await self._db.drain_outbox(
+            self.config.outbox_grace_ms, self.config.watch_batch, self._release.publish
+        )
+        swept = await self._sweep_step(marks)
+        self._count(outbox + swept)
+        return Repaired(repaired=outbox + swept, from_outbox=outbox, swept=swept)
+
+    async def _resend_all(self) -> int:
+        total, after = 0, START
+        cutoffs = dict.fromkeys(PRIORITIES, FAR_FUTURE)
+        while True:
+            upto = await self._db.sweep_bound(after, self.config.watch_batch)
+            rows = await self._db.republish_queued(after, upto, cutoffs, self._release.publish)
+            total += len(rows)
+            if upto is None:
+                return total
+            after = upto
+
+    async def _sweep_step(self, marks: dict[str, DeliveryMark]) -> int:
         now = await self._db.now()
         offset = await self._streams.time_s() - now.timestamp()  # Redis's clock minus ours
         cutoffs = {p: self._cutoff(marks[p], now.timestamp(), offset) for p in PRIORITIES}
-        n = await self._republish({p: c for p, c in cutoffs.items() if c is not None}, now)
-        return Repaired(repaired=n)
+        wanted = {p: min(c, now) for p, c in cutoffs.items() if c is not None}
+        upto = await self._db.sweep_bound(self._cursor, self.config.sweep_batch)
+        rows = []
+        if wanted:
+            rows = await self._db.republish_queued(
+                self._cursor, upto, wanted, self._release.publish
+            )
+        self._cursor = upto or START  # wrap at the end
+        return len(rows)
 
     def _cutoff(self, mark: DeliveryMark, now: float, offset: float) -> dt.datetime | None:
         """Queued tasks published before this (Postgres's clock) have had their chance to be
@@ -102,24 +149,11 @@ class Repair(RoleBase):
             return None
         return dt.datetime.fromtimestamp(point, dt.UTC)
 
-    async def _republish(self, cutoffs: dict[str, dt.datetime], now: dt.datetime) -> int:
-        total = 0
-        batch = self.config.watch_batch
-        for priority, before in cutoffs.items():
-            # A task re-sent now is stamped now, so it is not selected again in this pass.
-            before = min(before, now)
-            while True:
-                rows = await self._db.republish_queued(
-                    priority, before, batch, self._release.publish
-                )
-                total += len(rows)
-                if len(rows) < batch:
-                    break
-        if total:
-            self._metrics.repaired.add(total)
+    def _count(self, n: int) -> None:
+        if n:
+            self._metrics.repaired.add(n)
             log.warning(
                 "re-published %d queued tasks whose entries were lost",
-                total,
+                n,
                 extra={"event": "watcher.repaired"},
             )
-        return total

@@ -123,6 +123,8 @@ class OperatorQueries(Base):
                     for r in rows
                 ]
             )
+            if rows[0]["outbox_id"] is not None:
+                await self._pool.execute(sql.OUTBOX_DONE, [rows[0]["outbox_id"]])
         return [_dlq_ref(r) for r in rows]
 
     async def purge_dead_letters(

@@ -7,6 +7,8 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import msgspec
+
 from taskstream.shared import sql
 from taskstream.shared.db.base import (
     Base,
@@ -24,6 +26,29 @@ _COMPLETE = {
     "retry": sql.COMPLETE_RETRY,
     "dead": sql.COMPLETE_DEAD,
 }
+
+
+def _inserted_view(task: NewTask, row: Any) -> Task:
+    """A just-inserted task's view from what the request had (the payload as the JSON it came
+    in: no decode and re-encode per task) and the columns Postgres decided."""
+    return Task(
+        id=task.id,
+        type=task.type,
+        priority=task.priority,
+        status=row["status"],
+        attempt=1,
+        max_attempts=task.max_attempts,
+        payload=msgspec.Raw(task.payload),
+        idempotency_key=task.idempotency_key,
+        run_at=row["run_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        queued_at=row["queued_at"],
+        started_at=None,
+        finished_at=None,
+        timeout_ms=task.timeout_ms,
+        last_error=None,
+    )
 
 
 class TaskQueries(Base):
@@ -60,8 +85,12 @@ class TaskQueries(Base):
         # One statement, so it commits on its own: no BEGIN and COMMIT round trips. A taken
         # key was committed before ON CONFLICT skipped it (it waits for an in-flight holder),
         # so the lookups below, in statements of their own, always find it.
-        rows = await self._pool.fetch(sql.INSERT_TASKS, *cols, key_ttl_ms)
-        inserted = {r["id"]: task_view(r) for r in rows}
+        timed = any(t.run_at is not None or t.delay_ms for t in tasks)
+        query = sql.INSERT_TASKS if timed else sql.INSERT_TASKS_NOW
+        rows = await self._pool.fetch(query, *cols, key_ttl_ms)
+        by_request = {t.id: t for t in tasks}
+        inserted = {r["id"]: _inserted_view(by_request[r["id"]], r) for r in rows}
+        outbox = [rows[0]["outbox_id"]] if rows and rows[0]["outbox_id"] is not None else []
         taken = [t for t in ordered if t.idempotency_key is not None and t.id not in inserted]
         existing: dict[uuid.UUID, tuple[Task, bool]] = {}
         rejected: dict[uuid.UUID, str] = {}
@@ -88,7 +117,9 @@ class TaskQueries(Base):
                     rejected[t.id] = "this idempotency key's task no longer exists; retry"
                     continue
                 existing[t.id] = (holder, bytes(k["request_hash"]) == t.request_hash)
-        return InsertResult(inserted=inserted, existing=existing, rejected=rejected)
+        return InsertResult(
+            inserted=inserted, existing=existing, rejected=rejected, outbox_ids=outbox
+        )
 
     async def get_task(self, task_id: uuid.UUID) -> Task | None:
         row = await self._pool.fetchrow(sql.SELECT_TASK, task_id)
@@ -137,10 +168,16 @@ class TaskQueries(Base):
 
     async def release(
         self, ids: Sequence[uuid.UUID], attempts: Sequence[int], consumer: str
-    ) -> set[uuid.UUID]:
-        """Put claimed, never started tasks back to queued."""
+    ) -> tuple[set[uuid.UUID], int | None]:
+        """Put claimed, never started tasks back to queued; the ids released and the outbox
+        row naming them (delete it with ``outbox_done`` once their entries are published)."""
         rows = await self._pool.fetch(sql.RELEASE, ids, attempts, consumer)
-        return {r["id"] for r in rows}
+        return {r["id"] for r in rows}, (rows[0]["outbox_id"] if rows else None)
+
+    async def outbox_done(self, ids: Sequence[int]) -> None:
+        """The entries of these outbox rows are in Redis: the rows go."""
+        if ids:
+            await self._pool.execute(sql.OUTBOX_DONE, list(ids))
 
     async def complete(self, outcomes: Sequence[Outcome]) -> set[uuid.UUID]:
         """Record a batch of outcomes in one transaction; returns the task ids recorded (an

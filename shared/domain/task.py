@@ -160,6 +160,7 @@ class Ready(msgspec.Struct, frozen=True, kw_only=True):
     priority: str
     trace_context: str | None = None
     late_s: float = 0.0
+    outbox_id: int | None = None  # the outbox row to delete once its entries are published
 
 
 # Publishes what a mover committed (called after the commit, see ``Database.move_due``).
@@ -175,6 +176,7 @@ class InsertResult(msgspec.Struct, frozen=True, kw_only=True):
     inserted: dict[uuid.UUID, Task]
     existing: dict[uuid.UUID, tuple[Task, bool]]
     rejected: dict[uuid.UUID, str] = msgspec.field(default_factory=dict)  # the store refused it
+    outbox_ids: list[int] = msgspec.field(default_factory=list)  # see migrations/0005
 
 
 class TaskTiming(msgspec.Struct, frozen=True, kw_only=True):

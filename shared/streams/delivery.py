@@ -34,12 +34,13 @@ class DeliveryOps(Base):
         ids: list[str] = []
         script = self._script("publish")
         keys = list(self.keys.streams.values())
+        index = STREAM_INDEX
         for start in range(0, len(entries), PUBLISH_CHUNK):
-            args: list[str | int] = []
-            for e in entries[start : start + PUBLISH_CHUNK]:
-                args += (STREAM_INDEX[e.priority], str(e.task_id), e.attempt,
-                         e.trace_context or "")  # fmt: skip
-            ids.extend(i.decode() for i in await script(keys=keys, args=args))
+            lines = "".join(
+                f"{index[e.priority]} {e.task_id} {e.attempt} {e.trace_context or ''}\n"
+                for e in entries[start : start + PUBLISH_CHUNK]
+            )
+            ids.extend(i.decode() for i in await script(keys=keys, args=[lines]))
         return ids
 
     async def read(

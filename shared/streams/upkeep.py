@@ -32,6 +32,12 @@ class UpkeepOps(Base):
         value = await self._r.get(self.keys.epoch)
         return _s(value) if value is not None else None
 
+    async def run_id(self) -> str:
+        """The Redis server's run id: a new one after a restart or a failover (whose new
+        primary may lack the last writes even when the epoch key survived)."""
+        info = await self._r.info("server")
+        return str(info.get("run_id", ""))
+
     async def time_s(self) -> float:
         """Redis's clock (TIME), in seconds."""
         seconds, micros = await self._r.time()

@@ -150,7 +150,8 @@ def _janitor_statements(config: Config) -> list[tuple[str, list[Any]]]:
     ages = [7 * DAY_S * 1000, 7 * DAY_S * 1000, 30 * DAY_S * 1000]
     now_ms = int(time.time() * 1000)
     return [
-        (sql.RUNNING_BEFORE, [config.lease.vis_timeout_ms, 1000]),
+        (sql.RUNNING_BEFORE, [config.lease.vis_timeout_ms, BATCH, uuid.UUID(int=0), None]),
+        (sql.SWEEP_BOUND, [uuid.UUID(int=0), BATCH]),
         (sql.STALLED_TASKS, [[uuid.uuid4() for _ in range(100)]]),
         (sql.QUEUE_DEPTHS, []),
         (sql.RETENTION_WALK, [uuid.UUID(int=0), ids.floor(now_ms - ages[0]), BATCH, *ages]),
