@@ -108,6 +108,24 @@ SELECT id, status, run_at, created_at, updated_at, queued_at,
 FROM inserted
 """
 
+# The commonest group, inserted for the least: no task asks for a time or carries a key, and
+# their attempts, backoff, timeout and trace context are the same (scalars $5..$10 instead of
+# arrays: an array costs the client per element). All queued now; returns one row: the ids,
+# the statement's now() (every row's created, updated, queued and run time) and the outbox row.
+INSERT_TASKS_PLAIN = """
+WITH inserted AS (
+    INSERT INTO tasks (id, type, priority, payload, status, max_attempts, retry_base_ms,
+        retry_max_ms, retry_jitter_ms, timeout_ms, run_at, queued_at, trace_context)
+    SELECT i.id, i.type, i.priority, i.payload, 'queued', $5, $6, $7, $8, $9, now(), now(), $10
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[]) AS i(id, type, priority, payload)
+    RETURNING id
+), outboxed AS (
+    INSERT INTO outbox (task_ids) SELECT array_agg(id) FROM inserted RETURNING id
+)
+SELECT (SELECT array_agg(id) FROM inserted) AS ids, now() AS at,
+    (SELECT id FROM outboxed) AS outbox_id
+"""
+
 # Look up idempotency keys: the task each names and the digest of the request that took it.
 SELECT_IDEMPOTENCY_KEYS = """
 SELECT key, task_id, request_hash FROM idempotency_keys WHERE key = ANY($1::text[])

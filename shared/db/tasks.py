@@ -51,6 +51,36 @@ def _inserted_view(task: NewTask, row: Any) -> Task:
     )
 
 
+class _NowRow(dict[str, Any]):
+    """What a plain insert's rows would have said: queued, every time the statement's now()."""
+
+    def __init__(self, at: Any) -> None:
+        super().__init__(status="queued", run_at=at, created_at=at, updated_at=at, queued_at=at)
+
+
+def _plain(tasks: Sequence[NewTask]) -> tuple[int, int, int, int, int, str | None] | None:
+    """The shared settings of a group ``INSERT_TASKS_PLAIN`` can take, or None."""
+    first = tasks[0]
+    shared = (
+        first.max_attempts,
+        first.retry_base_ms,
+        first.retry_max_ms,
+        first.retry_jitter_ms,
+        first.timeout_ms,
+        first.trace_context,
+    )
+    for t in tasks:
+        if (
+            t.idempotency_key is not None
+            or t.run_at is not None
+            or t.delay_ms
+            or (t.max_attempts, t.retry_base_ms, t.retry_max_ms, t.retry_jitter_ms,
+                t.timeout_ms, t.trace_context) != shared
+        ):  # fmt: skip
+            return None
+    return shared
+
+
 class TaskQueries(Base):
     """Tasks from ingest to their outcome: insert, read, cancel, claim, release, complete."""
 
@@ -60,6 +90,11 @@ class TaskQueries(Base):
         """Insert tasks in one statement (all or nothing); a taken idempotency key inserts
         nothing and returns the task that holds it (a key older than ``key_ttl_ms`` is free
         again)."""
+        if not tasks:
+            return InsertResult(inserted={}, existing={})
+        plain = _plain(tasks)
+        if plain is not None:
+            return await self._insert_plain(tasks, plain)
         # Sorted by key so that concurrent batches take key locks in one order (no deadlock).
         ordered = sorted(tasks, key=lambda t: t.idempotency_key or "")
         cols: list[list[Any]] = [[] for _ in range(14)]
@@ -120,6 +155,23 @@ class TaskQueries(Base):
         return InsertResult(
             inserted=inserted, existing=existing, rejected=rejected, outbox_ids=outbox
         )
+
+    async def _insert_plain(
+        self, tasks: Sequence[NewTask], shared: tuple[int, int, int, int, int, str | None]
+    ) -> InsertResult:
+        """``INSERT_TASKS_PLAIN``: every task queued, one timestamp for all of them."""
+        row = await self._pool.fetchrow(
+            sql.INSERT_TASKS_PLAIN,
+            [t.id for t in tasks],
+            [t.type for t in tasks],
+            [t.priority for t in tasks],
+            [t.payload.decode() for t in tasks],
+            *shared,
+        )
+        at = row["at"]
+        inserted = {t.id: _inserted_view(t, _NowRow(at)) for t in tasks}
+        outbox = [row["outbox_id"]] if row["outbox_id"] is not None else []
+        return InsertResult(inserted=inserted, existing={}, outbox_ids=outbox)
 
     async def get_task(self, task_id: uuid.UUID) -> Task | None:
         row = await self._pool.fetchrow(sql.SELECT_TASK, task_id)

@@ -5,15 +5,16 @@
 -- KEYS[1..4]  the streams: critical, high, default, low
 -- ARGV[1]     one line per entry: "<stream index 1-4> <task id> <attempt> <traceparent>\n"
 --             (the traceparent may be empty)
--- Returns     the new entry ids, in order
+-- Returns     how many entries were added (their ids are not needed: replies cost too)
 
-local ids = {}
+local added = 0
 for index, task, attempt, tp in string.gmatch(ARGV[1], '(%d) (%S+) (%d+) ([^\n]*)\n') do
     local key = KEYS[tonumber(index)]
     if tp == '' then
-        ids[#ids + 1] = redis.call('XADD', key, '*', 't', task, 'a', attempt)
+        redis.call('XADD', key, '*', 't', task, 'a', attempt)
     else
-        ids[#ids + 1] = redis.call('XADD', key, '*', 't', task, 'a', attempt, 'tp', tp)
+        redis.call('XADD', key, '*', 't', task, 'a', attempt, 'tp', tp)
     end
+    added = added + 1
 end
-return ids
+return added
