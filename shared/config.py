@@ -114,6 +114,16 @@ class ExecutorConfig(msgspec.Struct, frozen=True, kw_only=True):
         int, _d("Handlers an executor runs at once (the Go scheduler's knob).")
     ] = 64
     prefetch: Annotated[int, _d("Entries an executor reads ahead of free handler slots.")] = 64
+    prefetch_fast: Annotated[
+        int,
+        _d(
+            "Entries it reads ahead while its handlers are quick (a recent average under "
+            "`FAST_HANDLER_MS`): bigger batches, fewer round trips per task."
+        ),
+    ] = 960
+    fast_handler_ms: Annotated[
+        float, _d("Below this average run time, handlers count as quick (`PREFETCH_FAST`).")
+    ] = 2.0
     priority_mode: Annotated[
         str, _d("`weighted` (fair shares by weight, nothing starves) or `strict`.")
     ] = "weighted"
@@ -134,7 +144,7 @@ class ExecutorConfig(msgspec.Struct, frozen=True, kw_only=True):
     read_block_ms: Annotated[int, _d("Longest blocking XREADGROUP (capped at 1000).")] = 1000
     complete_batch_max: Annotated[
         int, _d("Most outcomes an executor commits in one statement.")
-    ] = 500
+    ] = 1000
     complete_linger_ms: Annotated[
         int, _d("How long an executor waits to gather outcomes into one commit.")
     ] = 2
@@ -282,6 +292,8 @@ POSITIVE = (
 )
 NON_NEGATIVE = (
     "prefetch",
+    "prefetch_fast",
+    "fast_handler_ms",
     "db_pool_min",
     "retry_base_ms",
     "retry_max_ms",
@@ -358,7 +370,12 @@ def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         raw = env.get(name)
         if raw is None or raw == "":
             continue
-        if isinstance(info.default, int):
+        if isinstance(info.default, float):
+            try:
+                values[field] = float(raw)
+            except ValueError:
+                raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+        elif isinstance(info.default, int):
             try:
                 values[field] = int(raw.replace("_", ""))
             except ValueError:

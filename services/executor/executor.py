@@ -67,7 +67,10 @@ class Executor:
         self._fair = FairShare(
             config.executor.weights(), strict=config.executor.priority_mode == "strict"
         )
-        self._capacity = config.executor.worker_pool + config.executor.prefetch
+        self._pool = config.executor.worker_pool
+        self._prefetch = config.executor.prefetch
+        self._prefetch_fast = max(config.executor.prefetch_fast, config.executor.prefetch)
+        self._fast_s = config.executor.fast_handler_ms / 1000
         self._min_read = max(1, min(config.executor.worker_pool // 4, 64))
         self._inflight = 0  # read and not yet acknowledged
         self._changed = asyncio.Event()
@@ -181,7 +184,7 @@ class Executor:
         # trip per arrival. A blocking read that comes back full means a backlog again.
         quiet = False
         while not stop.is_set():
-            free = self._capacity - self._inflight
+            free = self._capacity() - self._inflight
             if free < self._min_read and self._inflight > 0:
                 await self._wait_change()
                 continue
@@ -205,6 +208,13 @@ class Executor:
             if batch:
                 await self._admit(batch)
 
+    def _capacity(self) -> int:
+        """Handler slots plus the read-ahead: the larger one while handlers are quick (a
+        batch of noops costs the same round trips as a handful), the smaller one otherwise,
+        so slow handlers never hoard entries another executor could start."""
+        quick = self.processed > 0 and self._handlers.avg_run_s < self._fast_s
+        return self._pool + (self._prefetch_fast if quick else self._prefetch)
+
     async def _read(self, free: int) -> list[Delivery | BadEntry]:
         got: list[Delivery | BadEntry] = []
         among = list(PRIORITIES)
@@ -219,7 +229,7 @@ class Executor:
             among = [p for p in among if p not in empty]
             if len(got) >= free or not among:
                 break
-        return got
+        return got if self._fair.strict else _interleave(got)
 
     async def _admit(
         self,
@@ -454,6 +464,22 @@ class Executor:
     async def _wait_change(self) -> None:
         self._changed.clear()
         await self._changed.wait()
+
+
+def _interleave(batch: list[Delivery | BadEntry]) -> list[Delivery | BadEntry]:
+    """A batch with each priority's entries spread evenly through it (by their rank within
+    their priority), so a large read starts the priorities in their shares, not one priority's
+    whole part first. Each priority keeps its own order."""
+    counts = collections.Counter(e.priority for e in batch)
+    if len(counts) < 2:
+        return batch
+    seen: collections.Counter[str] = collections.Counter()
+    ranked = []
+    for e in batch:
+        ranked.append(((seen[e.priority] + 0.5) / counts[e.priority], e))
+        seen[e.priority] += 1
+    ranked.sort(key=lambda pair: pair[0])
+    return [e for _, e in ranked]
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> bool:

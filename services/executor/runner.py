@@ -56,6 +56,7 @@ class HandlerRunner:
         self._max_deliveries = max_deliveries
         self._rand = rand
         self._threads = threads or SyncPool()
+        self.avg_run_s = 0.0
 
     async def run(self, job: Job) -> Outcome:
         if not tracing.enabled():
@@ -131,7 +132,10 @@ class HandlerRunner:
         except BaseException as exc:  # SystemExit, KeyboardInterrupt… raised by the handler
             return self.failure(task, error_info(exc), "failed")
         finally:
-            self._metrics.run_seconds.record(time.perf_counter() - started, {"type": task.type})
+            took = time.perf_counter() - started
+            self._metrics.run_seconds.record(took, {"type": task.type})
+            # A moving average of run times (about the last hundred): how quick handlers are.
+            self.avg_run_s += (took - self.avg_run_s) * 0.01
         return self._timed_out(job) or Outcome(
             task_id=task.id, attempt=task.attempt, kind="succeeded"
         )

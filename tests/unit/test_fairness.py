@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+from typing import Any
 
 from taskstream.shared.domain import FairShare
 
@@ -40,3 +41,34 @@ def test_strict_mode_asks_the_highest_priority_for_everything() -> None:
     fair = FairShare(WEIGHTS, strict=True)
     assert fair.split(10) == {"critical": 10, "high": 0, "default": 0, "low": 0}
     assert fair.split(10, among=["default", "low"]) == {"default": 10, "low": 0}
+
+
+def test_a_batch_is_interleaved_by_share_keeping_each_prioritys_order() -> None:
+    import uuid
+
+    from taskstream.services.executor.executor import _interleave
+    from taskstream.shared.domain import Delivery
+
+    def d(p: str, i: int) -> Delivery:
+        return Delivery(priority=p, entry_id=f"{i}-0", task_id=uuid.uuid4(), attempt=1)
+
+    batch: list[Any] = [d("critical", i) for i in range(8)] + [d("low", i) for i in range(2)]
+    out = _interleave(batch)
+    assert [e.entry_id for e in out if e.priority == "critical"] == [f"{i}-0" for i in range(8)]
+    lows = [i for i, e in enumerate(out) if e.priority == "low"]
+    assert lows[0] < 4 < lows[1]  # spread through the batch, not both at the end
+
+
+def test_the_read_ahead_grows_only_while_handlers_are_quick() -> None:
+    from taskstream.services.executor.executor import Executor
+    from taskstream.shared import config as config_mod
+    from taskstream.shared.handlers import Registry
+    from taskstream.shared.metrics import noop
+
+    config = config_mod.replace(config_mod.Config(), worker_pool=10, prefetch=5, prefetch_fast=100)
+    ex = Executor(config, None, None, Registry(), noop(), consumer="c")  # type: ignore[arg-type]
+    assert ex._capacity() == 15  # nothing run yet
+    ex.processed, ex._handlers.avg_run_s = 10, 0.0005
+    assert ex._capacity() == 110
+    ex._handlers.avg_run_s = 0.5
+    assert ex._capacity() == 15
