@@ -44,9 +44,10 @@ typecheck: $(STAMP)
 all: lint typecheck test
 
 # The standard scenarios beside the raw ceilings (several minutes; never part of `make test`).
-# BENCH_ARGS: --quick, --only A,C, --json, --executors N, --memory-1m.
+# BENCH_ARGS: --quick, --only A,C, --json, --executors N, --memory-1m. PEERS=1 also measures
+# taskiq and dramatiq (installed on first use into a virtual environment of their own).
 bench: $(STAMP)
-	$(BIN)/python -m tools bench $(BENCH_ARGS)
+	$(BIN)/python -m tools bench $(if $(filter 1,$(PEERS)),--peers) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .local .mypy_cache .ruff_cache .pytest_cache
