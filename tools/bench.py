@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import os
 import signal
 import sys
@@ -217,8 +218,10 @@ class Bench:
 
     async def _peers(self) -> None:
         """The peers' enqueue-and-drain rate for the same number of noop jobs (``--peers``)."""
-        from tools import peers
-
+        try:
+            peers: Any = importlib.import_module("tools.peers")
+        except ImportError as exc:
+            raise BenchError(f"--peers: the peers' driver is not available here ({exc})") from exc
         n = 100_000 // self.scale
         self.say(f"peers: {', '.join(peers.PEERS)}, {n:,} noop jobs each")
         results = await peers.measure(n, redis_url=self.config.stores.redis_url, log=self.say)
