@@ -1,4 +1,4 @@
-"""``python -m tools up | with-stores | bench``: the development commands."""
+"""``python -m tools up | with-stores | bench | peers | deps``: the development commands."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ USAGE = """usage: python -m tools COMMAND [ARGS]
   up            everything locally: stores, migrations, services, until Ctrl-C (make run)
   with-stores   run a command with Redis and Postgres available, started if needed (make test)
   bench         the standard scenarios beside the raw ceilings (make bench)
+  peers         taskiq's and dramatiq's enqueue-and-drain rate here (make bench PEERS=1 runs it)
   deps          find or fetch the programs the tests need (promtool) into .local/bin
 """
 
@@ -32,6 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tools.deps import deps_main
 
         return deps_main(rest)
+    if command == "peers":
+        from tools.peers import peers_main
+
+        return peers_main(rest)
     if command == "bench":
         from tools.bench import bench_main
 

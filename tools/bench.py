@@ -17,6 +17,7 @@ Postgres CPU it cost) → B → D → memory.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import importlib
 import os
@@ -224,12 +225,20 @@ class Bench:
             raise BenchError(f"--peers: the peers' driver is not available here ({exc})") from exc
         n = 100_000 // self.scale
         self.say(f"peers: {', '.join(peers.PEERS)}, {n:,} noop jobs each")
-        results = await peers.measure(n, redis_url=self.config.stores.redis_url, log=self.say)
-        for name, rate in results.items():
-            self.result.peers[name] = rate
+        try:
+            python = await asyncio.to_thread(peers.ensure_venv)
+        except RuntimeError as exc:
+            raise BenchError(str(exc)) from exc
+        results = await asyncio.to_thread(
+            peers.measure, python, self.config.stores.redis_url, n, processes=self.args.executors
+        )
+        for r in results:
+            self.result.peers[r.name] = r.rate
+            what = f"{r.rate:,.0f} jobs/s" if r.rate > 0 else f"failed: {r.note}"
             self.result.rows.append(
-                Row(measure=f"peer: {peers.PEERS[name]}, {n:,} noop jobs, enqueue + drain "
-                    "(nothing written to a database)", result=f"{rate:,.0f} jobs/s", value=rate)
+                Row(measure=f"peer: {r.name} {r.version}, {n:,} noop jobs, enqueue + drain, "
+                    f"{self.args.executors} worker processes (nothing written to a database; "
+                    f"{r.note})", result=what, value=r.rate)
             )  # fmt: skip
 
     async def _load(self, key: str, opts: LoadOptions) -> Report:
