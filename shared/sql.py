@@ -137,16 +137,21 @@ SELECT_TASK = "SELECT * FROM tasks WHERE id = $1"
 # Several tasks by id.
 SELECT_TASKS = "SELECT * FROM tasks WHERE id = ANY($1::uuid[])"
 
-# A page of tasks, newest first (ids are time-ordered), filtered; the cursor is the last id seen.
+# A page of tasks, newest first (ids are time-ordered), filtered; the cursor is the last id seen,
+# $6 the smallest id of the oldest creation time wanted (a time range is a range of the key).
 LIST_TASKS = """
 SELECT * FROM tasks
 WHERE ($1::text IS NULL OR status = $1)
   AND ($2::text IS NULL OR type = $2)
   AND ($3::text IS NULL OR priority = $3)
   AND ($4::uuid IS NULL OR id < $4)
+  AND ($6::uuid IS NULL OR id >= $6)
 ORDER BY id DESC
 LIMIT $5
 """
+
+# The task an idempotency key names, if the key is still held (the console's lookup).
+TASK_OF_IDEMPOTENCY_KEY = "SELECT task_id FROM idempotency_keys WHERE key = $1"
 
 # Lock a task's due rows first (a cancel's first statement): the watcher's move locks due rows,
 # then task rows, so a cancel that locked the task row first and then waited for its due row

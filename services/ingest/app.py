@@ -1,7 +1,8 @@
 """The ingest HTTP API: validate (msgspec) → commit in Postgres (asyncpg) → XADD.
 
 ``build_app`` wires the shared state (``state.py``), the one error mapping (``errors.py``) and
-the routes, one module per resource (``routes/``). Errors are JSON
+the routes, one module per resource (``routes/``), and mounts the operators' console under
+``/ui/`` (``console/``). Errors are JSON
 ``{"error": {"code", "message", "field"?}}`` with the right status, and a request that fails
 leaves nothing half-written.
 """
@@ -12,6 +13,8 @@ from aiohttp import web
 
 from taskstream.services.ingest import state
 from taskstream.services.ingest.committer import GroupCommit
+from taskstream.services.ingest.console.app import build_console, mount
+from taskstream.services.ingest.console.session import Access
 from taskstream.services.ingest.errors import errors_middleware
 from taskstream.services.ingest.publisher import Publisher
 from taskstream.services.ingest.routes import Route, dlq, queues, system, tasks
@@ -24,7 +27,12 @@ ROUTES: list[Route] = [*tasks.ROUTES, *queues.ROUTES, *dlq.ROUTES, *system.ROUTE
 
 
 def build_app(
-    config: Config, db: Database, streams: Streams, metrics: Metrics, publisher: Publisher
+    config: Config,
+    db: Database,
+    streams: Streams,
+    metrics: Metrics,
+    publisher: Publisher,
+    console_access: Access | None = None,
 ) -> web.Application:
     app = web.Application(
         middlewares=[errors_middleware], client_max_size=config.ingest.max_body_bytes
@@ -40,6 +48,7 @@ def build_app(
     app.on_cleanup.append(_close_committer)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
+    mount(app, build_console(config, streams, console_access))
     return app
 
 

@@ -185,11 +185,18 @@ class TaskQueries(Base):
         priority: str | None,
         after: uuid.UUID | None,
         limit: int,
+        since: uuid.UUID | None = None,
     ) -> list[Task]:
         """Newest first: ids are time-ordered (version 7), so the id is the order and the
-        cursor (``after``: the last id of the previous page)."""
-        rows = await self._pool.fetch(sql.LIST_TASKS, status, type, priority, after, limit)
+        cursor (``after``: the last id of the previous page); ``since`` is the smallest id
+        wanted (``ids.floor`` of a creation time), so a time range is a range of the key."""
+        rows = await self._pool.fetch(sql.LIST_TASKS, status, type, priority, after, limit, since)
         return [task_view(r) for r in rows]
+
+    async def task_of_idempotency_key(self, key: str) -> uuid.UUID | None:
+        """The task an idempotency key names, while the key is held."""
+        found: uuid.UUID | None = await self._pool.fetchval(sql.TASK_OF_IDEMPOTENCY_KEY, key)
+        return found
 
     async def cancel_task(self, task_id: uuid.UUID) -> Task | None:
         """Cancel a task that has not started; ``None`` if it is missing or past that. Locks
