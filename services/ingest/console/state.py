@@ -18,8 +18,9 @@ ACCESS: web.AppKey[Access] = web.AppKey("console_access", object)  # type: ignor
 THROUGHPUT: web.AppKey[Throughput] = web.AppKey("console_throughput", Throughput)
 TEMPLATES: web.AppKey[jinja2.Environment] = web.AppKey("console_templates", jinja2.Environment)
 
-SESSION = "console.session"  # the request's session (set by the console's middleware)
-NEW_COOKIE = "console.new_cookie"  # a cookie to set on the answer
+# The request's session (set by the console's middleware), and a cookie to set on the answer.
+SESSION: web.RequestKey[Session] = web.RequestKey("console_session", Session)
+NEW_COOKIE: web.RequestKey[str] = web.RequestKey("console_new_cookie", str)
 
 
 def config(request: web.Request) -> Config:
@@ -47,8 +48,7 @@ def throughput(request: web.Request) -> Throughput:
 
 
 def session(request: web.Request) -> Session:
-    found: Session = request[SESSION]
-    return found
+    return request[SESSION]
 
 
 def principal(request: web.Request) -> Principal | None:

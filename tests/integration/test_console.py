@@ -1,0 +1,191 @@
+"""The console over plain HTTP (no browser): cookies, CSRF, lookups, filters, errors as
+pages, throughput from the streams' counters."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from taskstream.services.ingest.console.session import COOKIE, Sessions
+from taskstream.services.ingest.console.throughput import Sample, Throughput
+from taskstream.shared.config import Config
+from taskstream.shared.db import Database
+from taskstream.shared.domain import PRIORITIES
+from taskstream.shared.metrics import Metrics
+from taskstream.shared.streams import Streams
+from tests.helpers import api_client
+
+Client = TestClient[Any, Any]
+
+
+@pytest.fixture
+async def client(
+    config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> AsyncIterator[Client]:
+    await streams.ensure_groups()
+    async with api_client(config, db, streams, metrics) as (c, _):
+        yield c
+
+
+async def page(client: Client, path: str, status: int = 200, **kw: Any) -> str:
+    answer = await client.get(path, allow_redirects=False, **kw)
+    text = await answer.text()
+    assert answer.status == status, text[:500]
+    if status == 200:
+        assert answer.content_type == "text/html"
+    return text
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf-token" content="([^"]+)"', html)
+    assert found, "no CSRF token in the page"
+    return found.group(1)
+
+
+async def submit(client: Client, **body: Any) -> dict[str, Any]:
+    answer = await client.post("/v1/tasks", json={"type": "noop", **body})
+    assert answer.status == 201, await answer.text()
+    return dict(await answer.json())
+
+
+async def test_the_session_cookie_is_httponly_strict_and_secure_over_tls(client: Client) -> None:
+    answer = await client.get("/ui/")
+    cookie = answer.cookies[COOKIE]
+    assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/ui/"
+    assert not cookie["secure"]  # plain HTTP here
+    client.session.cookie_jar.clear()
+    behind_tls = await client.get("/ui/", headers={"X-Forwarded-Proto": "https"})
+    assert behind_tls.cookies[COOKIE]["secure"]
+    assert "script-src 'self'" in answer.headers["Content-Security-Policy"]
+
+
+async def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(
+    client: Client, db: Database
+) -> None:
+    task = await submit(client, delay_ms=60_000)
+    html = await page(client, f"/ui/tasks/{task['id']}")
+    refused = await client.post(f"/ui/tasks/{task['id']}/cancel", data={})
+    assert refused.status == 403
+    forged = await client.post(f"/ui/tasks/{task['id']}/cancel", data={"csrf": "x" * 43})
+    assert forged.status == 403
+    assert (await db.get_task(uuid.UUID(task["id"]))).status == "scheduled"  # type: ignore[union-attr]
+    done = await client.post(f"/ui/tasks/{task['id']}/cancel", data={"csrf": csrf_of(html)})
+    assert done.status == 200 and "Cancelled." in await done.text()
+    assert (await db.get_task(uuid.UUID(task["id"]))).status == "cancelled"  # type: ignore[union-attr]
+    again = await client.post(f"/ui/tasks/{task['id']}/cancel", data={"csrf": csrf_of(html)})
+    assert again.status == 409 and "the task is cancelled" in await again.text()
+
+
+async def test_a_tampered_cookie_is_a_new_session(client: Client, config: Config) -> None:
+    html = await page(client, "/ui/")
+    token = csrf_of(html)
+    sessions = Sessions("another secret", 60_000)
+    client.session.cookie_jar.clear()
+    forged = sessions.dump(sessions.new(None))
+    answer = await client.get("/ui/", headers={"Cookie": f"{COOKIE}={forged}"})
+    assert COOKIE in answer.cookies  # not accepted: a fresh one was issued
+    assert csrf_of(await answer.text()) != token
+
+
+async def test_lookup_by_id_or_idempotency_key(client: Client) -> None:
+    task = await submit(client, idempotency_key="order-7")
+    for lookup in (task["id"], "order-7"):
+        answer = await client.get("/ui/tasks", params={"lookup": lookup}, allow_redirects=False)
+        assert (answer.status, answer.headers["Location"]) == (303, f"/ui/tasks/{task['id']}")
+    html = await page(client, "/ui/tasks?lookup=nothing-like-it")
+    assert "No task has the id or idempotency key" in html
+
+
+async def test_the_task_list_filters_by_status_type_priority_and_time_and_pages(
+    client: Client, config: Config
+) -> None:
+    made = [await submit(client, type="email", priority="high") for _ in range(3)]
+    await submit(client, type="sms")
+    html = await page(client, "/ui/tasks?type=email&priority=high")
+    assert all(t["id"] in html for t in made) and "sms" not in html.split("<tbody>")[1]
+    # Before the first of them: none; from it on: all three.
+    first = dt.datetime.fromisoformat(made[0]["created_at"])
+    before = (first - dt.timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    html = await page(client, f"/ui/tasks?type=email&until={before}")
+    assert "No tasks match." in html
+    html = await page(client, f"/ui/tasks?type=email&since={before}")
+    assert all(t["id"] in html for t in made)
+    await page(client, "/ui/tasks?status=bogus", 400)
+    await page(client, "/ui/tasks?since=yesterday", 400)
+
+
+async def test_unknown_task_and_bad_id_are_pages_not_json(client: Client) -> None:
+    html = await page(client, f"/ui/tasks/{uuid.uuid4()}", 404)
+    assert "<html" in html and "There is no task" in html
+    await page(client, "/ui/no-such-page", 404)
+
+
+async def test_dlq_selection_needs_a_choice(client: Client) -> None:
+    html = await page(client, "/ui/dlq")
+    answer = await client.post(
+        "/ui/dlq/preview", data={"csrf": csrf_of(html), "op": "replay:selected"}
+    )
+    assert answer.status == 400 and "Select at least one" in await answer.text()
+
+
+async def test_login_goes_back_only_to_a_console_page(client: Client) -> None:
+    from taskstream.services.ingest.console.login import _next
+
+    assert _next("/ui/dlq?x=1") == "/ui/dlq?x=1"
+    for outside in ("https://evil.example/", "//evil.example/ui/", "/v1/tasks", None):
+        assert _next(outside) == "/ui/"
+
+
+async def test_overview_shows_the_queue_figures(client: Client, streams: Streams) -> None:
+    await submit(client, priority="low")
+    html = await page(client, "/ui/overview/live")
+    assert 'data-priority="low"' in html and 'aria-live="polite"' in html
+
+
+async def test_throughput_from_the_stream_counters(
+    client: Client, streams: Streams, config: Config
+) -> None:
+    sampler = Throughput(streams, 1000)
+    await submit(client)
+    await streams.read("reader", {"default": 1})
+    first = await sampler.run_once(now=1_000_000.0)
+    assert first is not None and (first.added["default"], first.read["default"]) == (1, 1)
+    for _ in range(3):
+        await submit(client)
+    await streams.read("reader", {"default": 2})
+    await sampler.run_once(now=1_000_010.0)
+    [minute] = sampler.minutes(1, now=1_000_010.0)
+    assert (minute.added, minute.delivered, minute.delivered_by_priority["default"]) == (3, 2, 2)
+    assert sampler.recent_rate() == (0.3, 0.2)
+
+
+def test_throughput_skips_a_counter_that_went_back() -> None:
+    sampler = Throughput(None, 1000)  # type: ignore[arg-type]
+    counts = [(10, 5), (3, 1), (8, 4)]  # Redis restarted between the first two
+    for i, (added, read) in enumerate(counts):
+        sampler._samples.append(
+            Sample(at=600.0 + i, added=dict.fromkeys(PRIORITIES, added) | {"low": None},
+                   read={"default": read} | dict.fromkeys(("critical", "high", "low"), None))
+        )  # fmt: skip
+    [minute] = sampler.minutes(1, now=602.0)
+    assert (minute.added, minute.delivered) == (3 * 5, 3)
+
+
+async def test_removing_a_busy_consumer_keeps_it(
+    client: Client, streams: Streams, config: Config
+) -> None:
+    await submit(client)
+    await streams.read("busy-1", {"default": 1})
+    html = await page(client, "/ui/queues")
+    answer = await client.post(
+        "/ui/queues/consumers/remove",
+        data={"csrf": csrf_of(html), "priority": "default", "name": "busy-1"},
+    )
+    assert answer.status == 409 and "Kept consumer busy-1" in await answer.text()
+    assert "busy-1" in {c.name for c in await streams.consumers()}
