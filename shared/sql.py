@@ -150,6 +150,33 @@ ORDER BY id DESC
 LIMIT $5
 """
 
+# The console's filtered page: LIST_TASKS's filters applied to at most $7 rows of the key range
+# (newest first), so a filter that matches rarely or never costs a bounded walk, not the table;
+# always one row (the task columns null when nothing matched) carrying the oldest id looked at
+# and how many were, to continue from.
+LIST_TASKS_BOUNDED = """
+WITH scanned AS MATERIALIZED (
+    SELECT * FROM tasks
+    WHERE ($4::uuid IS NULL OR id < $4)
+      AND ($6::uuid IS NULL OR id >= $6)
+    ORDER BY id DESC
+    LIMIT $7
+), edge AS (
+    SELECT (SELECT id FROM scanned ORDER BY id LIMIT 1) AS scanned_to,
+        (SELECT count(*) FROM scanned) AS scanned
+)
+SELECT m.*, e.scanned_to, e.scanned
+FROM edge e LEFT JOIN LATERAL (
+    SELECT * FROM scanned
+    WHERE ($1::text IS NULL OR status = $1)
+      AND ($2::text IS NULL OR type = $2)
+      AND ($3::text IS NULL OR priority = $3)
+    ORDER BY id DESC
+    LIMIT $5
+) m ON true
+ORDER BY m.id DESC
+"""
+
 # The task an idempotency key names, if the key is still held (the console's lookup).
 TASK_OF_IDEMPOTENCY_KEY = "SELECT task_id FROM idempotency_keys WHERE key = $1"
 

@@ -193,6 +193,28 @@ class TaskQueries(Base):
         rows = await self._pool.fetch(sql.LIST_TASKS, status, type, priority, after, limit, since)
         return [task_view(r) for r in rows]
 
+    async def list_tasks_bounded(
+        self,
+        *,
+        status: str | None,
+        type: str | None,
+        priority: str | None,
+        after: uuid.UUID | None,
+        limit: int,
+        since: uuid.UUID | None,
+        scan: int,
+    ) -> tuple[list[Task], uuid.UUID | None]:
+        """``list_tasks`` looking at no more than ``scan`` tasks (newest first from
+        ``after``): the matches, and where to continue when the walk ended before the page
+        was full (the oldest id looked at; None when the key range is exhausted)."""
+        rows = await self._pool.fetch(
+            sql.LIST_TASKS_BOUNDED, status, type, priority, after, limit, since, scan
+        )
+        tasks = [task_view(r) for r in rows if r["id"] is not None]
+        edge = rows[0]
+        more = len(tasks) < limit and edge["scanned"] == scan
+        return tasks, (edge["scanned_to"] if more else None)
+
     async def task_of_idempotency_key(self, key: str) -> uuid.UUID | None:
         """The task an idempotency key names, while the key is held."""
         found: uuid.UUID | None = await self._pool.fetchval(sql.TASK_OF_IDEMPOTENCY_KEY, key)

@@ -189,3 +189,24 @@ async def test_removing_a_busy_consumer_keeps_it(
     )
     assert answer.status == 409 and "Kept consumer busy-1" in await answer.text()
     assert "busy-1" in {c.name for c in await streams.consumers()}
+
+
+async def test_a_filtered_page_walks_a_bounded_stretch_and_says_where_to_go_on(
+    client: Client, db: Database
+) -> None:
+    rare = await submit(client, type="rare")
+    common = [await submit(client, type="common") for _ in range(6)]
+    # Looking at 4 tasks from the newest: none is rare; go on from the oldest looked at.
+    found, further = await db.list_tasks_bounded(
+        status=None, type="rare", priority=None, after=None, limit=2, since=None, scan=4
+    )
+    assert found == [] and further == uuid.UUID(common[2]["id"])
+    found, further = await db.list_tasks_bounded(
+        status=None, type="rare", priority=None, after=further, limit=2, since=None, scan=4
+    )
+    assert [str(t.id) for t in found] == [rare["id"]] and further is None  # the range ended
+    # A full page needs no continuation.
+    found, further = await db.list_tasks_bounded(
+        status=None, type="common", priority=None, after=None, limit=2, since=None, scan=4
+    )
+    assert [str(t.id) for t in found] == [common[5]["id"], common[4]["id"]] and further is None

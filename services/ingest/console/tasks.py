@@ -3,7 +3,10 @@ lookup by id or idempotency key, and one task with the timeline of its attempts,
 entry, its dead letter, its payload on request, and cancel.
 
 The list is ``GET /v1/tasks``'s query (newest first by the time-ordered id, the id as the
-cursor; a time range is a range of the primary key), never a count.
+cursor; a time range is a range of the primary key), never a count. A filter on status, type
+or priority (none of them indexed, so claims and completions stay HOT updates) looks at no
+more than ``SCAN`` tasks per page and then offers to look further back, so a filter that
+rarely matches costs a bounded walk rather than the whole table.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from taskstream.shared import ids, ops
 from taskstream.shared.domain import PRIORITIES, STATUSES
 
 PAGE = 50
+SCAN = 50_000  # tasks one filtered page looks at, at most (then it offers to look further)
 
 
 async def task_list(request: web.Request) -> web.StreamResponse:
@@ -39,14 +43,22 @@ async def task_list(request: web.Request) -> web.StreamResponse:
     if until is not None:
         bound = ids.floor(_ms(until))
         after = bound if after is None or bound < after else after
-    tasks = await state.db(request).list_tasks(
-        status=status,
-        type=type_,
-        priority=priority,
-        after=after,
-        limit=PAGE,
-        since=ids.floor(_ms(since)) if since is not None else None,
-    )
+    lower = ids.floor(_ms(since)) if since is not None else None
+    db, further = state.db(request), None
+    if status is None and type_ is None and priority is None:
+        tasks = await db.list_tasks(
+            status=None, type=None, priority=None, after=after, limit=PAGE, since=lower
+        )
+    else:  # no index on these columns: each page walks a bounded stretch of the key
+        tasks, further = await db.list_tasks_bounded(
+            status=status,
+            type=type_,
+            priority=priority,
+            after=after,
+            limit=PAGE,
+            since=lower,
+            scan=SCAN,
+        )
     filters = {
         "status": status or "",
         "type": type_ or "",
@@ -67,6 +79,8 @@ async def task_list(request: web.Request) -> web.StreamResponse:
         first_page=forms.cursor(q) is not None,
         query=shown,
         next_cursor=str(tasks[-1].id) if len(tasks) == PAGE else None,
+        further=str(further) if further is not None else None,
+        scan=SCAN,
     )
 
 
