@@ -150,31 +150,33 @@ ORDER BY id DESC
 LIMIT $5
 """
 
-# The console's filtered page: LIST_TASKS's filters applied to at most $7 rows of the key range
-# (newest first), so a filter that matches rarely or never costs a bounded walk, not the table;
-# always one row (the task columns null when nothing matched) carrying the oldest id looked at
-# and how many were, to continue from.
+# The console's filtered page: LIST_TASKS's filters applied to at most $7 tasks of the key range,
+# newest first, so a filter that matches rarely or never costs a bounded walk, not the table.
+# The inner LIMIT bounds the walk; the outer one stops it as soon as the page is full.
 LIST_TASKS_BOUNDED = """
-WITH scanned AS MATERIALIZED (
+SELECT * FROM (
     SELECT * FROM tasks
     WHERE ($4::uuid IS NULL OR id < $4)
       AND ($6::uuid IS NULL OR id >= $6)
     ORDER BY id DESC
     LIMIT $7
-), edge AS (
-    SELECT (SELECT id FROM scanned ORDER BY id LIMIT 1) AS scanned_to,
-        (SELECT count(*) FROM scanned) AS scanned
-)
-SELECT m.*, e.scanned_to, e.scanned
-FROM edge e LEFT JOIN LATERAL (
-    SELECT * FROM scanned
-    WHERE ($1::text IS NULL OR status = $1)
-      AND ($2::text IS NULL OR type = $2)
-      AND ($3::text IS NULL OR priority = $3)
-    ORDER BY id DESC
-    LIMIT $5
-) m ON true
-ORDER BY m.id DESC
+) AS walked
+WHERE ($1::text IS NULL OR status = $1)
+  AND ($2::text IS NULL OR type = $2)
+  AND ($3::text IS NULL OR priority = $3)
+ORDER BY id DESC
+LIMIT $5
+"""
+
+# The last id such a walk looked at, when it looked at all $3 (none when the range ended
+# first): where a short page goes on from. Reads the primary key only.
+TASKS_WALK_END = """
+SELECT id FROM tasks
+WHERE ($1::uuid IS NULL OR id < $1)
+  AND ($2::uuid IS NULL OR id >= $2)
+ORDER BY id DESC
+OFFSET $3 - 1
+LIMIT 1
 """
 
 # The task an idempotency key names, if the key is still held (the console's lookup).

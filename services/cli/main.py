@@ -80,6 +80,9 @@ operating:
   consumers     consumers of the executors' group (--remove-dead [--min-idle 1h])
   dlq           dead letters: list | replay | purge (dry run unless --yes)
 
+agents:
+  mcp           an MCP server over the API (stdio; --http HOST:PORT for streamable HTTP)
+
 measuring:
   load          the load generator (the Go scheduler's flags: -n -w -url -pct-* …)
 
@@ -102,6 +105,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return show_config(rest)
     if command == "load":
         return int(importlib.import_module("taskstream.services.cli.load").load_main(rest))
+    if command == "mcp":
+        try:
+            server = importlib.import_module("taskstream.services.mcp.server")
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not exc.name.startswith("mcp"):
+                raise
+            print(
+                "taskstream mcp: the MCP SDK is not installed (pip install 'taskstream[mcp]')",
+                file=sys.stderr,
+            )
+            return 2
+        return int(server.mcp_main(rest))
     if command in ("queues", "pending", "task", "consumers", "dlq"):
         return int(
             importlib.import_module("taskstream.services.cli.ops_cli").ops_main(command, rest)

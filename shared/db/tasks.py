@@ -210,10 +210,11 @@ class TaskQueries(Base):
         rows = await self._pool.fetch(
             sql.LIST_TASKS_BOUNDED, status, type, priority, after, limit, since, scan
         )
-        tasks = [task_view(r) for r in rows if r["id"] is not None]
-        edge = rows[0]
-        more = len(tasks) < limit and edge["scanned"] == scan
-        return tasks, (edge["scanned_to"] if more else None)
+        tasks = [task_view(r) for r in rows]
+        if len(tasks) == limit:
+            return tasks, None
+        end: uuid.UUID | None = await self._pool.fetchval(sql.TASKS_WALK_END, after, since, scan)
+        return tasks, end
 
     async def task_of_idempotency_key(self, key: str) -> uuid.UUID | None:
         """The task an idempotency key names, while the key is held."""

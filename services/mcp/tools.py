@@ -1,0 +1,264 @@
+"""The MCP tools: each a thin call of the HTTP API, described for a model, with its input
+schema from the type hints.
+
+Outputs are bounded: lists come in pages (``limit``, ``next_cursor``), and a long payload,
+result, error message or traceback is cut with a note saying how much was left out. An API
+error becomes a tool error carrying the API's status, code and message (a missing scope is
+``HTTP 403 …``), so the model can read why and correct itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import Field
+
+from taskstream.services.mcp.api import Api, ApiError
+
+TEXT_MAX = 2000  # characters of one payload, result or error text shown to the model
+PAGE_MAX = 50
+
+Priority = Literal["critical", "high", "default", "low"]
+Status = Literal["scheduled", "queued", "running", "succeeded", "retrying", "dead", "cancelled"]
+TaskId = Annotated[str, Field(description="The task's id (a UUID), as submit_task returned it.")]
+Limit = Annotated[int, Field(ge=1, le=PAGE_MAX, description="How many to return (a page).")]
+Cursor = Annotated[
+    str | None, Field(description="next_cursor from the previous page, to continue.")
+]
+
+
+def register(server: MCPServer, api: Api) -> None:
+    """Add every tool to ``server``, calling ``api``."""
+
+    async def submit_task(
+        type: Annotated[
+            str, Field(description="The task type: the name a handler is registered under.")
+        ],
+        payload: Annotated[
+            dict[str, Any] | None, Field(description="JSON object given to the handler.")
+        ] = None,
+        priority: Annotated[Priority, Field(description="Which queue; default: default.")] = (
+            "default"
+        ),
+        idempotency_key: Annotated[
+            str | None,
+            Field(
+                description="Makes a retry of this call return the same task instead of a second "
+                "one. Leave it out and one is derived from the other arguments, so calling "
+                "again with the same arguments never duplicates; give a new key to submit the "
+                "same work twice on purpose."
+            ),
+        ] = None,
+        delay_ms: Annotated[
+            int | None, Field(ge=0, description="Run no earlier than this many ms from now.")
+        ] = None,
+        max_attempts: Annotated[
+            int | None, Field(ge=1, le=100, description="Attempts before it dead-letters.")
+        ] = None,
+    ) -> dict[str, Any]:
+        """Submit one background task to taskstream (durable: stored in Postgres, then run by an
+        executor with retries). Returns the task's id, status and whether this call created it
+        (false: a task with the same idempotency key existed, and it is returned instead). Use
+        get_task with the id to follow it."""
+        body: dict[str, Any] = {"type": type, "payload": payload or {}, "priority": priority}
+        if delay_ms is not None:
+            body["delay_ms"] = delay_ms
+        if max_attempts is not None:
+            body["max_attempts"] = max_attempts
+        key = idempotency_key or derived_key(body)
+        status, task = await _call(api.post("/v1/tasks", {**body, "idempotency_key": key}))
+        return {
+            "id": task["id"],
+            "status": task["status"],
+            "created": status == 201,
+            "idempotency_key": key,
+            "task": bounded(task),
+        }
+
+    async def get_task(task_id: TaskId) -> dict[str, Any]:
+        """One task: its status (scheduled, queued, running, succeeded, retrying, dead,
+        cancelled), attempts used, times, its result when it succeeded and its last error
+        (type, message, traceback head) when it failed. Long values are cut."""
+        return dict(bounded(await _call(api.get(f"/v1/tasks/{_id(task_id)}"))))
+
+    async def list_tasks(
+        status: Annotated[Status | None, Field(description="Only tasks in this status.")] = None,
+        type: Annotated[str | None, Field(description="Only tasks of this type.")] = None,
+        priority: Annotated[Priority | None, Field(description="Only this priority.")] = None,
+        limit: Limit = 20,
+        cursor: Cursor = None,
+    ) -> dict[str, Any]:
+        """Tasks, newest first, optionally filtered; pass next_cursor back as cursor for the
+        next page (null when there is none). Payloads are left out: use get_task for one."""
+        page = await _call(
+            api.get(
+                "/v1/tasks",
+                {"status": status, "type": type, "priority": priority, "limit": limit,
+                 "cursor": cursor},
+            )
+        )  # fmt: skip
+        return {
+            "tasks": [_summary(t) for t in page["tasks"]],
+            "next_cursor": page.get("next_cursor"),
+        }
+
+    async def cancel_task(task_id: TaskId) -> dict[str, Any]:
+        """Cancel a task that has not started (scheduled, queued or retrying). A running or
+        finished task cannot be cancelled: that is an error saying its status."""
+        _, task = await _call(api.post(f"/v1/tasks/{_id(task_id)}/cancel"))
+        return _summary(task)
+
+    async def queue_overview() -> dict[str, Any]:
+        """Per priority queue: entries waiting (lag), in flight (pending), consumers, the age of
+        the oldest waiting and pending entry (ms), retries and delayed tasks waiting, and dead
+        letters. Start here to see whether work is flowing."""
+        return dict(await _call(api.get("/v1/queues")))
+
+    async def pending_entries(
+        priority: Annotated[Priority, Field(description="Which queue.")] = "default",
+        consumer: Annotated[str | None, Field(description="Only this consumer's.")] = None,
+        min_idle_ms: Annotated[
+            int, Field(ge=0, description="Only entries idle at least this long.")
+        ] = 0,
+        limit: Annotated[int, Field(ge=1, le=100)] = 20,
+    ) -> dict[str, Any]:
+        """Entries delivered to an executor and not yet acknowledged (Redis XPENDING), oldest
+        first, each with its consumer, idle time, delivery count and task (type, status). An
+        entry idle past the visibility timeout is stuck and will be reclaimed."""
+        return dict(
+            await _call(
+                api.get(
+                    f"/v1/queues/{priority}/pending",
+                    {"consumer": consumer, "min_idle_ms": min_idle_ms, "limit": limit},
+                )
+            )
+        )
+
+    async def list_dead_letters(
+        priority: Annotated[Priority | None, Field(description="Only this priority.")] = None,
+        type: Annotated[str | None, Field(description="Only this task type.")] = None,
+        reason: Annotated[
+            str | None,
+            Field(description="attempts_exhausted, non_retryable, unknown_type or poison."),
+        ] = None,
+        error: Annotated[
+            str | None, Field(description="Text the error's type or message contains.")
+        ] = None,
+        limit: Limit = 20,
+        cursor: Cursor = None,
+    ) -> dict[str, Any]:
+        """Tasks that failed for good (dead letters), newest death first, with why and their
+        last error. replay_dead_letters runs them again."""
+        page = await _call(
+            api.get(
+                "/v1/dlq",
+                {"priority": priority, "type": type, "reason": reason, "error": error,
+                 "limit": limit, "cursor": cursor},
+            )
+        )  # fmt: skip
+        return dict(bounded(page))
+
+    async def replay_dead_letters(
+        task_ids: Annotated[
+            list[str] | None, Field(description="These dead letters (task ids), or …")
+        ] = None,
+        priority: Annotated[Priority | None, Field(description="… those matching.")] = None,
+        type: Annotated[str | None, Field(description="… of this type.")] = None,
+        reason: Annotated[str | None, Field(description="… with this reason.")] = None,
+        error: Annotated[str | None, Field(description="… whose error contains this.")] = None,
+        all: Annotated[bool, Field(description="… or every dead letter.")] = False,
+        confirm: Annotated[
+            bool,
+            Field(
+                description="false (the default): a dry run that only counts what would be "
+                "replayed. true: replay them."
+            ),
+        ] = False,
+    ) -> dict[str, Any]:
+        """Run dead-lettered tasks again, with fresh attempts (their history is kept). Name
+        them by task_ids, by a filter (priority, type, reason, error), or all. Without
+        confirm: true this is a dry run that changes nothing and says how many would be
+        replayed: do that first, tell the user the count, then call again with confirm."""
+        where = {"priority": priority, "type": type, "reason": reason, "error": error}
+        where = {k: v for k, v in where.items() if v is not None}
+        body: dict[str, Any] = {"dry_run": not confirm}
+        if task_ids:
+            body["ids"] = [str(_id(t)) for t in task_ids]
+        elif where:
+            body["filter"] = where
+        elif all:
+            body["all"] = True
+        else:
+            raise ToolError("name the dead letters: task_ids, a filter, or all: true")
+        _, result = await _call(api.post("/v1/dlq/replay", body))
+        result["tasks"] = result["tasks"][:PAGE_MAX]
+        return dict(result)
+
+    for tool in (
+        submit_task,
+        get_task,
+        list_tasks,
+        cancel_task,
+        queue_overview,
+        pending_entries,
+        list_dead_letters,
+        replay_dead_letters,
+    ):
+        server.add_tool(tool)
+
+
+def derived_key(body: dict[str, Any]) -> str:
+    """An idempotency key made from the call's arguments: the same call, the same key."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return "mcp-" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def bounded(value: Any, limit: int = TEXT_MAX) -> Any:
+    """``value`` with every long string cut, and a payload or result whose JSON is long
+    replaced by its beginning and a note."""
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return value
+        return f"{value[:limit]}… [cut: {len(value) - limit:,} more characters]"
+    if isinstance(value, list):
+        return [bounded(v, limit) for v in value]
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if k in ("payload", "result") and v is not None:
+                text = json.dumps(v, ensure_ascii=False)
+                if len(text) > limit:
+                    out[k] = None
+                    out[f"{k}_cut"] = (
+                        f"{text[:limit]}… [cut: the {k} is {len(text):,} characters of JSON]"
+                    )
+                    continue
+            out[k] = bounded(v, limit)
+        return out
+    return value
+
+
+def _summary(task: dict[str, Any]) -> dict[str, Any]:
+    keep = ("id", "type", "priority", "status", "attempt", "max_attempts", "created_at",
+            "finished_at", "last_error")  # fmt: skip
+    return dict(bounded({k: task.get(k) for k in keep if k in task}, 300))
+
+
+def _id(text: str) -> str:
+    import uuid
+
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise ToolError(f"not a task id: {text!r} (a UUID is expected)") from None
+
+
+async def _call(pending: Any) -> Any:
+    try:
+        return await pending
+    except ApiError as exc:
+        raise ToolError(str(exc)) from None

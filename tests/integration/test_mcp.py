@@ -1,0 +1,195 @@
+"""``taskstream mcp`` driven by the MCP SDK's own client, over standard input/output and over
+streamable HTTP, against a real ingest (Redis and Postgres): the tools and their schemas, a
+submit → get round trip, a replay dry run then a confirmed one, an API error as a tool
+error."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.types import CallToolResult
+
+from taskstream.shared.config import Config
+from taskstream.shared.db import Database
+from taskstream.shared.metrics import Metrics
+from taskstream.shared.streams import Streams
+from tests.e2e.system import free_port
+from tests.helpers import api_client, wait_for
+from tests.ops_helpers import executor
+
+TOOLS = {
+    "submit_task",
+    "get_task",
+    "list_tasks",
+    "cancel_task",
+    "queue_overview",
+    "pending_entries",
+    "list_dead_letters",
+    "replay_dead_letters",
+}
+
+
+@pytest.fixture
+async def api_url(
+    config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> AsyncIterator[str]:
+    await streams.ensure_groups()
+    async with api_client(config, db, streams, metrics) as (client, _):
+        yield str(client.make_url("")).rstrip("/")
+
+
+def _env(api_url: str) -> dict[str, str]:
+    return {**os.environ, "TASKSTREAM_URL": api_url, "TASKSTREAM_API_KEY": ""}
+
+
+Connect = Callable[[], Client]
+
+
+@pytest.fixture(params=["stdio", "http"])
+async def connect(request: pytest.FixtureRequest, api_url: str) -> AsyncIterator[Connect]:
+    """Connects the SDK's client (entered in the test's own task: anyio's scopes must be left
+    in the task that entered them): a server process of its own over stdio, or one server
+    process serving streamable HTTP."""
+    command = [sys.executable, "-m", "taskstream", "mcp"]
+    if request.param == "stdio":
+        params = StdioServerParameters(command=command[0], args=command[1:], env=_env(api_url))
+        yield lambda: Client(params)
+        return
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        *command,
+        "--http",
+        f"127.0.0.1:{port}",
+        env=_env(api_url),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        await wait_for(lambda: _listening(port, proc), timeout=30, every=0.1)
+        yield lambda: Client(f"http://127.0.0.1:{port}/mcp")
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def _listening(port: int, proc: asyncio.subprocess.Process) -> bool:
+    assert proc.returncode is None, f"taskstream mcp --http exited {proc.returncode}"
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def body(result: CallToolResult) -> Any:
+    assert not result.is_error, result.content
+    if result.structured_content is not None:
+        return result.structured_content
+    return json.loads(result.content[0].text)  # type: ignore[union-attr]
+
+
+def error_text(result: CallToolResult) -> str:
+    assert result.is_error
+    return " ".join(getattr(c, "text", "") for c in result.content)
+
+
+async def test_the_tools_and_their_schemas(connect: Connect) -> None:
+    async with connect() as mcp:
+        listed = {t.name: t for t in (await mcp.list_tools()).tools}
+        assert set(listed) == TOOLS
+        for tool in listed.values():
+            assert tool.description and len(tool.description) > 40, tool.name
+        submit = listed["submit_task"].input_schema
+        assert submit["required"] == ["type"]
+        props = submit["properties"]
+        assert {
+            "type",
+            "payload",
+            "priority",
+            "idempotency_key",
+            "delay_ms",
+            "max_attempts",
+        } == set(props)
+        assert "critical" in json.dumps(props["priority"])
+        assert "retry" in props["idempotency_key"]["description"]
+        replay = listed["replay_dead_letters"].input_schema["properties"]
+        assert replay["confirm"]["default"] is False
+        assert listed["list_tasks"].input_schema["properties"]["limit"]["maximum"] == 50
+
+
+async def test_submit_then_get_round_trip_and_a_retry_does_not_duplicate(
+    connect: Connect, config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    async with connect() as mcp:
+        args = {"type": "noop", "payload": {"order": 7}, "priority": "high"}
+        first = body(await mcp.call_tool("submit_task", args))
+        assert first["created"] is True and first["status"] == "queued"
+        again = body(await mcp.call_tool("submit_task", args))  # a model's retry
+        assert (again["id"], again["created"]) == (first["id"], False)
+        await executor(config, db, streams, metrics).run_once()
+        task = body(await mcp.call_tool("get_task", {"task_id": first["id"]}))
+        assert (task["status"], task["payload"], task["priority"]) == (
+            "succeeded",
+            {"order": 7},
+            "high",
+        )
+        listed = body(await mcp.call_tool("list_tasks", {"status": "succeeded", "limit": 5}))
+        assert [t["id"] for t in listed["tasks"]] == [first["id"]]
+        overview = body(await mcp.call_tool("queue_overview", {}))
+        assert [q["priority"] for q in overview["queues"]][:2] == ["critical", "high"]
+
+
+async def test_a_long_payload_is_cut_with_a_note(connect: Connect) -> None:
+    async with connect() as mcp:
+        made = body(
+            await mcp.call_tool("submit_task", {"type": "noop", "payload": {"x": "y" * 9000}})
+        )
+        task = body(await mcp.call_tool("get_task", {"task_id": made["id"]}))
+        assert task["payload"] is None and "cut: the payload is" in task["payload_cut"]
+        assert len(task["payload_cut"]) < 2100
+
+
+async def test_replay_is_a_dry_run_until_confirmed(
+    connect: Connect, config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    async with connect() as mcp:
+        made = body(await mcp.call_tool("submit_task", {"type": "always_fail", "max_attempts": 1}))
+        await executor(config, db, streams, metrics).run_once()
+        letters = body(await mcp.call_tool("list_dead_letters", {"type": "always_fail"}))
+        assert [d["task_id"] for d in letters["dead_letters"]] == [made["id"]]
+
+        dry = body(await mcp.call_tool("replay_dead_letters", {"type": "always_fail"}))
+        assert (dry["dry_run"], dry["count"]) == (True, 1)
+        assert (await db.get_task(uuid.UUID(made["id"]))).status == "dead"  # type: ignore[union-attr]
+
+        done = body(
+            await mcp.call_tool("replay_dead_letters", {"task_ids": [made["id"]], "confirm": True})
+        )
+        assert (done["dry_run"], done["count"]) == (False, 1)
+        assert (await db.get_task(uuid.UUID(made["id"]))).status == "queued"  # type: ignore[union-attr]
+        nothing = await mcp.call_tool("replay_dead_letters", {})
+        assert "name the dead letters" in error_text(nothing)
+
+
+async def test_an_api_error_is_a_tool_error_with_the_api_message(connect: Connect) -> None:
+    async with connect() as mcp:
+        missing = str(uuid.uuid4())
+        result = await mcp.call_tool("get_task", {"task_id": missing})
+        text = error_text(result)
+        assert "HTTP 404 not_found" in text and missing in text
+        bad = await mcp.call_tool("submit_task", {"type": "noop", "max_attempts": 0})
+        assert bad.is_error  # refused by the schema before any request
+        conflict = await mcp.call_tool(
+            "submit_task", {"type": "noop", "payload": {"a": 1}, "idempotency_key": "k1"}
+        )
+        assert not conflict.is_error
+        other = await mcp.call_tool(
+            "submit_task", {"type": "noop", "payload": {"a": 2}, "idempotency_key": "k1"}
+        )
+        assert "HTTP 409 idempotency_conflict" in error_text(other)
