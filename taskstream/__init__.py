@@ -2,28 +2,100 @@
 
 The public Python surface, for application code::
 
-    from taskstream import Context, NonRetryableError, handler
+    import taskstream
 
-    @handler("email.send")
-    async def send(payload: dict, ctx: Context) -> None:
+    @taskstream.task("email.send", priority="high")       # a typed task: both sides
+    async def send_email(email: Email, ctx: taskstream.Context) -> None:
         ...
 
-Everything else (``taskstream.services``, ``taskstream.shared``) is the implementation of the
-services and may change between releases.
+    with taskstream.Client() as client:                   # producers (AsyncClient for asyncio)
+        task = send_email.submit(client, Email(to="ada@example.com"))
+        client.wait(task.id, timeout=30)
+
+``taskstream.testing`` runs handlers in an application's own tests. Everything else
+(``taskstream.services``, ``taskstream.shared``) is the implementation of the services and
+may change between releases.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from taskstream.shared.client import (
+    ApiError,
+    AsyncClient,
+    BadRequest,
+    Client,
+    Conflict,
+    ConnectionFailed,
+    DeadLetter,
+    DlqResult,
+    ErrorInfo,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    RetryPolicy,
+    ServerError,
+    SubmitOptions,
+    Task,
+    TaskCancelled,
+    TaskFailed,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+    ValidationError,
+    WaitTimeout,
+)
+from taskstream.shared.definitions import PayloadError, TaskDefinition, task
 from taskstream.shared.errors import TaskstreamError
 from taskstream.shared.handlers import Context, NonRetryableError, Transaction, handler
+
+if TYPE_CHECKING:
+    from taskstream import testing
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApiError",
+    "AsyncClient",
+    "BadRequest",
+    "Client",
+    "Conflict",
+    "ConnectionFailed",
     "Context",
+    "DeadLetter",
+    "DlqResult",
+    "ErrorInfo",
+    "Forbidden",
     "NonRetryableError",
+    "NotFound",
+    "PayloadError",
+    "RateLimited",
+    "RetryPolicy",
+    "ServerError",
+    "SubmitOptions",
+    "Task",
+    "TaskCancelled",
+    "TaskDefinition",
+    "TaskFailed",
     "TaskstreamError",
+    "TooLarge",
     "Transaction",
+    "Unauthorized",
+    "Unavailable",
+    "ValidationError",
+    "WaitTimeout",
     "__version__",
     "handler",
+    "task",
+    "testing",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # `taskstream.testing` without importing it first; loaded only by the tests that use it.
+    if name == "testing":
+        import importlib
+
+        return importlib.import_module("taskstream.testing")
+    raise AttributeError(f"module 'taskstream' has no attribute {name!r}")

@@ -24,7 +24,9 @@ DRIVER_TEXTS = ("NOGROUP", "BUSYGROUP", "UNBLOCKED", "OOM command", "READONLY", 
 def _modules() -> dict[str, Path]:
     """Every module of the installed package, by its dotted name."""
     found = {"taskstream": ROOT / "taskstream" / "__init__.py"}
-    found["taskstream.__main__"] = ROOT / "taskstream" / "__main__.py"
+    for path in (ROOT / "taskstream").glob("*.py"):  # __main__, testing: the public modules
+        if path.stem != "__init__":
+            found[f"taskstream.{path.stem}"] = path
     for top, folder in PACKAGE_DIRS.items():
         for path in folder.rglob("*.py"):
             parts = list(path.relative_to(folder).with_suffix("").parts)
