@@ -93,7 +93,7 @@ def _fn(registry: Registry, task_type: str) -> Any:
 
 
 async def run(
-    handler: TaskDefinition[Any, R] | Callable[..., R],
+    handler: TaskDefinition[Any, Any] | Callable[..., Any],
     payload: Any = None,
     *,
     type: str | None = None,
@@ -140,7 +140,7 @@ async def run(
 
 
 def run_sync(
-    handler: TaskDefinition[Any, R] | Callable[..., R],
+    handler: TaskDefinition[Any, Any] | Callable[..., Any],
     payload: Any = None,
     *,
     type: str | None = None,
