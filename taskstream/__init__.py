@@ -21,23 +21,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from taskstream.shared.client import (
+from taskstream.shared.client.errors import (
     ApiError,
-    AsyncClient,
     BadRequest,
-    Client,
     Conflict,
     ConnectionFailed,
-    DeadLetter,
-    DlqResult,
-    ErrorInfo,
     Forbidden,
     NotFound,
     RateLimited,
-    RetryPolicy,
     ServerError,
-    SubmitOptions,
-    Task,
     TaskCancelled,
     TaskFailed,
     TooLarge,
@@ -46,12 +38,22 @@ from taskstream.shared.client import (
     ValidationError,
     WaitTimeout,
 )
+from taskstream.shared.client.models import (
+    DeadLetter,
+    DlqResult,
+    ErrorInfo,
+    RetryPolicy,
+    SubmitOptions,
+    Task,
+)
 from taskstream.shared.definitions import PayloadError, TaskDefinition, task
 from taskstream.shared.errors import TaskstreamError
 from taskstream.shared.handlers import Context, NonRetryableError, Transaction, handler
 
 if TYPE_CHECKING:
     from taskstream import testing
+    from taskstream.shared.client.aio import AsyncClient
+    from taskstream.shared.client.sync import Client
 
 __version__ = "0.1.0"
 
@@ -92,10 +94,21 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # `taskstream.testing` without importing it first; loaded only by the tests that use it.
-    if name == "testing":
-        import importlib
+# Loaded on first use, so that the services (which import this package) do not load httpx:
+# `taskstream.Client`, `taskstream.AsyncClient`, and `taskstream.testing` without importing it.
+_LAZY = {
+    "Client": "taskstream.shared.client.sync",
+    "AsyncClient": "taskstream.shared.client.aio",
+    "testing": "taskstream.testing",
+}
 
-        return importlib.import_module("taskstream.testing")
-    raise AttributeError(f"module 'taskstream' has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'taskstream' has no attribute {name!r}")
+    import importlib
+
+    module = importlib.import_module(_LAZY[name])
+    value = module if name == "testing" else getattr(module, name)
+    globals()[name] = value
+    return value

@@ -194,3 +194,19 @@ def test_each_background_role_has_its_own_module() -> None:
         for role in expected:
             source = (ROOT / "services" / service / f"{role}.py").read_text()
             assert "async def run_once(self)" in source, f"{service}/{role}.py has no run_once"
+
+
+def test_importing_the_package_does_not_load_the_clients_http_library() -> None:
+    """The services import ``taskstream``; only code that uses a client pays for httpx."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, taskstream, taskstream.shared.definitions\n"
+        "import taskstream.services.executor.runner\n"
+        "assert 'httpx' not in sys.modules, 'httpx loaded'\n"
+        "taskstream.Client\n"
+        "assert 'httpx' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
