@@ -7,16 +7,16 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 
 import anyio
 from mcp.server.mcpserver import MCPServer
 
 from taskstream import __version__
 from taskstream.services.mcp import tools
-from taskstream.services.mcp.api import Api
 from taskstream.shared import config as config_mod
+from taskstream.shared.client.aio import AsyncClient
+from taskstream.shared.client.models import RetryPolicy
 from taskstream.shared.errors import TaskstreamError
 
 INSTRUCTIONS = """\
@@ -27,22 +27,10 @@ unless confirm is true: show the user the count before confirming). Lists are pa
 next_cursor."""
 
 
-def build(api: Api) -> MCPServer:
-    """The server with every tool, calling ``api``."""
-
-    @asynccontextmanager
-    async def lifespan(_: MCPServer) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            await api.close()
-
+def build(api: AsyncClient) -> MCPServer:
+    """The server with every tool, calling the API through ``api``."""
     server: MCPServer = MCPServer(
-        "taskstream",
-        instructions=INSTRUCTIONS,
-        version=__version__,
-        lifespan=lifespan,
-        log_level="WARNING",
+        "taskstream", instructions=INSTRUCTIONS, version=__version__, log_level="WARNING"
     )
     tools.register(server, api)
     return server
@@ -71,11 +59,20 @@ def mcp_main(argv: Sequence[str]) -> int:
         print(f"taskstream mcp: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    server = build(Api(config.client.api_url, config.client.api_key))
-    if args.http is None:
-        anyio.run(server.run_stdio_async)
-    else:
-        host, port = args.http
-        print(f"taskstream mcp: streamable HTTP on http://{host}:{port}/mcp", file=sys.stderr)
-        anyio.run(lambda: server.run_streamable_http_async(host=host, port=port))
+    anyio.run(_serve, config.client.api_url, config.client.api_key, args.http)
     return 0
+
+
+async def _serve(url: str, api_key: str, http: tuple[str, int] | None) -> None:
+    # Few retries: a model waiting on a tool is better told the API is down than kept waiting.
+    api = AsyncClient(url, api_key=api_key or None, retry=RetryPolicy(retries=2))
+    server = build(api)
+    try:
+        if http is None:
+            await server.run_stdio_async()
+        else:
+            host, port = http
+            print(f"taskstream mcp: streamable HTTP on http://{host}:{port}/mcp", file=sys.stderr)
+            await server.run_streamable_http_async(host=host, port=port)
+    finally:
+        await api.close()

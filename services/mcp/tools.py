@@ -1,5 +1,5 @@
-"""The MCP tools: each a thin call of the HTTP API, described for a model, with its input
-schema from the type hints.
+"""The MCP tools: each a thin call of the HTTP API through ``taskstream.AsyncClient``,
+described for a model, with its input schema from the type hints.
 
 Outputs are bounded: lists come in pages (``limit``, ``next_cursor``), and a long payload,
 result, error message or traceback is cut with a note saying how much was left out. An API
@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Any, Literal
+import uuid
+from collections.abc import Awaitable
+from typing import Annotated, Any, Literal, TypeVar
 
+import msgspec
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
-from taskstream.services.mcp.api import Api, ApiError
+from taskstream.shared.client.aio import AsyncClient
+from taskstream.shared.client.errors import ApiError
 
+T = TypeVar("T")
 TEXT_MAX = 2000  # characters of one payload, result or error text shown to the model
 PAGE_MAX = 50
 
@@ -31,8 +36,8 @@ Cursor = Annotated[
 ]
 
 
-def register(server: MCPServer, api: Api) -> None:
-    """Add every tool to ``server``, calling ``api``."""
+def register(server: MCPServer, api: AsyncClient) -> None:
+    """Add every tool to ``server``, calling the API through ``api``."""
 
     async def submit_task(
         type: Annotated[
@@ -61,29 +66,24 @@ def register(server: MCPServer, api: Api) -> None:
         ] = None,
     ) -> dict[str, Any]:
         """Submit one background task to taskstream (durable: stored in Postgres, then run by an
-        executor with retries). Returns the task's id, status and whether this call created it
-        (false: a task with the same idempotency key existed, and it is returned instead). Use
-        get_task with the id to follow it."""
-        body: dict[str, Any] = {"type": type, "payload": payload or {}, "priority": priority}
+        executor with retries). Returns the task's id and status; calling again with the same
+        arguments (or the same idempotency_key) returns the same task instead of a second one.
+        Use get_task with the id to follow it."""
+        options: dict[str, Any] = {"priority": priority}
         if delay_ms is not None:
-            body["delay_ms"] = delay_ms
+            options["delay_ms"] = delay_ms
         if max_attempts is not None:
-            body["max_attempts"] = max_attempts
-        key = idempotency_key or derived_key(body)
-        status, task = await _call(api.post("/v1/tasks", {**body, "idempotency_key": key}))
-        return {
-            "id": task["id"],
-            "status": task["status"],
-            "created": status == 201,
-            "idempotency_key": key,
-            "task": bounded(task),
-        }
+            options["max_attempts"] = max_attempts
+        key = idempotency_key or derived_key({"type": type, "payload": payload or {}, **options})
+        task = await _call(api.submit(type, payload or {}, idempotency_key=key, **options))
+        return {"id": str(task.id), "status": task.status, "idempotency_key": key,
+                "task": _plain(task)}  # fmt: skip
 
     async def get_task(task_id: TaskId) -> dict[str, Any]:
         """One task: its status (scheduled, queued, running, succeeded, retrying, dead,
         cancelled), attempts used, times, its result when it succeeded and its last error
         (type, message, traceback head) when it failed. Long values are cut."""
-        return dict(bounded(await _call(api.get(f"/v1/tasks/{_id(task_id)}"))))
+        return _plain(await _call(api.get(_id(task_id))))
 
     async def list_tasks(
         status: Annotated[Status | None, Field(description="Only tasks in this status.")] = None,
@@ -94,29 +94,21 @@ def register(server: MCPServer, api: Api) -> None:
     ) -> dict[str, Any]:
         """Tasks, newest first, optionally filtered; pass next_cursor back as cursor for the
         next page (null when there is none). Payloads are left out: use get_task for one."""
-        page = await _call(
-            api.get(
-                "/v1/tasks",
-                {"status": status, "type": type, "priority": priority, "limit": limit,
-                 "cursor": cursor},
-            )
-        )  # fmt: skip
-        return {
-            "tasks": [_summary(t) for t in page["tasks"]],
-            "next_cursor": page.get("next_cursor"),
-        }
+        tasks, next_cursor = await _call(
+            api.list_page(status=status, type=type, priority=priority, cursor=cursor, limit=limit)
+        )
+        return {"tasks": [_summary(t) for t in tasks], "next_cursor": next_cursor}
 
     async def cancel_task(task_id: TaskId) -> dict[str, Any]:
         """Cancel a task that has not started (scheduled, queued or retrying). A running or
         finished task cannot be cancelled: that is an error saying its status."""
-        _, task = await _call(api.post(f"/v1/tasks/{_id(task_id)}/cancel"))
-        return _summary(task)
+        return _summary(await _call(api.cancel(_id(task_id))))
 
     async def queue_overview() -> dict[str, Any]:
         """Per priority queue: entries waiting (lag), in flight (pending), consumers, the age of
         the oldest waiting and pending entry (ms), retries and delayed tasks waiting, and dead
         letters. Start here to see whether work is flowing."""
-        return dict(await _call(api.get("/v1/queues")))
+        return _plain(await _call(api.queues()))
 
     async def pending_entries(
         priority: Annotated[Priority, Field(description="Which queue.")] = "default",
@@ -129,12 +121,9 @@ def register(server: MCPServer, api: Api) -> None:
         """Entries delivered to an executor and not yet acknowledged (Redis XPENDING), oldest
         first, each with its consumer, idle time, delivery count and task (type, status). An
         entry idle past the visibility timeout is stuck and will be reclaimed."""
-        return dict(
+        return _plain(
             await _call(
-                api.get(
-                    f"/v1/queues/{priority}/pending",
-                    {"consumer": consumer, "min_idle_ms": min_idle_ms, "limit": limit},
-                )
+                api.pending(priority, consumer=consumer, min_idle_ms=min_idle_ms, limit=limit)
             )
         )
 
@@ -153,14 +142,13 @@ def register(server: MCPServer, api: Api) -> None:
     ) -> dict[str, Any]:
         """Tasks that failed for good (dead letters), newest death first, with why and their
         last error. replay_dead_letters runs them again."""
-        page = await _call(
-            api.get(
-                "/v1/dlq",
-                {"priority": priority, "type": type, "reason": reason, "error": error,
-                 "limit": limit, "cursor": cursor},
+        letters, next_cursor = await _call(
+            api.dlq.list_page(
+                priority=priority, type=type, reason=reason, error=error, cursor=cursor,
+                limit=limit,
             )
         )  # fmt: skip
-        return dict(bounded(page))
+        return {"dead_letters": _plain(letters), "next_cursor": next_cursor}
 
     async def replay_dead_letters(
         task_ids: Annotated[
@@ -185,18 +173,21 @@ def register(server: MCPServer, api: Api) -> None:
         replayed: do that first, tell the user the count, then call again with confirm."""
         where = {"priority": priority, "type": type, "reason": reason, "error": error}
         where = {k: v for k, v in where.items() if v is not None}
-        body: dict[str, Any] = {"dry_run": not confirm}
-        if task_ids:
-            body["ids"] = [str(_id(t)) for t in task_ids]
-        elif where:
-            body["filter"] = where
-        elif all:
-            body["all"] = True
-        else:
+        if not (task_ids or where or all):
             raise ToolError("name the dead letters: task_ids, a filter, or all: true")
-        _, result = await _call(api.post("/v1/dlq/replay", body))
-        result["tasks"] = result["tasks"][:PAGE_MAX]
-        return dict(result)
+        ids = [_id(t) for t in task_ids] if task_ids else None
+        if ids is not None:
+            replay = api.dlq.replay(ids, dry_run=not confirm)
+        elif where:
+            replay = api.dlq.replay(
+                dry_run=not confirm, priority=priority, type=type, reason=reason, error=error
+            )
+        else:
+            replay = api.dlq.replay(all=True, dry_run=not confirm)
+        result = await _call(replay)
+        out = _plain(result)
+        out["tasks"] = out["tasks"][:PAGE_MAX]
+        return out
 
     for tool in (
         submit_task,
@@ -242,23 +233,35 @@ def bounded(value: Any, limit: int = TEXT_MAX) -> Any:
     return value
 
 
-def _summary(task: dict[str, Any]) -> dict[str, Any]:
+def _plain(value: Any) -> dict[str, Any] | Any:
+    """A client model as JSON-like values, bounded."""
+    return bounded(msgspec.to_builtins(value))
+
+
+def _summary(task: Any) -> dict[str, Any]:
     keep = ("id", "type", "priority", "status", "attempt", "max_attempts", "created_at",
             "finished_at", "last_error")  # fmt: skip
-    return dict(bounded({k: task.get(k) for k in keep if k in task}, 300))
+    plain = msgspec.to_builtins(task)
+    return dict(bounded({k: plain.get(k) for k in keep}, 300))
 
 
 def _id(text: str) -> str:
-    import uuid
-
     try:
         return str(uuid.UUID(text))
     except ValueError:
         raise ToolError(f"not a task id: {text!r} (a UUID is expected)") from None
 
 
-async def _call(pending: Any) -> Any:
+async def _call(pending: Awaitable[T]) -> T:
     try:
         return await pending
     except ApiError as exc:
-        raise ToolError(str(exc)) from None
+        raise ToolError(describe(exc)) from None
+
+
+def describe(exc: ApiError) -> str:
+    """The API's own words: ``HTTP 404 not_found: no task … (field …)``."""
+    where = f" (field {exc.field})" if exc.field else ""
+    if exc.status is None:
+        return f"cannot reach the taskstream API: {exc.message}"
+    return f"HTTP {exc.status} {exc.code}: {exc.message}{where}"

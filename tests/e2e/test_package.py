@@ -67,6 +67,7 @@ def test_the_wheel_puts_one_name_on_the_path_and_carries_its_data(wheel: Path) -
     for folder in ("templates", "static"):
         files = {f"{folder}/{p.name}" for p in (console / folder).iterdir() if p.is_file()}
         assert files and files <= shipped, files - shipped
+    assert {"taskstream/testing.py", "taskstream/shared/client/sync.py"} <= set(names)
 
 
 @pytest.fixture(scope="module")

@@ -129,9 +129,11 @@ async def test_submit_then_get_round_trip_and_a_retry_does_not_duplicate(
     async with connect() as mcp:
         args = {"type": "noop", "payload": {"order": 7}, "priority": "high"}
         first = body(await mcp.call_tool("submit_task", args))
-        assert first["created"] is True and first["status"] == "queued"
+        assert first["status"] == "queued" and first["idempotency_key"].startswith("mcp-")
         again = body(await mcp.call_tool("submit_task", args))  # a model's retry
-        assert (again["id"], again["created"]) == (first["id"], False)
+        assert again["id"] == first["id"]
+        other = body(await mcp.call_tool("submit_task", {**args, "payload": {"order": 8}}))
+        assert other["id"] != first["id"]
         await executor(config, db, streams, metrics).run_once()
         task = body(await mcp.call_tool("get_task", {"task_id": first["id"]}))
         assert (task["status"], task["payload"], task["priority"]) == (
@@ -140,7 +142,7 @@ async def test_submit_then_get_round_trip_and_a_retry_does_not_duplicate(
             "high",
         )
         listed = body(await mcp.call_tool("list_tasks", {"status": "succeeded", "limit": 5}))
-        assert [t["id"] for t in listed["tasks"]] == [first["id"]]
+        assert [t["id"] for t in listed["tasks"]] == [other["id"], first["id"]]
         overview = body(await mcp.call_tool("queue_overview", {}))
         assert [q["priority"] for q in overview["queues"]][:2] == ["critical", "high"]
 
