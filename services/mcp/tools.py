@@ -25,6 +25,7 @@ from taskstream.shared.client.errors import ApiError
 
 T = TypeVar("T")
 TEXT_MAX = 2000  # characters of one payload, result or error text shown to the model
+LIST_TEXT_MAX = 400  # the same, for each item of a list
 PAGE_MAX = 50
 
 Priority = Literal["critical", "high", "default", "low"]
@@ -76,8 +77,9 @@ def register(server: MCPServer, api: AsyncClient) -> None:
             options["max_attempts"] = max_attempts
         key = idempotency_key or derived_key({"type": type, "payload": payload or {}, **options})
         task = await _call(api.submit(type, payload or {}, idempotency_key=key, **options))
-        return {"id": str(task.id), "status": task.status, "idempotency_key": key,
-                "task": _plain(task)}  # fmt: skip
+        return {"id": str(task.id), "status": task.status, "type": task.type,
+                "priority": task.priority, "idempotency_key": key,
+                "run_at": _plain(task.run_at)}  # fmt: skip
 
     async def get_task(task_id: TaskId) -> dict[str, Any]:
         """One task: its status (scheduled, queued, running, succeeded, retrying, dead,
@@ -148,7 +150,9 @@ def register(server: MCPServer, api: AsyncClient) -> None:
                 limit=limit,
             )
         )  # fmt: skip
-        return {"dead_letters": _plain(letters), "next_cursor": next_cursor}
+        # Several letters at once: each error's text shorter than get_task shows it.
+        return {"dead_letters": bounded(msgspec.to_builtins(letters), LIST_TEXT_MAX),
+                "next_cursor": next_cursor}  # fmt: skip
 
     async def replay_dead_letters(
         task_ids: Annotated[
