@@ -2,11 +2,15 @@
 
 The public Python surface, for application code::
 
-    from taskstream import Context, NonRetryableError, handler
+    from taskstream import Context, NonRetryableError, Snooze, handler
 
     @handler("email.send")
-    async def send(payload: dict, ctx: Context) -> None:
+    async def send(payload: dict, ctx: Context) -> dict:
         ...
+        return {"sent": True}  # stored with the success: GET /v1/tasks/{id} shows it
+
+and, inside the application's own Postgres transaction, ``await taskstream.enqueue(conn,
+"email.send", payload, **options)``.
 
 Everything else (``taskstream.services``, ``taskstream.shared``) is the implementation of the
 services and may change between releases.
@@ -15,13 +19,14 @@ services and may change between releases.
 from __future__ import annotations
 
 from taskstream.shared.errors import TaskstreamError
-from taskstream.shared.handlers import Context, NonRetryableError, Transaction, handler
+from taskstream.shared.handlers import Context, NonRetryableError, Snooze, Transaction, handler
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Context",
     "NonRetryableError",
+    "Snooze",
     "TaskstreamError",
     "Transaction",
     "__version__",
