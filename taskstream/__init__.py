@@ -18,17 +18,23 @@ services and may change between releases.
 
 from __future__ import annotations
 
+from taskstream.shared.domain import Enqueued
+from taskstream.shared.enqueue import enqueue
 from taskstream.shared.errors import TaskstreamError
 from taskstream.shared.handlers import Context, NonRetryableError, Snooze, Transaction, handler
+from taskstream.shared.submit import SubmitError
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Context",
+    "Enqueued",
     "NonRetryableError",
     "Snooze",
+    "SubmitError",
     "TaskstreamError",
     "Transaction",
     "__version__",
+    "enqueue",
     "handler",
 ]
