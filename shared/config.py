@@ -148,6 +148,13 @@ class ExecutorConfig(msgspec.Struct, frozen=True, kw_only=True):
     complete_linger_ms: Annotated[
         int, _d("How long an executor waits to gather outcomes into one commit.")
     ] = 2
+    result_max_bytes: Annotated[
+        int,
+        _d(
+            "Largest handler result stored (its JSON); a larger one, or one that is not JSON, "
+            "fails the attempt without retry (dead letter reason `bad_result`)."
+        ),
+    ] = 1024 * 1024
 
     def weights(self) -> dict[str, int]:
         """The weight of each priority, in ``PRIORITIES`` order."""
@@ -189,6 +196,13 @@ class WatcherConfig(msgspec.Struct, frozen=True, kw_only=True):
             "backstop for entries lost in ways nothing else notices."
         ),
     ] = 5_000
+    outbox_interval_ms: Annotated[
+        int,
+        _d(
+            "How often the watcher scans for tasks enqueued in applications' transactions "
+            "besides being woken by their notification (the backstop if one is missed)."
+        ),
+    ] = 1_000
 
 
 class JanitorConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -300,6 +314,8 @@ POSITIVE = (
     "redis_timeout_ms",
     "outbox_grace_ms",
     "sweep_batch",
+    "outbox_interval_ms",
+    "result_max_bytes",
     "keep_succeeded_ms",
     "keep_cancelled_ms",
     "keep_dead_ms",

@@ -22,7 +22,14 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 from taskstream.shared.domain import PRIORITIES
 
 # Why a task goes to the dead letters (the label values of tasks_dead_lettered_total).
-DEAD_REASONS = ("attempts_exhausted", "non_retryable", "unknown_type", "poison", "outcome_refused")
+DEAD_REASONS = (
+    "attempts_exhausted",
+    "non_retryable",
+    "unknown_type",
+    "poison",
+    "outcome_refused",
+    "bad_result",
+)
 
 SECONDS_BUCKETS = (
     0.0005,
@@ -115,6 +122,12 @@ class Metrics:
         self.dead = meter.create_counter(
             "tasks_dead_lettered", unit="1", description="Tasks moved to the dead letters."
         )
+        self.snoozed = meter.create_counter(
+            "tasks_snoozed",
+            unit="1",
+            description="Attempts that snoozed (the handler raised Snooze): run again later, "
+            "no attempt used.",
+        )
         self.reaped = meter.create_counter(
             "tasks_reaped", unit="1", description="Entries reclaimed after the visibility timeout."
         )
@@ -142,6 +155,11 @@ class Metrics:
         )
         self.repaired = meter.create_counter(
             "tasks_repaired", unit="1", description="Queued tasks re-published (entry lost)."
+        )
+        self.outbox_published = meter.create_counter(
+            "tasks_outbox_published",
+            unit="1",
+            description="Tasks enqueued in applications' transactions, published by the watcher.",
         )
         self.lateness_seconds = meter.create_histogram(
             "watcher_lateness_seconds",
@@ -209,9 +227,11 @@ class Metrics:
                 labels = {"type": task_type, "priority": priority}
                 self.succeeded.add(0, labels)
                 self.failed.add(0, labels)
+                self.snoozed.add(0, labels)
         for stage in ("claim", "complete", "reclaim"):
             self.fenced.add(0, {"stage": stage})
-        for counter in (self.enqueued, self.publish_failures, self.acks, self.repaired):
+        for counter in (self.enqueued, self.publish_failures, self.acks, self.repaired,
+                        self.outbox_published):  # fmt: skip
             counter.add(0)
 
     def track_inflight(self, source: Callable[[], int]) -> None:
@@ -278,6 +298,7 @@ LABELS: dict[str, str] = {
     "tasks_failed": "type, priority",
     "tasks_retried": "priority",
     "tasks_dead_lettered": "priority, reason",
+    "tasks_snoozed": "type, priority",
     "tasks_reaped": "priority",
     "acks": "",
     "fenced_results": "stage (claim, complete, reclaim)",
@@ -287,6 +308,7 @@ LABELS: dict[str, str] = {
     "stream_trimmed": "priority",
     "tasks_moved": "priority",
     "tasks_repaired": "",
+    "tasks_outbox_published": "",
     "watcher_lateness_seconds": "",
     "queue_depth": "priority",
     "stream_length": "priority",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from taskstream.services.cli.format import format_duration, format_time, shorten, table
 from taskstream.shared import ops
 from taskstream.shared.ops_models import DeadLetterPage, DlqResult, PendingList, Queues, TaskHistory
@@ -99,6 +101,8 @@ def history_text(h: TaskHistory) -> str:
         ("started", format_time(t.started_at)),
         ("finished", format_time(t.finished_at)),
     ]
+    if t.result is not None:
+        lines.append(("result", shorten(msgspec.json.encode(t.result).decode(), 100)))
     if t.last_error is not None:
         lines.append(("last error", shorten(f"{t.last_error.type}: {t.last_error.message}", 100)))
     if h.dead_letter is not None:

@@ -89,6 +89,7 @@ class Executor:
             max_deliveries=config.lease.max_deliveries,
             rand=self._rand,
             threads=self.threads,
+            result_max_bytes=config.executor.result_max_bytes,
         )
         metrics.track_inflight(lambda: len(self._running))
         self.processed = 0

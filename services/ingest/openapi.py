@@ -21,10 +21,18 @@ class GoTaskResponse(msgspec.Struct, frozen=True):
     status: str
 
 
+class SubmittedTask(Task, frozen=True, kw_only=True):
+    """A task as a submit answers it: ``duplicate`` is true (and the status 200) when a task
+    holding the same unique identity was found instead of creating one."""
+
+    duplicate: bool = False
+
+
 class BatchResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     id: str | None = None
     status: str | None = None
     created: bool | None = None
+    duplicate: bool | None = None
     task: Task | None = None
     error: Any = None
 
@@ -68,6 +76,7 @@ def spec() -> dict[str, Any]:
             BatchRequest,
             GoTaskRequest,
             Task,
+            SubmittedTask,
             TaskList,
             ErrorBody,
             GoTaskResponse,
@@ -94,7 +103,12 @@ def spec() -> dict[str, Any]:
                 "requestBody": {"required": True, **_json("TaskRequest")},
                 "responses": {
                     **_resp("201", "Created", "Task"),
-                    **_resp("200", "Same idempotency key and body: the original task", "Task"),
+                    **_resp(
+                        "200",
+                        "Same idempotency key and body: the original task; or, with "
+                        "`duplicate: true`, the task holding the same unique identity",
+                        "SubmittedTask",
+                    ),
                     **_resp("409", "Same idempotency key, different body"),
                     **_resp("413", "Body too large"),
                     **ERRORS,
@@ -119,8 +133,22 @@ def spec() -> dict[str, Any]:
         },
         "/v1/tasks/{id}": {
             "get": {
-                "summary": "One task",
-                "parameters": TASK_ID,
+                "summary": "One task, with its result once it succeeded; with `wait`, answered "
+                "as soon as it has ended (succeeded, dead or cancelled) or as it stands after "
+                "`wait` seconds",
+                "parameters": [
+                    *TASK_ID,
+                    {
+                        "name": "wait",
+                        "in": "query",
+                        "required": False,
+                        "description": "seconds to wait for the task to end, more than 0, at "
+                        "most 60",
+                        "schema": optional(
+                            {"type": "number", "exclusiveMinimum": 0, "maximum": 60}
+                        ),
+                    },
+                ],
                 "responses": {
                     **_resp("200", "The task", "Task"),
                     **_resp("404", "No such task"),
@@ -185,6 +213,13 @@ def spec() -> dict[str, Any]:
     }
     for name in ("TaskRequest", "GoTaskRequest"):
         components[name]["properties"]["payload"] = {"$ref": REF.format(name="JsonValue")}
+    # A unique task holds its identity at least until it ends: its states list every status
+    # before the end (the statuses after it are optional).
+    from taskstream.shared.domain.unique import REQUIRED
+
+    components["UniqueOptions"]["properties"]["states"]["anyOf"][0]["allOf"] = [
+        {"contains": {"const": status}} for status in REQUIRED
+    ]
     components["TaskRequest"]["not"] = {
         "properties": {"run_at": {"type": "string"}, "delay_ms": {"type": "integer"}},
         "required": ["run_at", "delay_ms"],

@@ -1,5 +1,6 @@
-"""The watcher: two roles, the due mover (``due.py``: due retries and delayed tasks onto the
-streams, never early) and the repair (``repair.py``: re-send what Redis lost), run by the one
+"""The watcher: three roles, the due mover (``due.py``: due retries and delayed tasks onto the
+streams, never early), the repair (``repair.py``: re-send what Redis lost) and the outbox drain
+(``outbox.py``: publish what applications enqueued in their own transactions), run by the one
 supervise loop. ``Watcher`` composes them; ``run_once()`` runs each once (tests)."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import asyncio
 import msgspec
 
 from taskstream.services.watcher.due import DueMover
+from taskstream.services.watcher.outbox import OutboxDrain
 from taskstream.services.watcher.release import Release
 from taskstream.services.watcher.repair import Repair
 from taskstream.shared.config import Config
@@ -21,6 +23,7 @@ from taskstream.shared.supervise import Role, supervise
 class Report(msgspec.Struct, kw_only=True):
     moved: int = 0
     repaired: int = 0
+    enqueued: int = 0  # tasks of transactional enqueues published
 
 
 class Watcher:
@@ -38,24 +41,33 @@ class Watcher:
         release = Release(streams)
         self.due = DueMover(config.watcher, db, release, metrics)
         self.repairer = Repair(config.watcher, db, streams, release, metrics)
+        self.outbox = OutboxDrain(config, db, release, metrics)
 
     @property
     def roles(self) -> list[Role]:
-        return [self.due, self.repairer]
+        return [self.due, self.repairer, self.outbox]
 
     async def start(self) -> None:
         await self.repairer.start()
 
     async def run(self, stop: asyncio.Event) -> None:
-        await supervise(self.roles, stop)
+        try:
+            await supervise(self.roles, stop)
+        finally:
+            await self.outbox.close()
 
     async def run_once(self) -> Report:
-        """Move everything due now and run one repair pass."""
+        """Move everything due now, publish what was enqueued, and run one repair pass."""
         report = Report()
         while True:
             moved = await self.due.run_once()
             report.moved += moved.moved
             if not moved.more:
+                break
+        while True:
+            drained = await self.outbox.run_once()
+            report.enqueued += drained.published
+            if not drained.more:
                 break
         report.repaired = (await self.repairer.run_once()).repaired
         return report

@@ -54,6 +54,15 @@ class _Transaction:
             return await self._conn.fetchval(query, *args)
 
 
+class Settlement:
+    """What an exactly-once run settles with: the handler's transaction (``tx``, its
+    ``ctx.db``) and the result to store with the success (JSON, or None)."""
+
+    def __init__(self, tx: _Transaction) -> None:
+        self.tx = tx
+        self.result: bytes | None = None
+
+
 @contextlib.contextmanager
 def _connection_errors() -> Iterator[None]:
     try:
@@ -141,6 +150,7 @@ def task_view(row: asyncpg.Record) -> Task:
         finished_at=row["finished_at"],
         timeout_ms=row["timeout_ms"],
         last_error=_error_info(error),
+        result=msgspec.json.decode(result) if (result := row["result"]) is not None else None,
     )
 
 
