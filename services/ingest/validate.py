@@ -10,15 +10,8 @@ import msgspec
 from taskstream.services.ingest.errors import Invalid
 from taskstream.shared.config import Config
 from taskstream.shared.domain import NewTask
-from taskstream.shared.ids import new_id
-from taskstream.shared.models import (
-    ApiError,
-    Backoff,
-    GoTaskRequest,
-    TaskRequest,
-    json_encoder,
-    request_hash,
-)
+from taskstream.shared.models import ApiError, GoTaskRequest, TaskRequest
+from taskstream.shared.newtask import InvalidTask, build_task
 
 _task_decoder = msgspec.json.Decoder(TaskRequest)
 _go_decoder = msgspec.json.Decoder(GoTaskRequest)
@@ -110,52 +103,7 @@ def new_task(
     trace_context: str | None = None,
 ) -> NewTask:
     """Resolve defaults and the start time; raise ``Invalid`` for a contradictory request."""
-    if req.run_at is not None and req.delay_ms is not None:
-        raise Invalid(
-            422,
-            ApiError(code="invalid", message="give run_at or delay_ms, not both", field="delay_ms"),
-        )
-    # No clock here: the delay is added to Postgres's now(), and run_at is compared with it,
-    # at the insert (ingest's own clock may be off: a task must never start early).
-    payload = json_encoder.encode(req.payload)
-    if b"\\u0000" in payload and _has_nul(req.payload):
-        raise Invalid(
-            422,
-            ApiError(
-                code="invalid",
-                message="the payload holds a NUL character (\\u0000), which cannot be stored",
-                field="payload",
-            ),
-        )
-    backoff = req.backoff or Backoff()
-    return NewTask(
-        id=new_id(),
-        type=req.type,
-        priority=req.priority,
-        payload=payload,
-        max_attempts=req.max_attempts or config.tasks.max_attempts,
-        retry_base_ms=_pick(backoff.base_ms, config.tasks.retry_base_ms),
-        retry_max_ms=_pick(backoff.max_ms, config.tasks.retry_max_ms),
-        retry_jitter_ms=_pick(backoff.jitter_ms, config.tasks.retry_jitter_ms),
-        timeout_ms=req.timeout_ms or config.tasks.task_timeout_ms,
-        idempotency_key=req.idempotency_key,
-        request_hash=request_hash(req) if req.idempotency_key is not None else None,
-        run_at=req.run_at,
-        trace_context=trace_context,
-        delay_ms=req.delay_ms or None,
-    )
-
-
-def _has_nul(value: Any) -> bool:
-    """Whether a NUL character is in any string (key or value) of a decoded JSON value."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
-def _pick(value: int | None, default: int) -> int:
-    return default if value is None else value
+    try:
+        return build_task(req, config.tasks, trace_context=trace_context)
+    except InvalidTask as exc:
+        raise Invalid(422, ApiError(code="invalid", message=str(exc), field=exc.field)) from None

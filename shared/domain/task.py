@@ -39,8 +39,9 @@ class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     traceback: str = ""
 
 
-class Task(msgspec.Struct, frozen=True, kw_only=True):
-    """A task as Postgres records it, and as the API shows it."""
+class Task(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A task as Postgres records it, and as the API shows it. A task a schedule made names
+    it and its tick (``schedule``, ``scheduled_for``); the others leave both out."""
 
     id: uuid.UUID
     type: str
@@ -58,6 +59,8 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
     finished_at: dt.datetime | None
     timeout_ms: int
     last_error: ErrorInfo | None
+    schedule: str | None = None
+    scheduled_for: dt.datetime | None = None
 
 
 class NewTask(msgspec.Struct, frozen=True, kw_only=True):
