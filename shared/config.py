@@ -148,6 +148,13 @@ class ExecutorConfig(msgspec.Struct, frozen=True, kw_only=True):
     complete_linger_ms: Annotated[
         int, _d("How long an executor waits to gather outcomes into one commit.")
     ] = 2
+    pause_poll_ms: Annotated[
+        int,
+        _d(
+            "How often an executor reads which queues are paused (a paused priority or type "
+            "stops starting within this)."
+        ),
+    ] = 1000
 
     def weights(self) -> dict[str, int]:
         """The weight of each priority, in ``PRIORITIES`` order."""
@@ -155,7 +162,8 @@ class ExecutorConfig(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class WatcherConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """The watcher's roles: the due mover and the repair of lost entries."""
+    """The watcher's roles: the due mover, the repair of lost entries, the schedules and the
+    release of parked tasks."""
 
     watch_interval_ms: Annotated[
         int,
@@ -189,6 +197,20 @@ class WatcherConfig(msgspec.Struct, frozen=True, kw_only=True):
             "backstop for entries lost in ways nothing else notices."
         ),
     ] = 5_000
+    schedule_batch: Annotated[
+        int,
+        _d(
+            "Most schedules, and most ticks of one schedule, the watcher fires in one "
+            "transaction (a long catch-up continues in the next pass at once)."
+        ),
+    ] = 1000
+    schedule_grace_ms: Annotated[
+        int,
+        _d(
+            "A tick fired at most this late counts as on time (`enqueued`); later, within the "
+            "schedule's `catchup`, as `caught_up`; later still it is `missed`."
+        ),
+    ] = 30_000
 
 
 class JanitorConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -282,6 +304,8 @@ POSITIVE = (
     "redis_timeout_ms",
     "outbox_grace_ms",
     "sweep_batch",
+    "pause_poll_ms",
+    "schedule_batch",
     "keep_succeeded_ms",
     "keep_cancelled_ms",
     "keep_dead_ms",
@@ -300,6 +324,7 @@ NON_NEGATIVE = (
     "retry_jitter_ms",
     "shutdown_grace_ms",
     "complete_linger_ms",
+    "schedule_grace_ms",
 )
 
 

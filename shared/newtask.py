@@ -4,13 +4,54 @@ so both are validated and filled in exactly alike."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+import msgspec
 
 from taskstream.shared.config import TaskDefaults
 from taskstream.shared.domain import NewTask
 from taskstream.shared.errors import TaskstreamError
 from taskstream.shared.ids import new_id
-from taskstream.shared.models import Backoff, TaskRequest, json_encoder, request_hash
+from taskstream.shared.models import ApiError, Backoff, TaskRequest, json_encoder, request_hash
+
+# The integer fields of a task body: JSON Schema (and so the OpenAPI document) counts 3.0 as an
+# integer, msgspec does not, so an integral float there is taken as the integer it is.
+_INTEGERS = ("max_attempts", "delay_ms", "timeout_ms", "max_retries")
+_BACKOFF_INTEGERS = ("base_ms", "max_ms", "jitter_ms")
+_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_FIELD = re.compile(r"Object (?:missing required|contains unknown) field `(?P<name>[^`]+)`")
+
+
+def describe(exc: msgspec.ValidationError, prefix: str = "") -> ApiError:
+    """An API error naming the offending field, from a msgspec validation message."""
+    message = str(exc)
+    at = _AT.search(message)
+    path = at.group("path") if at else ""
+    text = message[: at.start()] if at else message
+    named = _FIELD.match(text)
+    if named:
+        path = f"{path}.{named.group('name')}"
+    field = (prefix + path).lstrip(".") or None
+    return ApiError(code="invalid", message=text, field=field)
+
+
+def integral(item: Any) -> Any:
+    """``item`` (a decoded task body) with integral floats in its integer fields made ints;
+    a body without any (the usual case) is returned as it is."""
+    if not isinstance(item, dict):
+        return item
+    for name in _INTEGERS:
+        value = item.get(name)
+        if isinstance(value, float) and value.is_integer():
+            item[name] = int(value)
+    backoff = item.get("backoff")
+    if isinstance(backoff, dict):
+        for name in _BACKOFF_INTEGERS:
+            value = backoff.get(name)
+            if isinstance(value, float) and value.is_integer():
+                backoff[name] = int(value)
+    return item
 
 
 class InvalidTask(TaskstreamError):

@@ -186,7 +186,7 @@ PAUSED_NAMES = "SELECT kind, name FROM queue_pauses"
 
 # Park delivered tasks of a paused type ($3, as the executor last saw them; re-checked here):
 # still queued at the delivered attempt, nothing claimed. Returns the ids parked (again, for
-# a duplicate delivery).
+# a duplicate delivery), with their types.
 PARK_PAUSED = """
 INSERT INTO parked_tasks (task_id, attempt, priority, type)
 SELECT t.id, t.attempt, t.priority, t.type
@@ -195,7 +195,7 @@ JOIN tasks t ON t.id = d.id AND t.attempt = d.attempt
 WHERE t.status = 'queued' AND t.type = ANY($3::text[])
     AND EXISTS (SELECT 1 FROM queue_pauses q WHERE q.kind = 'type' AND q.name = t.type)
 ON CONFLICT (task_id) DO UPDATE SET attempt = excluded.attempt, parked_at = now()
-RETURNING task_id
+RETURNING task_id, type
 """
 
 # Release up to $1 parked tasks whose type is no longer paused (rows another watcher holds

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import msgspec
@@ -11,48 +10,12 @@ from taskstream.services.ingest.errors import Invalid
 from taskstream.shared.config import Config
 from taskstream.shared.domain import NewTask
 from taskstream.shared.models import ApiError, GoTaskRequest, TaskRequest
-from taskstream.shared.newtask import InvalidTask, build_task
+from taskstream.shared.newtask import InvalidTask, build_task, describe, integral
 
 _task_decoder = msgspec.json.Decoder(TaskRequest)
 _go_decoder = msgspec.json.Decoder(GoTaskRequest)
 _any_decoder = msgspec.json.Decoder()
-# The integer fields of a task body: JSON Schema (and so the OpenAPI document) counts 3.0 as an
-# integer, msgspec does not, so an integral float there is taken as the integer it is.
-_INTEGERS = ("max_attempts", "delay_ms", "timeout_ms", "max_retries")
-_BACKOFF_INTEGERS = ("base_ms", "max_ms", "jitter_ms")
-_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
-_FIELD = re.compile(r"Object (?:missing required|contains unknown) field `(?P<name>[^`]+)`")
-
-
-def describe(exc: msgspec.ValidationError, prefix: str = "") -> ApiError:
-    """An API error naming the offending field, from a msgspec validation message."""
-    message = str(exc)
-    at = _AT.search(message)
-    path = at.group("path") if at else ""
-    text = message[: at.start()] if at else message
-    named = _FIELD.match(text)
-    if named:
-        path = f"{path}.{named.group('name')}"
-    field = (prefix + path).lstrip(".") or None
-    return ApiError(code="invalid", message=text, field=field)
-
-
-def integral(item: Any) -> Any:
-    """``item`` (a decoded task body) with integral floats in its integer fields made ints;
-    a body without any (the usual case) is returned as it is."""
-    if not isinstance(item, dict):
-        return item
-    for name in _INTEGERS:
-        value = item.get(name)
-        if isinstance(value, float) and value.is_integer():
-            item[name] = int(value)
-    backoff = item.get("backoff")
-    if isinstance(backoff, dict):
-        for name in _BACKOFF_INTEGERS:
-            value = backoff.get(name)
-            if isinstance(value, float) and value.is_integer():
-                backoff[name] = int(value)
-    return item
+__all__ = ["convert_task", "decode_go_task", "decode_task", "describe", "integral", "new_task"]
 
 
 def decode_task(body: bytes) -> TaskRequest:

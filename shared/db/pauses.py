@@ -52,12 +52,12 @@ class PauseQueries(Base):
 
     async def park_paused(
         self, ids: Sequence[uuid.UUID], attempts: Sequence[int], types: Sequence[str]
-    ) -> set[uuid.UUID]:
+    ) -> dict[uuid.UUID, str]:
         """Of these deliveries, park the tasks of a paused type in ``types`` (re-checked
         against the pauses): queued, at the delivered attempt, nothing claimed. Returns the
-        ids parked; their entries are to be acknowledged."""
+        tasks parked, with their types; their entries are to be acknowledged."""
         rows = await self._pool.fetch(q.PARK_PAUSED, list(ids), list(attempts), list(types))
-        return {r["task_id"] for r in rows}
+        return {r["task_id"]: r["type"] for r in rows}
 
     async def unpark(self, limit: int, publish: Publisher) -> list[Ready]:
         """Release up to ``limit`` parked tasks whose type was resumed: commit, then

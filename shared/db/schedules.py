@@ -95,22 +95,27 @@ def _columns(name: str, w: Write) -> tuple[Any, ...]:
 
 
 async def _change(
-    conn: asyncpg.Connection, name: str, decide: Decide, *, create: bool
+    conn: asyncpg.Connection,
+    name: str,
+    decide: Decide,
+    *,
+    create: bool,
+    now: dt.datetime | None = None,
 ) -> tuple[str, Stored | None]:
     """One create-or-change on ``conn`` (inside a transaction): ``created``, ``updated``,
-    ``unchanged`` or ``missing``, and the schedule after it."""
+    ``unchanged`` or ``missing``, and the schedule after it. ``now``: the transaction's
+    now() unless given (an injected clock)."""
     while True:
         row = await conn.fetchrow(q.LOCK_SCHEDULE, name)
         if row is not None:
-            write = decide(_stored(row), row["now"])
+            write = decide(_stored(row), now or row["now"])
             if write is None:
                 return "unchanged", _stored(row)
             await conn.execute(q.UPDATE_SCHEDULE, *_columns(name, write))
             return "updated", _stored(await conn.fetchrow(q.SELECT_SCHEDULE, name))
         if not create:
             return "missing", None
-        now = await conn.fetchval(sql.DB_NOW)
-        write = decide(None, now)
+        write = decide(None, now or await conn.fetchval(sql.DB_NOW))
         if write is None:
             return "missing", None
         if await conn.fetchval(q.INSERT_SCHEDULE, *_columns(name, write)) is not None:
@@ -123,13 +128,19 @@ class ScheduleQueries(Base):
     """Schedules: create or replace, read, pause, resume, delete, apply, trigger, fire."""
 
     async def change_schedule(
-        self, name: str, decide: Decide, *, create: bool = False
+        self,
+        name: str,
+        decide: Decide,
+        *,
+        create: bool = False,
+        now: dt.datetime | None = None,
     ) -> tuple[str, Stored | None]:
         """Create (if ``create``) or change one schedule as ``decide`` says, in one
         transaction holding its row: ``created``, ``updated``, ``unchanged`` or ``missing``
-        (no such schedule), and the schedule after it."""
+        (no such schedule), and the schedule after it. ``decide`` is given Postgres's now(),
+        or ``now`` (an injected clock)."""
         async with self._pool.acquire() as conn, conn.transaction():
-            return await _change(conn, name, decide, create=create)
+            return await _change(conn, name, decide, create=create, now=now)
 
     async def apply_schedules(
         self, decisions: Sequence[tuple[str, Decide]], *, prune: bool
@@ -254,8 +265,9 @@ class ScheduleQueries(Base):
         )
 
     async def _published(self, ready: list[Ready], publish: Publisher) -> None:
-        if ready:
-            await publish(ready)
+        # A publisher that returns False could not publish: the outbox row stays, and the
+        # watcher's repair sends the tasks after OUTBOX_GRACE_MS.
+        if ready and await publish(ready) is not False:
             outbox = ready[0].outbox_id
             if outbox is not None:
                 await self._pool.execute(sql.OUTBOX_DONE, [outbox])
