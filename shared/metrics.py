@@ -337,7 +337,7 @@ LABELS: dict[str, str] = {
     "schedule_lateness_seconds": "",
     "tasks_parked": "type",
     "tasks_unparked": "",
-    "queue_paused": "kind (priority, type), name",
+    "queue_paused": "kind (priority, type), queue",
     "schedules": "state",
     "processing_inflight": "",
 }

@@ -51,10 +51,10 @@ class Gauges(RoleBase):
             m.dlq_depth.set(q.dead_letters, labels)
         paused = {q.priority for q in snapshot.queues if q.paused}
         for priority in PRIORITIES:
-            m.queue_paused.set(int(priority in paused), {"kind": "priority", "name": priority})
+            m.queue_paused.set(int(priority in paused), {"kind": "priority", "queue": priority})
         types = {t.type for t in snapshot.paused_types}
         for task_type in sorted(types | self._types_seen):
-            m.queue_paused.set(int(task_type in types), {"kind": "type", "name": task_type})
+            m.queue_paused.set(int(task_type in types), {"kind": "type", "queue": task_type})
         self._types_seen |= types
         states = await self._db.schedule_states()
         for state in STATES:
