@@ -21,7 +21,10 @@ NAME = "/v1/schedules/{name}"
 
 
 def _name(request: web.Request) -> str:
-    return schedule_ops.check_name(request.match_info["name"])
+    try:
+        return schedule_ops.check_name(request.match_info["name"])
+    except schedule_ops.InvalidSchedule as exc:
+        raise invalid(400, str(exc), "name") from None
 
 
 async def _json(request: web.Request) -> Any:
