@@ -12,7 +12,7 @@ from taskstream.shared.metrics import Metrics
 from taskstream.shared.streams import Streams
 from tests.helpers import api_client
 
-NIGHTLY = {
+NIGHTLY: dict[str, Any] = {
     "cron": "0 3 * * *",
     "timezone": "Europe/Berlin",
     "task": {"type": "report.build", "payload": {"kind": "daily"}, "priority": "low"},
