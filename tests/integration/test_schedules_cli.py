@@ -152,19 +152,10 @@ async def test_two_apply_processes_at_once_make_one_copy_of_each(
         TASKSTREAM_NAMESPACE=config.stores.namespace,
         PYTHONPATH=str(ROOT),
     )
+    argv = [sys.executable, "-m", "taskstream", "schedules", "apply", path, "--json"]
+    pipe = asyncio.subprocess.PIPE
     procs = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "taskstream",
-            "schedules",
-            "apply",
-            path,
-            "--json",
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        await asyncio.create_subprocess_exec(*argv, env=env, stdout=pipe, stderr=pipe)
         for _ in range(3)
     ]
     results = []
@@ -199,7 +190,11 @@ async def test_queues_pause_and_resume_and_the_paused_state_in_queues(
     assert out.strip() == "resumed priority high"
     out = await run_ok(capsys, "queues", "resume", "high")
     assert out.strip() == "priority high was not paused"
-    for argv in (("queues", "pause"), ("queues", "pause", "high", "--type", "x"),
-                 ("queues", "pause", "urgent"), ("queues", "pause", "--type", "no spaces")):  # fmt: skip
+    for argv in (
+        ("queues", "pause"),
+        ("queues", "pause", "high", "--type", "x"),
+        ("queues", "pause", "urgent"),
+        ("queues", "pause", "--type", "no spaces"),
+    ):
         code, _, err = await run(capsys, *argv)
         assert code == 2 and err.startswith("taskstream queues: "), (argv, err)
