@@ -180,7 +180,7 @@ def list_text(result: ScheduleList) -> str:
             format_time(v.next_runs[0]) if v.next_runs else None,
             format_time(v.last_run.scheduled_for) if v.last_run else None,
             v.last_run.status if v.last_run else None,
-            v.counts.enqueued + v.counts.caught_up,
+            v.counts.enqueued + v.counts.caught_up + v.counts.triggered,
             v.counts.skipped,
             v.counts.missed,
         ]
@@ -197,7 +197,7 @@ def show_text(v: ScheduleView) -> str:
         ("schedule", v.name),
         ("state", v.state + (f" since {format_time(v.paused_at)}" if v.paused_at else "")),
         ("spec", f"{_spec(v)} ({v.timezone})"),
-        ("task", _encode(v.task).decode()),
+        ("task", _task_text(v.task)),
         ("overlap", v.overlap),
         ("catchup", v.catchup),
         ("jitter", v.jitter),
@@ -225,6 +225,12 @@ def show_text(v: ScheduleView) -> str:
         ]
         out += ["", table(["SCHEDULED FOR", "OUTCOME", "TASK", "STATUS"], rows)]
     return "\n".join(out)
+
+
+def _task_text(task: Any) -> str:
+    """The task body without the fields left to their defaults (null)."""
+    body = msgspec.json.decode(_encode(task))
+    return _encode({k: v for k, v in body.items() if v is not None}).decode()
 
 
 def _changed_text(action: str) -> Any:
