@@ -261,7 +261,9 @@ class ScheduleQueries(Base):
             lateness_s=[s for i, s in late.items() if i in made and s is not None],
             published=len(ready),
             cancelled=cancelled,
-            more=len(rows) >= limit or any(f.plan.more for f in firings),
+            # A full batch means more may be due, unless it changed nothing (schedules with a
+            # buffered tick waiting on a busy run): then going again at once would only spin.
+            more=any(f.plan.more for f in firings) or (len(rows) >= limit and bool(moved)),
         )
 
     async def _published(self, ready: list[Ready], publish: Publisher) -> None:

@@ -407,3 +407,24 @@ async def test_gauges_count_schedules_by_state(
     assert counter_value(metric_reader, "schedules", state="active") == 1
     assert counter_value(metric_reader, "schedules", state="paused") == 1
     assert counter_value(metric_reader, "schedules", state="ended") == 0
+
+
+async def test_a_full_batch_of_waiting_buffered_ticks_does_not_spin(
+    config: Config, db: Database, streams: Streams, metrics: Metrics, clock: Clock
+) -> None:
+    # Schedules whose buffered tick waits on a run that is still going change nothing in a
+    # pass: a full batch of them must not make the role go again at once, forever.
+    small = config_mod.replace(config, schedule_batch=2)
+    watcher = Watcher(small, db, streams, metrics, clock=clock)
+    for name in ("b1", "b2"):
+        await put(db, config, name, every="1m", overlap="buffer_one")
+    t0 = max([await first_tick(db, n) for n in ("b1", "b2")])
+    clock.now = t0
+    await fire_all(watcher)
+    for name in ("b1", "b2"):
+        await long_running(config, db, name)
+    clock.now = t0 + MINUTE
+    await fire_all(watcher)  # both buffer their tick 1
+    clock.advance(dt.timedelta(seconds=5))
+    fired = await watcher.schedules.run_once()
+    assert not fired.more and fired.enqueued == 0
