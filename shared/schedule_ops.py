@@ -21,6 +21,7 @@ import msgspec
 
 from taskstream.shared.config import TaskDefaults
 from taskstream.shared.db import Database, Run
+from taskstream.shared.db.schedules import Decide
 from taskstream.shared.domain import NewTask, Ready, schedule
 from taskstream.shared.domain.recurrence import format_duration
 from taskstream.shared.domain.schedule import NAME_PATTERN, Spec, SpecError, Stored, Write
@@ -176,7 +177,7 @@ async def _full_view(db: Database, stored: Stored, change: str | None = None) ->
     return view(stored, runs, next_n=NEXT_SHOWN, change=change)
 
 
-def _decider(name: str, spec: Spec, task: str, req: ScheduleRequest) -> Any:
+def _decider(name: str, spec: Spec, task: str, req: ScheduleRequest) -> Decide:
     def decide(existing: Stored | None, now: dt.datetime) -> Write | None:
         return schedule.put(name, existing, spec, task, paused=req.paused, note=req.note, now=now)
 

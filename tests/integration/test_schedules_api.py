@@ -10,6 +10,7 @@ from taskstream.shared.config import Config
 from taskstream.shared.db import Database
 from taskstream.shared.metrics import Metrics
 from taskstream.shared.streams import Streams
+from tests.conftest import counter_value
 from tests.helpers import api_client
 
 NIGHTLY: dict[str, Any] = {
@@ -93,7 +94,9 @@ async def test_bad_names_and_bodies(client: Any) -> None:
         assert (await client.request(method, path)).status == 404, path
 
 
-async def test_pause_with_a_note_resume_trigger_list_delete(client: Any) -> None:
+async def test_pause_with_a_note_resume_trigger_list_delete(
+    client: Any, metric_reader: Any
+) -> None:
     await client.put("/v1/schedules/nightly", json=NIGHTLY)
     r = await client.post("/v1/schedules/nightly/pause", json={"note": "waiting on the DBA"})
     paused = await r.json()
@@ -106,6 +109,7 @@ async def test_pause_with_a_note_resume_trigger_list_delete(client: Any) -> None
     assert paused["paused_at"] is not None
     r = await client.post("/v1/schedules/nightly/trigger")
     assert r.status == 201
+    assert counter_value(metric_reader, "schedule_runs", outcome="triggered") == 1
     run = await r.json()
     task = await (await client.get(f"/v1/tasks/{run['task_id']}")).json()
     assert (task["schedule"], task["scheduled_for"], task["type"], task["priority"]) == (
@@ -114,6 +118,8 @@ async def test_pause_with_a_note_resume_trigger_list_delete(client: Any) -> None
         "report.build",
         "low",
     )
+    r = await client.post("/v1/schedules/nightly/pause", json={"note": "a\u0000"})
+    assert r.status == 422 and (await r.json())["error"]["field"] == "note"
     resumed = await (await client.post("/v1/schedules/nightly/resume")).json()
     assert (resumed["state"], resumed["note"], len(resumed["next_runs"])) == ("active", None, 5)
     one = await (await client.get("/v1/schedules/nightly")).json()

@@ -10,9 +10,10 @@ import msgspec
 from aiohttp import web
 
 from taskstream.services.ingest import state
-from taskstream.services.ingest.errors import invalid, json_response, not_found
+from taskstream.services.ingest.errors import Invalid, invalid, json_response, not_found
 from taskstream.services.ingest.routes import Route
 from taskstream.shared import schedule_ops
+from taskstream.shared.newtask import describe
 from taskstream.shared.schedule_models import Deleted, NoteRequest
 
 _any = msgspec.json.Decoder()
@@ -41,7 +42,7 @@ async def _note_of(request: web.Request) -> str | None:
     try:
         return _note.decode(body).note
     except msgspec.ValidationError as exc:
-        raise schedule_ops.InvalidSchedule(str(exc).split(" - at ")[0], "note") from None
+        raise Invalid(422, describe(exc)) from None
     except msgspec.DecodeError as exc:
         raise invalid(400, str(exc), code="invalid_json") from None
 
@@ -90,6 +91,7 @@ async def trigger_schedule(request: web.Request) -> web.Response:
     )
     if result is None:
         raise not_found(f"no schedule {name}")
+    request.app[state.METRICS].schedule_runs.add(1, {"outcome": "triggered"})
     return json_response(result, 201)
 
 
