@@ -84,7 +84,8 @@ class ScheduleFirer(RoleBase):
         return out
 
     def _decide(self, due: list[Due], now: dt.datetime) -> list[Firing]:
-        """Plan every locked schedule (called inside the pass's transaction)."""
+        """Plan every locked schedule (called inside the pass's transaction); at most
+        ``SCHEDULE_BATCH`` ticks are looked at in all (the rest wait for the next pass)."""
         left = self.config.watcher.schedule_batch
         firings = []
         for d in due:
@@ -103,7 +104,7 @@ class ScheduleFirer(RoleBase):
             if tasks is None:  # a body that no longer builds: its ticks make nothing
                 plan.skipped += len(plan.fires)
                 plan.fires, plan.cancel_previous, tasks = [], False, []
-            left -= len(plan.fires)
+            left = max(0, left - plan.looked)
             cancel = d.last_task if plan.cancel_previous else None
             firings.append(Firing(name=s.name, plan=plan, tasks=tasks, cancel=cancel))
         return firings

@@ -181,6 +181,7 @@ class Plan(msgspec.Struct, kw_only=True):
     next_tick: dt.datetime | None = None
     next_release: dt.datetime | None = None
     more: bool = False  # stopped at the limit with ticks still released
+    looked: int = 0  # ticks looked at one by one (the ones counted in bulk as missed aside)
 
 
 def plan(
@@ -240,6 +241,7 @@ def plan(
         tick = _bounded(spec, next_after(rec, tick))
     out.next_tick = tick
     out.next_release = release_of(name, spec, tick)
+    out.looked = looked
     return out
 
 

@@ -428,3 +428,18 @@ async def test_a_full_batch_of_waiting_buffered_ticks_does_not_spin(
     clock.advance(dt.timedelta(seconds=5))
     fired = await watcher.schedules.run_once()
     assert not fired.more and fired.enqueued == 0
+
+
+async def test_one_pass_looks_at_no_more_than_schedule_batch_ticks_in_all(
+    config: Config, db: Database, streams: Streams, metrics: Metrics, clock: Clock
+) -> None:
+    small = config_mod.replace(config, schedule_batch=5)
+    watcher = Watcher(small, db, streams, metrics, clock=clock)
+    for name in ("p1", "p2"):
+        await put(db, config, name, every="1m", overlap="allow")
+    t0 = max([await first_tick(db, n) for n in ("p1", "p2")])
+    clock.now = t0 + 3 * MINUTE  # four ticks each have come
+    first = await watcher.schedules.run_once()
+    assert first.enqueued + first.caught_up == 5 and first.more
+    assert await fire_all(watcher) == 3
+    assert [len(await runs(config, n)) for n in ("p1", "p2")] == [4, 4]
