@@ -436,10 +436,11 @@ async def test_one_pass_looks_at_no_more_than_schedule_batch_ticks_in_all(
     small = config_mod.replace(config, schedule_batch=5)
     watcher = Watcher(small, db, streams, metrics, clock=clock)
     for name in ("p1", "p2"):
-        await put(db, config, name, every="1m", overlap="allow")
+        await put(db, config, name, every="1m", overlap="skip")
     t0 = max([await first_tick(db, n) for n in ("p1", "p2")])
-    clock.now = t0 + 3 * MINUTE  # four ticks each have come
+    clock.now = t0 + 3 * MINUTE  # four ticks each have come: one runs, three are skipped
     first = await watcher.schedules.run_once()
-    assert first.enqueued + first.caught_up == 5 and first.more
-    assert await fire_all(watcher) == 3
-    assert [len(await runs(config, n)) for n in ("p1", "p2")] == [4, 4]
+    # Five ticks looked at: p1's four (one fired, three skipped) and p2's first.
+    assert (first.enqueued + first.caught_up, first.skipped, first.more) == (2, 3, True)
+    second = await watcher.schedules.run_once()
+    assert (second.enqueued + second.caught_up, second.skipped, second.more) == (0, 3, False)
