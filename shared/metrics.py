@@ -30,6 +30,8 @@ DEAD_REASONS = (
     "outcome_refused",
     "bad_result",
 )
+# What became of a schedule's tick (the label values of schedule_runs_total).
+SCHEDULE_OUTCOMES = ("enqueued", "caught_up", "skipped", "missed", "triggered")
 
 SECONDS_BUCKETS = (
     0.0005,
@@ -166,6 +168,28 @@ class Metrics:
             unit="s",
             description="How late the watcher moved a due task.",
         )
+        self.schedule_runs = meter.create_counter(
+            "schedule_runs",
+            unit="1",
+            description="Schedule ticks by outcome: enqueued (on time), caught_up (late, within "
+            "the catch-up window), skipped (overlap policy), missed (past the window), "
+            "triggered (run by hand).",
+        )
+        self.schedule_lateness_seconds = meter.create_histogram(
+            "schedule_lateness_seconds",
+            unit="s",
+            description="How long after its release (tick plus jitter) a schedule's tick fired.",
+        )
+        self.parked = meter.create_counter(
+            "tasks_parked",
+            unit="1",
+            description="Deliveries of a paused task type set aside (queued, no attempt used).",
+        )
+        self.unparked = meter.create_counter(
+            "tasks_unparked",
+            unit="1",
+            description="Parked tasks re-published after their type was resumed.",
+        )
         # Queue gauges: sampled in one place (the janitor), never summed across executors.
         self.queue_depth = meter.create_gauge(
             "queue_depth", unit="1", description="Entries not yet delivered (group lag)."
@@ -203,6 +227,14 @@ class Metrics:
         self.dlq_depth = meter.create_gauge(
             "dlq_depth", unit="1", description="Dead letters held in Postgres."
         )
+        self.queue_paused = meter.create_gauge(
+            "queue_paused",
+            unit="1",
+            description="1 while a queue (a priority, or a task type) is paused, else 0.",
+        )
+        self.schedules = meter.create_gauge(
+            "schedules", unit="1", description="Schedules by state: active, paused, ended."
+        )
         # Read by a callback at collection time: no cost per task.
         self._inflight_sources: list[Callable[[], int]] = []
         self.inflight = meter.create_observable_gauge(
@@ -231,8 +263,10 @@ class Metrics:
         for stage in ("claim", "complete", "reclaim"):
             self.fenced.add(0, {"stage": stage})
         for counter in (self.enqueued, self.publish_failures, self.acks, self.repaired,
-                        self.outbox_published):  # fmt: skip
+                        self.outbox_published, self.parked, self.unparked):  # fmt: skip
             counter.add(0)
+        for outcome in SCHEDULE_OUTCOMES:
+            self.schedule_runs.add(0, {"outcome": outcome})
 
     def track_inflight(self, source: Callable[[], int]) -> None:
         """Count ``source()`` in ``processing_inflight`` (an executor registers itself)."""
@@ -320,6 +354,12 @@ LABELS: dict[str, str] = {
     "retry_set_depth": "priority",
     "delayed_depth": "priority",
     "dlq_depth": "priority",
+    "schedule_runs": "outcome",
+    "schedule_lateness_seconds": "",
+    "tasks_parked": "type",
+    "tasks_unparked": "",
+    "queue_paused": "kind (priority, type), queue",
+    "schedules": "state",
     "processing_inflight": "",
 }
 

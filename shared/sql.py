@@ -490,12 +490,15 @@ SWEEP_BOUND = "SELECT id FROM tasks WHERE id > $1 ORDER BY id OFFSET $2 LIMIT 1"
 # priority's cutoff ($3 priorities, $4 cutoffs): their entries are presumed lost; stamped so
 # they are not re-sent again soon, and returned. One batch of the repair's slow sweep, or,
 # with cutoffs in the far future, of the re-send of everything after Redis lost it all.
+# Parked tasks (their type paused) are left out.
 REPUBLISH_QUEUED = """
 WITH stale AS (
     SELECT t.id FROM tasks t
     JOIN unnest($3::text[], $4::timestamptz[]) AS c(priority, before) ON c.priority = t.priority
     WHERE t.id > $1 AND ($2::uuid IS NULL OR t.id <= $2)
         AND t.status = 'queued' AND t.updated_at < c.before
+        -- A parked task (its type paused) has no entry on purpose: the unpark sends it.
+        AND NOT EXISTS (SELECT 1 FROM parked_tasks p WHERE p.task_id = t.id)
     FOR UPDATE OF t SKIP LOCKED
 )
 UPDATE tasks t SET updated_at = now()

@@ -14,14 +14,20 @@ from taskstream.services.ingest import state
 from taskstream.services.ingest.committer import GroupCommit
 from taskstream.services.ingest.errors import errors_middleware
 from taskstream.services.ingest.publisher import Publisher
-from taskstream.services.ingest.routes import Route, dlq, queues, system, tasks
+from taskstream.services.ingest.routes import Route, dlq, queues, schedules, system, tasks
 from taskstream.services.ingest.waiters import Waiters
 from taskstream.shared.config import Config
 from taskstream.shared.db import Database
 from taskstream.shared.metrics import Metrics
 from taskstream.shared.streams import Streams
 
-ROUTES: list[Route] = [*tasks.ROUTES, *queues.ROUTES, *dlq.ROUTES, *system.ROUTES]
+ROUTES: list[Route] = [
+    *tasks.ROUTES,
+    *queues.ROUTES,
+    *dlq.ROUTES,
+    *schedules.ROUTES,
+    *system.ROUTES,
+]
 
 
 def build_app(

@@ -39,8 +39,9 @@ class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     traceback: str = ""
 
 
-class Task(msgspec.Struct, frozen=True, kw_only=True):
-    """A task as Postgres records it, and as the API shows it."""
+class Task(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A task as Postgres records it, and as the API shows it. A task a schedule made names
+    it and its tick (``schedule``, ``scheduled_for``); the others leave both out."""
 
     id: uuid.UUID
     type: str
@@ -59,6 +60,8 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
     timeout_ms: int
     last_error: ErrorInfo | None
     result: Any = None  # what the handler returned (JSON), once it succeeded; None: nothing
+    schedule: str | None = None
+    scheduled_for: dt.datetime | None = None
 
 
 class NewTask(msgspec.Struct, frozen=True, kw_only=True):
