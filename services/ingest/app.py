@@ -17,13 +17,20 @@ from taskstream.services.ingest.console.app import build_console, mount
 from taskstream.services.ingest.console.session import Access
 from taskstream.services.ingest.errors import errors_middleware
 from taskstream.services.ingest.publisher import Publisher
-from taskstream.services.ingest.routes import Route, dlq, queues, system, tasks
+from taskstream.services.ingest.routes import Route, dlq, queues, schedules, system, tasks
+from taskstream.services.ingest.waiters import Waiters
 from taskstream.shared.config import Config
 from taskstream.shared.db import Database
 from taskstream.shared.metrics import Metrics
 from taskstream.shared.streams import Streams
 
-ROUTES: list[Route] = [*tasks.ROUTES, *queues.ROUTES, *dlq.ROUTES, *system.ROUTES]
+ROUTES: list[Route] = [
+    *tasks.ROUTES,
+    *queues.ROUTES,
+    *dlq.ROUTES,
+    *schedules.ROUTES,
+    *system.ROUTES,
+]
 
 
 def build_app(
@@ -45,6 +52,8 @@ def build_app(
     app[state.COMMITTER] = GroupCommit(
         db, publisher, metrics, key_ttl_ms=config.retention.idempotency_ttl_ms
     )
+    app[state.WAITERS] = Waiters(db, config.stores.database_url)
+    app.on_shutdown.append(_release_waiters)
     app.on_cleanup.append(_close_committer)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
@@ -52,8 +61,16 @@ def build_app(
     return app
 
 
+async def _release_waiters(app: web.Application) -> None:
+    """At shutdown, before in-flight requests are waited for: every ``?wait=`` request is
+    answered with its task as it stands."""
+    app[state.WAITERS].release_all()
+
+
 async def _close_committer(app: web.Application) -> None:
     """At shutdown: the group being committed is finished and answered, then what is still
-    waiting to be published gets one last bounded try (the repair covers the rest)."""
+    waiting to be published gets one last bounded try (the repair covers the rest); the
+    waiters' listening connection is closed."""
     await app[state.COMMITTER].close()
     await app[state.PUBLISHER].close()
+    await app[state.WAITERS].close()

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from taskstream.services.ingest.committer import GroupCommit
 from taskstream.services.ingest.publisher import Publisher
+from taskstream.services.ingest.waiters import Waiters
 from taskstream.shared.config import Config
 from taskstream.shared.db import Database
 from taskstream.shared.metrics import Metrics
@@ -18,6 +19,7 @@ STREAMS: web.AppKey[Streams] = web.AppKey("streams", Streams)
 PUBLISHER: web.AppKey[Publisher] = web.AppKey("publisher", Publisher)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 COMMITTER: web.AppKey[GroupCommit] = web.AppKey("committer", GroupCommit)
+WAITERS: web.AppKey[Waiters] = web.AppKey("waiters", Waiters)
 
 
 def config(request: web.Request) -> Config:
@@ -34,3 +36,7 @@ def streams(request: web.Request) -> Streams:
 
 def committer(request: web.Request) -> GroupCommit:
     return request.app[COMMITTER]
+
+
+def waiters(request: web.Request) -> Waiters:
+    return request.app[WAITERS]

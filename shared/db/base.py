@@ -12,7 +12,7 @@ from typing import Any, Self
 import asyncpg
 import msgspec
 
-from taskstream.shared import sql
+from taskstream.shared import sql, sql_schedules
 from taskstream.shared.db.boundary import is_driver_error, translate, wrap_public
 from taskstream.shared.domain import ErrorInfo, Task
 from taskstream.shared.errors import StoreUnavailable
@@ -54,6 +54,15 @@ class _Transaction:
             return await self._conn.fetchval(query, *args)
 
 
+class Settlement:
+    """What an exactly-once run settles with: the handler's transaction (``tx``, its
+    ``ctx.db``) and the result to store with the success (JSON, or None)."""
+
+    def __init__(self, tx: _Transaction) -> None:
+        self.tx = tx
+        self.result: bytes | None = None
+
+
 @contextlib.contextmanager
 def _connection_errors() -> Iterator[None]:
     try:
@@ -93,13 +102,14 @@ class Base:
 
     async def prepare_all(self) -> list[str]:
         """Prepare every named query (a test runs this against a migrated database)."""
+        queries = {**sql.ALL, **sql_schedules.ALL}
         async with self._pool.acquire() as conn:
-            for name, query in sql.ALL.items():
+            for name, query in queries.items():
                 try:
                     await conn.prepare(query)
                 except asyncpg.PostgresError as exc:
                     raise AssertionError(f"query {name} does not prepare: {exc}") from exc
-        return list(sql.ALL)
+        return list(queries)
 
     async def now(self) -> dt.datetime:
         """The database's clock."""
@@ -141,6 +151,9 @@ def task_view(row: asyncpg.Record) -> Task:
         finished_at=row["finished_at"],
         timeout_ms=row["timeout_ms"],
         last_error=_error_info(error),
+        result=msgspec.json.decode(result) if (result := row["result"]) is not None else None,
+        schedule=row["schedule"],
+        scheduled_for=row["scheduled_for"],
     )
 
 
