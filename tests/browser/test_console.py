@@ -127,6 +127,37 @@ async def test_queues_page_removes_a_dead_consumer_and_keeps_a_busy_one(
     b.assert_clean()
 
 
+async def test_pause_and_resume_a_queue_from_the_queues_page(
+    browser: Browser, config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    b, page = browser, browser.page
+    await b.goto("/ui/queues")
+    high = page.locator("#queues tr[data-priority='high']")
+    await page.get_by_label("Note for pausing high").fill("deploy in progress")
+    await page.get_by_role("button", name="Pause high").click()
+    await expect(page.locator("#queues-notice")).to_contain_text("Paused priority high")
+    await expect(high.locator(".state")).to_contain_text("paused deploy in progress")
+    task_id = await submit(b, {"type": "noop", "priority": "high"})
+    await executor(config, db, streams, metrics).run_once()
+    assert (await db.get_task(uuid.UUID(task_id))).status == "queued"  # type: ignore[union-attr]
+    await b.goto("/ui/")
+    await expect(page.locator("#live tr[data-priority='high']")).to_contain_text("paused")
+    await b.goto("/ui/queues")
+    await page.get_by_label("Task type to pause").fill("payments.charge")
+    await page.get_by_role("button", name="Pause type").click()
+    await expect(page.locator("#paused-types tr[data-type='payments.charge']")).to_be_visible()
+    await b.shot("queues_paused")
+
+    await page.get_by_role("button", name="Resume high").click()
+    await expect(page.locator("#queues-notice")).to_contain_text("Resumed priority high")
+    await expect(high.locator(".state")).to_contain_text("running")
+    await page.get_by_role("button", name="Resume type payments.charge").click()
+    await expect(page.locator("#paused-types-none")).to_be_visible()
+    await executor(config, db, streams, metrics).run_once()
+    assert (await db.get_task(uuid.UUID(task_id))).status == "succeeded"  # type: ignore[union-attr]
+    b.assert_clean()
+
+
 async def test_every_page_loads_without_console_errors_and_the_overview_refreshes(
     browser: Browser, config: Config, db: Database, streams: Streams, metrics: Metrics
 ) -> None:

@@ -30,6 +30,7 @@ from taskstream.services.ingest.errors import Invalid
 from taskstream.shared import ops
 from taskstream.shared.config import Config
 from taskstream.shared.errors import StoreError, StoreUnavailable
+from taskstream.shared.schedule_ops import InvalidSchedule
 from taskstream.shared.streams import Streams
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             title="Not found" if exc.status == 404 else "Bad request",
             message=exc.error.message,
         )
-    except ops.BadRequest as exc:
+    except (ops.BadRequest, InvalidSchedule) as exc:
         response = render.page(request, "error.html", 400, title="Bad request", message=str(exc))
     except StoreUnavailable as exc:
         response = render.page(

@@ -25,13 +25,15 @@ async def live(request: web.Request) -> web.Response:
 
 async def _figures(request: web.Request) -> dict[str, Any]:
     db, streams = state.db(request), state.streams(request)
-    queues = (await ops.queues(db, streams)).queues
+    figures = await ops.queues(db, streams)
+    queues = figures.queues
     consumers = (await ops.consumers(streams)).consumers
     throughput = state.throughput(request)
     minutes = throughput.minutes(MINUTES)
     peak = max([m.delivered for m in minutes] + [m.added for m in minutes] + [1])
     return {
         "queues": queues,
+        "paused_types": figures.paused_types,
         "totals": {
             "lag": sum(q.lag or 0 for q in queues),
             "pending": sum(q.pending for q in queues),
