@@ -158,6 +158,35 @@ async def test_pause_and_resume_a_queue_from_the_queues_page(
     b.assert_clean()
 
 
+async def test_schedules_pause_with_a_note_trigger_and_resume(browser: Browser) -> None:
+    b, page = browser, browser.page
+    spec = {"task": {"type": "noop", "priority": "low"}, "cron": "0 3 * * *",
+            "timezone": "Europe/Paris"}  # fmt: skip
+    answer = await b.api.put("/v1/schedules/nightly-report", json=spec)
+    assert answer.status in (200, 201), await answer.text()
+    await b.goto("/ui/schedules")
+    row = page.locator("tr[data-schedule='nightly-report']")
+    await expect(row).to_contain_text("0 3 * * *")
+    await expect(row.locator(".state")).to_contain_text("active")
+    await page.get_by_label("Note for pausing schedule nightly-report").fill("quarter close")
+    await page.get_by_role("button", name="Pause schedule nightly-report").click()
+    await expect(page.locator("#schedule-notice")).to_have_text("Paused.")
+    await expect(page.locator("#schedule-state")).to_contain_text("paused quarter close")
+    await page.get_by_role("button", name="Trigger schedule nightly-report now").click()
+    await expect(page.locator("#schedule-notice")).to_contain_text("Triggered: task")
+    await expect(page.locator("#runs")).to_contain_text("triggered")
+    await b.shot("schedule")
+    await page.locator("#runs a").first.click()
+    await expect(page.locator("main")).to_contain_text("nightly-report, tick")
+    await b.goto("/ui/schedules/nightly-report")
+    await page.get_by_role("button", name="Resume schedule nightly-report").click()
+    await expect(page.locator("#schedule-state")).to_contain_text("active")
+    await b.goto("/ui/schedules")
+    await expect(row.locator(".num").last).to_have_text("1")  # triggered once
+    await b.shot("schedules")
+    b.assert_clean()
+
+
 async def test_every_page_loads_without_console_errors_and_the_overview_refreshes(
     browser: Browser, config: Config, db: Database, streams: Streams, metrics: Metrics
 ) -> None:
@@ -173,6 +202,7 @@ async def test_every_page_loads_without_console_errors_and_the_overview_refreshe
         "/ui/dlq",
         "/ui/dlq?reason=attempts_exhausted",
         "/ui/queues",
+        "/ui/schedules",
         "/ui/login",
     ):
         await b.goto(path)

@@ -9,7 +9,7 @@ and never count history.
 The console is an aiohttp sub-application with its own middleware (``guard``): it loads the
 session, refuses a POST without its CSRF token, sends visitors who must sign in to the login
 page, answers errors as HTML pages, and adds the security headers. Pages: ``overview``,
-``tasks`` (the list and one task), ``dlq``, ``queues``; ``login`` for sign-in.
+``tasks`` (the list and one task), ``dlq``, ``queues``, ``schedules``; ``login`` for sign-in.
 """
 
 from __future__ import annotations
@@ -22,7 +22,16 @@ from importlib.resources import files
 
 from aiohttp import web
 
-from taskstream.services.ingest.console import dlq, login, overview, queues, render, state, tasks
+from taskstream.services.ingest.console import (
+    dlq,
+    login,
+    overview,
+    queues,
+    render,
+    schedules,
+    state,
+    tasks,
+)
 from taskstream.services.ingest.console.errors import PageError
 from taskstream.services.ingest.console.session import COOKIE, LOCAL, Access, OpenAccess, Sessions
 from taskstream.services.ingest.console.throughput import Throughput
@@ -60,7 +69,7 @@ def build_console(
     console[state.THROUGHPUT] = Throughput(streams, config.console.console_sample_ms)
     console[state.TEMPLATES] = render.environment()
     console.cleanup_ctx.append(_sampling)
-    for module in (overview, tasks, dlq, queues, login):
+    for module in (overview, tasks, dlq, queues, schedules, login):
         for method, path, handler in module.ROUTES:
             console.router.add_route(method, path, handler)
     console.router.add_static("/static/", str(STATIC), append_version=False)
@@ -142,6 +151,11 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise
         response = render.page(
             request, "error.html", exc.status, title=exc.reason, message=exc.reason
+        )
+    except Exception:
+        log.exception("console: unhandled error", extra={"event": "console.error"})
+        response = render.page(
+            request, "error.html", 500, title="Internal error", message="Something went wrong."
         )
     if fresh:
         _set_cookie(request, response, sessions.dump(session), sessions.max_age_s)

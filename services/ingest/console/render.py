@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import jinja2
+import msgspec
 from aiohttp import web
 
 from taskstream.services.ingest.console import state
@@ -26,7 +27,9 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(duration=duration, when=when, iso=iso, pretty=pretty, number=number)
+    env.filters.update(
+        duration=duration, when=when, iso=iso, pretty=pretty, number=number, decoded=decoded
+    )
     return env
 
 
@@ -92,6 +95,13 @@ def pretty(value: Any, limit: int = PAYLOAD_MAX_CHARS) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}\n… ({len(text) - limit:,} more characters not shown)"
+
+
+def decoded(value: Any) -> Any:
+    """A value held as raw JSON (``msgspec.Raw``, e.g. a schedule's task), decoded."""
+    if isinstance(value, msgspec.Raw):
+        return msgspec.json.decode(value)
+    return value
 
 
 def number(value: int | float | None) -> str:
