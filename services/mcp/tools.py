@@ -193,6 +193,80 @@ def register(server: MCPServer, api: AsyncClient) -> None:
         out["tasks"] = out["tasks"][:PAGE_MAX]
         return out
 
+    async def list_schedules() -> dict[str, Any]:
+        """Every recurring schedule: its state (active, paused with a note, ended), cron or
+        interval and time zone, the task it makes, its next run, its last run (tick, outcome,
+        task status), and counts of ticks enqueued, caught up, skipped, missed and
+        triggered."""
+        listed = await _call(api.schedules.list())
+        return {"schedules": [_schedule(v) for v in listed.schedules[:PAGE_MAX]],
+                "more": len(listed.schedules) > PAGE_MAX}  # fmt: skip
+
+    async def upsert_schedule(
+        name: Annotated[
+            str,
+            Field(
+                pattern=r"^[A-Za-z0-9_.:\-]+$",
+                max_length=200,
+                description="The schedule's name (letters, digits, _ . : -).",
+            ),
+        ],
+        task_type: Annotated[str, Field(description="Type of the task each tick makes.")],
+        cron: Annotated[
+            str | None,
+            Field(
+                description="Five cron fields (minute hour day month weekday) or a macro "
+                "such as @daily, read in timezone. Give cron or every."
+            ),
+        ] = None,
+        every: Annotated[
+            str | None, Field(description="An interval such as 30s, 5m, 1h30m (exact, UTC).")
+        ] = None,
+        timezone: Annotated[str, Field(description="IANA time zone of cron.")] = "UTC",
+        payload: Annotated[
+            dict[str, Any] | None, Field(description="JSON object each task gets.")
+        ] = None,
+        priority: Annotated[Priority, Field(description="Queue of the tasks.")] = "default",
+        overlap: Annotated[
+            Literal["skip", "buffer_one", "allow", "cancel_previous"],
+            Field(description="What a tick does while the previous run is unfinished."),
+        ] = "skip",
+        catchup: Annotated[
+            str, Field(description="How far back missed ticks are still run after downtime.")
+        ] = "1h",
+        jitter: Annotated[str, Field(description="Random delay added to each tick.")] = "0s",
+    ) -> dict[str, Any]:
+        """Create a recurring schedule, or replace the one with this name (the same arguments
+        again change nothing). Each tick makes one task, exactly once however many watchers
+        run. Returns the schedule with its next runs and whether it was created, updated or
+        unchanged."""
+        spec: dict[str, Any] = {
+            "task": {"type": task_type, "payload": payload or {}, "priority": priority},
+            "timezone": timezone, "overlap": overlap, "catchup": catchup, "jitter": jitter,
+        }  # fmt: skip
+        if cron is not None:
+            spec["cron"] = cron
+        if every is not None:
+            spec["every"] = every
+        return _schedule(await _call(api.schedules.put(name, spec)))
+
+    async def pause_schedule(
+        name: Annotated[str, Field(description="The schedule's name.")],
+        note: Annotated[
+            str | None, Field(max_length=1000, description="Why (shown to operators).")
+        ] = None,
+    ) -> dict[str, Any]:
+        """Pause a schedule: no tick fires and none is counted missed until resume_schedule.
+        Give a note saying why."""
+        return _schedule(await _call(api.schedules.pause(name, note)))
+
+    async def resume_schedule(
+        name: Annotated[str, Field(description="The schedule's name.")],
+    ) -> dict[str, Any]:
+        """Resume a paused schedule from its next tick after now (ticks that passed while it
+        was paused are not run)."""
+        return _schedule(await _call(api.schedules.resume(name)))
+
     for tool in (
         submit_task,
         get_task,
@@ -202,6 +276,10 @@ def register(server: MCPServer, api: AsyncClient) -> None:
         pending_entries,
         list_dead_letters,
         replay_dead_letters,
+        list_schedules,
+        upsert_schedule,
+        pause_schedule,
+        resume_schedule,
     ):
         server.add_tool(tool)
 
@@ -238,8 +316,14 @@ def bounded(value: Any, limit: int = TEXT_MAX) -> Any:
 
 
 def _plain(value: Any) -> dict[str, Any] | Any:
-    """A client model as JSON-like values, bounded."""
-    return bounded(msgspec.to_builtins(value))
+    """A client model as the JSON the API sent (raw parts decoded too), bounded."""
+    return bounded(msgspec.json.decode(msgspec.json.encode(value)))
+
+
+def _schedule(view: Any) -> dict[str, Any]:
+    plain = _plain(view)
+    plain.pop("runs", None)  # the last run is there; the full history is the console's
+    return dict(plain)
 
 
 def _summary(task: Any) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from taskstream.shared.client.models import (
     RetryPolicy,
     Task,
 )
+from taskstream.shared.schedule_models import ScheduleList, ScheduleView, TriggerResult
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -62,6 +63,7 @@ class AsyncClient:
         self._http = httpx.AsyncClient(
             base_url=self.url, headers=http.headers(api_key), transport=transport
         )
+        self.schedules = AsyncSchedules(self)
         self.dlq = AsyncDeadLetters(self)
 
     async def submit(
@@ -250,3 +252,40 @@ class AsyncDeadLetters:
     async def purge(self, task: str | uuid.UUID) -> DlqResult:
         """Remove one dead letter (``NotFound`` if it is not one); the task stays dead."""
         return await self._client._run(flows.dlq_purge(self._client._settings, task))
+
+
+class AsyncSchedules:
+    """``client.schedules``: list, read, create or replace, pause, resume and trigger
+    recurring schedules."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def list(self) -> ScheduleList:
+        """Every schedule, with its next run, last run and counts."""
+        c = self._client
+        return await c._run(flows.schedules(c._settings))
+
+    async def get(self, name: str) -> ScheduleView:
+        """One schedule with its next runs and latest runs (``NotFound`` if none)."""
+        c = self._client
+        return await c._run(flows.schedule(c._settings, name))
+
+    async def put(self, name: str, spec: Mapping[str, Any]) -> ScheduleView:
+        """Create or replace a schedule from a ``PUT /v1/schedules/{name}`` body (``task``,
+        ``cron`` or ``every``, ``timezone``, ``overlap``…); ``change`` says what it did."""
+        c = self._client
+        return await c._run(flows.put_schedule(c._settings, name, spec))
+
+    async def pause(self, name: str, note: str | None = None) -> ScheduleView:
+        c = self._client
+        return await c._run(flows.schedule_state(c._settings, name, "pause", note))
+
+    async def resume(self, name: str, note: str | None = None) -> ScheduleView:
+        c = self._client
+        return await c._run(flows.schedule_state(c._settings, name, "resume", note))
+
+    async def trigger(self, name: str) -> TriggerResult:
+        """Run a schedule now, whatever its pause and overlap policy."""
+        c = self._client
+        return await c._run(flows.trigger_schedule(c._settings, name))

@@ -337,3 +337,21 @@ async def test_the_sync_client_reads_pages_and_queues_too(stack: Stack) -> None:
             assert c.dlq.list_page(limit=1) == ([], None)
 
     await asyncio.to_thread(use)
+
+
+async def test_schedules_through_the_client(client: taskstream.AsyncClient, stack: Stack) -> None:
+    spec = {"task": {"type": "noop"}, "every": "1h"}
+    made = await client.schedules.put("hourly", spec)
+    assert (made.change, made.state, made.every) == ("created", "active", "1h")
+    assert (await client.schedules.put("hourly", spec)).change == "unchanged"
+    assert (await client.schedules.pause("hourly", "quiet")).note == "quiet"
+    assert [s.name for s in (await client.schedules.list()).schedules] == ["hourly"]
+    run = await client.schedules.trigger("hourly")
+    assert (await client.get(run.task_id)).status == "queued"
+    assert (await client.schedules.resume("hourly")).state == "active"
+    assert (await client.schedules.get("hourly")).counts.triggered == 1
+    with pytest.raises(taskstream.NotFound):
+        await client.schedules.get("nothing-here")
+    with pytest.raises(taskstream.ValidationError) as bad:
+        await client.schedules.get("no spaces")
+    assert bad.value.field == "name"

@@ -35,6 +35,10 @@ TOOLS = {
     "pending_entries",
     "list_dead_letters",
     "replay_dead_letters",
+    "list_schedules",
+    "upsert_schedule",
+    "pause_schedule",
+    "resume_schedule",
 }
 
 
@@ -195,3 +199,28 @@ async def test_an_api_error_is_a_tool_error_with_the_api_message(connect: Connec
             "submit_task", {"type": "noop", "payload": {"a": 2}, "idempotency_key": "k1"}
         )
         assert "HTTP 409 idempotency_conflict" in error_text(other)
+
+
+async def test_schedules_upsert_list_pause_and_resume(connect: Connect) -> None:
+    async with connect() as mcp:
+        args = {"name": "nightly", "task_type": "report", "cron": "0 3 * * *",
+                "timezone": "Europe/Paris", "payload": {"kind": "daily"}}  # fmt: skip
+        made = body(await mcp.call_tool("upsert_schedule", args))
+        assert (made["change"], made["state"], made["task"]["type"]) == (
+            "created",
+            "active",
+            "report",
+        )
+        assert made["next_runs"]
+        again = body(await mcp.call_tool("upsert_schedule", args))
+        assert again["change"] == "unchanged"
+        paused = body(await mcp.call_tool("pause_schedule", {"name": "nightly", "note": "audit"}))
+        assert (paused["state"], paused["note"]) == ("paused", "audit")
+        listed = body(await mcp.call_tool("list_schedules", {}))
+        assert [(x["name"], x["state"]) for x in listed["schedules"]] == [("nightly", "paused")]
+        resumed = body(await mcp.call_tool("resume_schedule", {"name": "nightly"}))
+        assert resumed["state"] == "active"
+        bad = await mcp.call_tool("upsert_schedule", {**args, "cron": "61 * * * *"})
+        assert "HTTP 422" in error_text(bad) and "cron" in error_text(bad)
+        missing = await mcp.call_tool("pause_schedule", {"name": "nope"})
+        assert "HTTP 404 not_found" in error_text(missing)
