@@ -39,9 +39,9 @@ class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     traceback: str = ""
 
 
-class Task(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Task(msgspec.Struct, frozen=True, kw_only=True):
     """A task as Postgres records it, and as the API shows it. A task a schedule made names
-    it and its tick (``schedule``, ``scheduled_for``); the others leave both out."""
+    it and its tick (``schedule``, ``scheduled_for``); for the others both are null."""
 
     id: uuid.UUID
     type: str

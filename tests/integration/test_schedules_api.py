@@ -134,10 +134,10 @@ async def test_pause_with_a_note_resume_trigger_list_delete(
     assert (await client.get(f"/v1/tasks/{run['task_id']}")).status == 200
 
 
-async def test_a_task_no_schedule_made_shows_neither_field(client: Any) -> None:
+async def test_a_task_no_schedule_made_shows_both_fields_as_null(client: Any) -> None:
     r = await client.post("/v1/tasks", json={"type": "noop"})
-    body = await r.json()
-    assert "schedule" not in body and "scheduled_for" not in body
+    body = await (await client.get(f"/v1/tasks/{(await r.json())['id']}")).json()
+    assert body["schedule"] is None and body["scheduled_for"] is None
 
 
 async def test_queue_pause_routes_and_the_queues_view(client: Any) -> None:
