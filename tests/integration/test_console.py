@@ -210,3 +210,19 @@ async def test_a_filtered_page_walks_a_bounded_stretch_and_says_where_to_go_on(
         status=None, type="common", priority=None, after=None, limit=2, since=None, scan=4
     )
     assert [str(t.id) for t in found] == [common[5]["id"], common[4]["id"]] and further is None
+
+
+async def test_the_task_page_shows_the_result(
+    client: Client, config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    from tests.ops_helpers import executor
+
+    async def charge(payload: Any, ctx: Any) -> dict[str, int]:
+        return {"charged": 4200}
+
+    task = await submit(client, type="charge")
+    await executor(config, db, streams, metrics, charge=charge).run_once()
+    html = await page(client, f"/ui/tasks/{task['id']}")
+    assert 'id="result-h"' in html and "&#34;charged&#34;: 4200" in html
+    waiting = await submit(client, delay_ms=60_000)
+    assert 'id="result-h"' not in await page(client, f"/ui/tasks/{waiting['id']}")
