@@ -226,3 +226,34 @@ async def test_the_task_page_shows_the_result(
     assert 'id="result-h"' in html and "&#34;charged&#34;: 4200" in html
     waiting = await submit(client, delay_ms=60_000)
     assert 'id="result-h"' not in await page(client, f"/ui/tasks/{waiting['id']}")
+
+
+async def test_a_store_outage_while_checking_a_session_is_an_html_503(
+    config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    from taskstream.services.ingest.console.session import Principal
+    from taskstream.shared.errors import StoreUnavailable
+
+    class Flaky:
+        required = True
+        down = False
+
+        async def sign_in(self, api_key: str) -> Principal | None:
+            return Principal(name="op", key_id="k", scopes=frozenset({"ops:read"}))
+
+        async def still_valid(self, principal: Principal) -> bool:
+            if self.down:
+                raise StoreUnavailable("Postgres is not reachable")
+            return True
+
+    access = Flaky()
+    async with api_client(config, db, streams, metrics, console_access=access) as (c, _):
+        login = await page(c, "/ui/login")
+        signed = await c.post(
+            "/ui/login", data={"csrf": csrf_of(login), "api_key": "k", "next": "/ui/"}
+        )
+        assert signed.status == 200 and "Overview" in await signed.text()
+        access.down = True
+        answer = await c.get("/ui/")
+        assert answer.status == 503 and answer.content_type == "text/html"
+        assert "Postgres is not reachable" in await answer.text()

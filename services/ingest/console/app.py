@@ -98,17 +98,18 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path.startswith(PREFIX + "static/"):
         return await _static(request, handler)
     sessions, access = state.sessions(request), state.access(request)
-    session = sessions.load(request.cookies.get(COOKIE))
-    principal = session.principal if session is not None else None
-    if principal is not None and not await access.still_valid(principal):
-        session = None
-    fresh = session is None or (not access.required and session.principal is None)
-    if fresh:
-        session = sessions.new(None if access.required else LOCAL)
+    loaded = sessions.load(request.cookies.get(COOKIE))
+    fresh = loaded is None or (not access.required and loaded.principal is None)
+    session = sessions.new(None if access.required else LOCAL) if fresh else loaded
     assert session is not None
     request[state.SESSION] = session
     response: web.StreamResponse
     try:
+        if session.principal is not None and not await access.still_valid(session.principal):
+            # A revoked or expired key: its session ends here.
+            session = sessions.new(None)
+            request[state.SESSION] = session
+            fresh = True
         if request.method == "POST":
             form = await request.post()
             token = request.headers.get("X-CSRF-Token") or form.get("csrf")
