@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
+import re
 import uuid
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
+from taskstream.services.cli import main as cli_main
 from taskstream.services.executor.executor import Executor
 from taskstream.services.watcher.watcher import Watcher
 from taskstream.shared import config as config_mod
@@ -353,3 +356,38 @@ async def test_listing_workflows_by_state_in_pages(
         assert [w["id"] for w in cancelled["workflows"]] == [ids[0]]
         bad = await client.get("/v1/workflows?status=nope")
         assert bad.status == 422 or bad.status == 400
+
+
+async def test_the_cli_draws_the_dag_as_a_tree_with_states(
+    config: Config, db: Database, streams: Streams, metrics: Metrics,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.setenv("REDIS_URL", config.stores.redis_url)
+    monkeypatch.setenv("DATABASE_URL", config.stores.database_url)
+    monkeypatch.setenv("TASKSTREAM_NAMESPACE", config.stores.namespace)
+    runs: Runs = collections.Counter()
+    status, body = await submit(config, db, streams, metrics, {"name": "diamond", "steps": [
+        step("a"), step("b", "a"), step("c", "a"), step("d", "b", "c")]})  # fmt: skip
+    assert status == 201
+    await drive(config, db, streams, metrics, registry(runs, {}, fail={"c"}), body["id"])
+
+    async def cli(*argv: str) -> tuple[int, str, str]:
+        code = await asyncio.to_thread(cli_main.main, list(argv))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    code, out, err = await cli("workflow", "show", body["id"])
+    assert (code, err) == (0, "")
+    lines = [re.sub(r"^([│├└─ ]*\S+).*$", r"\1", line) for line in out.splitlines()[1:]]
+    assert lines == ["a", "├── b", "│   └── d", "└── c", "    └── d"]
+    assert "'diamond'  failed  4 steps, 0 left" in out.splitlines()[0]
+    assert "c  dead" in out and "(NonRetryableError: c fails)" in out
+    assert "d  cancelled  (upstream_failed)" in out and "d  (see above)" in out
+    code, out, _ = await cli("workflow", "show", body["id"], "--json")
+    assert code == 0 and json.loads(out)["state"] == "failed"
+    code, out, _ = await cli("workflow", "list", "--status", "failed")
+    assert code == 0 and body["id"] in out
+    code, _, err = await cli("workflow", "show", str(uuid.uuid4()))
+    assert code == 1 and "no workflow" in err
+    code, _, err = await cli("workflow", "show", "nope")
+    assert code == 2 and "not a workflow id" in err
