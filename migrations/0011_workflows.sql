@@ -68,6 +68,10 @@ CREATE TABLE workflow_edges (
 );
 CREATE INDEX workflow_edges_child ON workflow_edges (child);
 
+-- The trigger's body. Cascades (cancelling the descendants of a failed step, re-arming them
+-- after its replay) go level by level in a loop of the outermost firing, never by one firing
+-- per level (a chain of WORKFLOW_MAX_STEPS steps would exhaust Postgres's stack): the firings
+-- those updates cause themselves (pg_trigger_depth() > 1) only keep the workflow's counters.
 CREATE FUNCTION workflow_step_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     ended_old boolean := OLD.status IN ('succeeded', 'dead', 'cancelled');
@@ -75,7 +79,8 @@ DECLARE
     failed_old boolean := OLD.status IN ('dead', 'cancelled');
     failed_new boolean := NEW.status IN ('dead', 'cancelled');
     released uuid[];
-    cancelled text;
+    freed_now uuid[];
+    level uuid[];
 BEGIN
     -- The workflow's counters and state.
     IF ended_new <> ended_old OR failed_new <> failed_old THEN
@@ -92,16 +97,17 @@ BEGIN
                 THEN w.counted ELSE false END
         WHERE w.id = NEW.workflow_id;
     END IF;
+    IF pg_trigger_depth() > 1 THEN
+        RETURN NULL;
+    END IF;
 
-    IF NEW.status = 'succeeded' OR (failed_new AND NOT ended_old) THEN
-        -- Let the children go: every child on success; on failure only those that run anyway.
-        -- The decrement is one UPDATE of the child's row (row-locked), so of several parents
-        -- ending at once in concurrent transactions exactly one sees zero.
+    IF NEW.status = 'succeeded' THEN
+        -- Let the children go. The decrement is one UPDATE of the child's row (row-locked),
+        -- so of several parents succeeding at once in concurrent transactions exactly one
+        -- sees zero; the edge's flag makes a parent count once, whatever happens to it later.
         WITH edges AS (
             UPDATE workflow_edges e SET resolved = true
-            FROM workflow_steps s
-            WHERE e.parent = NEW.id AND NOT e.resolved AND s.task_id = e.child
-                AND (NEW.status = 'succeeded' OR s.on_parent_failure = 'run')
+            WHERE e.parent = NEW.id AND NOT e.resolved
             RETURNING e.child
         ), counted AS (
             UPDATE workflow_steps s SET parents_left = s.parents_left - 1
@@ -114,49 +120,82 @@ BEGIN
             RETURNING t.id
         )
         SELECT array_agg(id) INTO released FROM freed;
-        IF released IS NOT NULL THEN
-            -- Published after the commit by the watcher's outbox drain (woken by the
-            -- notification, delivered on commit); a crash before that leaves the row, which the
-            -- drain or the repair publishes later.
-            INSERT INTO outbox (task_ids, source) VALUES (released, 'enqueue');
-            PERFORM pg_notify('taskstream_outbox', '');
-        END IF;
     END IF;
 
     IF failed_new AND NOT ended_old THEN
-        -- Cancel the children that do not run after a failed parent (their own trigger goes on
-        -- to their children).
-        WITH gone AS (
-            UPDATE tasks t SET status = 'cancelled', finished_at = now(), updated_at = now(),
-                last_error = jsonb_build_object('type', 'UpstreamFailed',
-                    'message', format('parent task %s is %s', NEW.id, NEW.status))
-            FROM workflow_edges e, workflow_steps s
-            WHERE e.parent = NEW.id AND s.task_id = e.child AND t.id = e.child
-                AND s.on_parent_failure = 'cancel' AND t.status = 'waiting'
-            RETURNING t.id
-        ), marked AS (
-            UPDATE workflow_steps s SET cancel_reason = 'upstream_failed'
-            FROM gone WHERE s.task_id = gone.id
-        )
-        SELECT string_agg(id::text, ',') INTO cancelled FROM gone;
-        IF cancelled IS NOT NULL THEN
-            PERFORM pg_notify('taskstream_done', cancelled);
-        END IF;
+        -- A failed step, then each level of the descendants its failure cancels: the children
+        -- that run anyway are let go (like after a success), the others cancelled.
+        level := ARRAY[NEW.id];
+        WHILE level IS NOT NULL LOOP
+            WITH edges AS (
+                UPDATE workflow_edges e SET resolved = true
+                FROM workflow_steps s
+                WHERE e.parent = ANY(level) AND NOT e.resolved AND s.task_id = e.child
+                    AND s.on_parent_failure = 'run'
+                RETURNING e.child
+            ), per_child AS (
+                SELECT child, count(*) AS n FROM edges GROUP BY child
+            ), counted AS (
+                UPDATE workflow_steps s SET parents_left = s.parents_left - p.n
+                FROM per_child p WHERE s.task_id = p.child
+                RETURNING s.task_id, s.parents_left
+            ), freed AS (
+                UPDATE tasks t SET status = 'queued', queued_at = now(), updated_at = now()
+                FROM counted c
+                WHERE t.id = c.task_id AND c.parents_left = 0 AND t.status = 'waiting'
+                RETURNING t.id
+            )
+            SELECT array_agg(id) INTO freed_now FROM freed;
+            released := released || freed_now;
+            WITH gone AS (
+                UPDATE tasks t SET status = 'cancelled', finished_at = now(), updated_at = now(),
+                    last_error = jsonb_build_object('type', 'UpstreamFailed',
+                        'message', format('an upstream step of workflow %s failed (task %s is %s)',
+                            NEW.workflow_id, NEW.id, NEW.status))
+                FROM workflow_edges e, workflow_steps s
+                WHERE e.parent = ANY(level) AND s.task_id = e.child AND t.id = e.child
+                    AND s.on_parent_failure = 'cancel' AND t.status = 'waiting'
+                RETURNING t.id
+            ), marked AS (
+                UPDATE workflow_steps s SET cancel_reason = 'upstream_failed'
+                FROM gone WHERE s.task_id = gone.id
+            )
+            SELECT array_agg(id) INTO level FROM gone;
+            IF level IS NOT NULL THEN
+                PERFORM pg_notify('taskstream_done', CASE WHEN cardinality(level) > 200 THEN '*'
+                    ELSE array_to_string(level, ',') END);
+            END IF;
+        END LOOP;
+    END IF;
+
+    IF released IS NOT NULL THEN
+        -- Published after the commit by the watcher's outbox drain (woken by the notification,
+        -- delivered on commit); a crash before that leaves the row, which the drain or the
+        -- repair publishes later.
+        INSERT INTO outbox (task_ids, source) VALUES (released, 'enqueue');
+        PERFORM pg_notify('taskstream_outbox', '');
     END IF;
 
     IF failed_old AND NOT ended_new THEN
-        -- Brought back (a replay of a dead step, or a re-armed child): the children this step's
-        -- failure cancelled wait again, unless another of their parents failed too.
-        UPDATE workflow_steps SET cancel_reason = NULL WHERE task_id = NEW.id;
-        UPDATE tasks t SET status = 'waiting', finished_at = NULL, updated_at = now(),
-            last_error = NULL
-        FROM workflow_edges e, workflow_steps s
-        WHERE e.parent = NEW.id AND s.task_id = e.child AND t.id = e.child
-            AND t.status = 'cancelled' AND s.cancel_reason = 'upstream_failed'
-            AND NOT EXISTS (
-                SELECT 1 FROM workflow_edges o JOIN tasks p ON p.id = o.parent
-                WHERE o.child = e.child AND o.parent <> NEW.id AND NOT o.resolved
-                    AND p.status IN ('dead', 'cancelled'));
+        -- Brought back (a replay of a dead step): level by level, the descendants its failure
+        -- cancelled wait again, unless another of their parents failed too.
+        level := ARRAY[NEW.id];
+        WHILE level IS NOT NULL LOOP
+            UPDATE workflow_steps SET cancel_reason = NULL WHERE task_id = ANY(level);
+            WITH back AS (
+                UPDATE tasks t SET status = 'waiting', finished_at = NULL, updated_at = now(),
+                    last_error = NULL
+                FROM workflow_edges e, workflow_steps s
+                WHERE e.parent = ANY(level) AND s.task_id = e.child AND t.id = e.child
+                    AND t.status = 'cancelled' AND s.cancel_reason = 'upstream_failed'
+                    AND NOT EXISTS (
+                        SELECT 1 FROM workflow_edges o JOIN tasks p ON p.id = o.parent
+                        WHERE o.child = e.child AND NOT o.resolved
+                            AND p.status IN ('dead', 'cancelled'))
+                RETURNING t.id
+            )
+            SELECT array_agg(id) INTO level FROM back;
+        END LOOP;
     END IF;
     RETURN NULL;
 END;

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import json
 import re
 import uuid
@@ -391,3 +392,27 @@ async def test_the_cli_draws_the_dag_as_a_tree_with_states(
     assert code == 1 and "no workflow" in err
     code, _, err = await cli("workflow", "show", "nope")
     assert code == 2 and "not a workflow id" in err
+
+
+async def test_a_long_chain_is_cancelled_and_rearmed_behind_its_first_step(
+    config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    """The trigger cancels (and re-arms) descendants level by level in a loop, not by one
+    nested firing per level: a chain of WORKFLOW_MAX_STEPS steps behind a dead first step
+    stays within Postgres's stack (nested firings exhausted it)."""
+    runs: Runs = collections.Counter()
+    names = [f"s{i}" for i in range(1000)]
+    steps = [step(names[0]), *(step(n, p) for p, n in itertools.pairwise(names))]
+    status, body = await submit(config, db, streams, metrics, {"steps": steps})
+    assert status == 201, body
+    fail = {"s0"}
+    view = await drive(config, db, streams, metrics, registry(runs, {}, fail=fail), body["id"])
+    assert view["state"] == "failed"
+    assert {s["task"]["status"] for s in view["steps"][1:]} == {"cancelled"}
+    fail.clear()
+    s0 = uuid.UUID(view["steps"][0]["task"]["id"])
+    await ops.dlq_replay(db, streams, DlqSelection(ids=[s0]), dry_run=False)
+    again = await db.get_workflow(uuid.UUID(body["id"]))
+    assert again is not None and again.state == "running" and again.steps_left == 1000
+    statuses = [s.task.status for s in again.steps or []]
+    assert statuses == ["queued", *["waiting"] * 999]
