@@ -416,3 +416,35 @@ async def test_a_long_chain_is_cancelled_and_rearmed_behind_its_first_step(
     assert again is not None and again.state == "running" and again.steps_left == 1000
     statuses = [s.task.status for s in again.steps or []]
     assert statuses == ["queued", *["waiting"] * 999]
+
+
+async def test_an_exactly_once_commit_and_a_task_cancel_move_the_workflow_on(
+    config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    """Release is in the task table's trigger, so every statement that ends a step moves the
+    workflow on: here an exactly-once handler's own commit, and a plain task cancel."""
+    runs: Runs = collections.Counter()
+    reg = registry(runs, {})
+
+    async def ledger(payload: Any, ctx: Context) -> Any:
+        assert ctx.db is not None
+        await ctx.db.execute("SELECT 1")
+        runs["tx"] += 1
+        return {"booked": True}
+
+    reg.register("ledger", ledger, transactional=True)
+    status, body = await submit(config, db, streams, metrics, {"steps": [
+        {"name": "tx", "type": "ledger"}, step("after", "tx"), step("other"),
+        step("x", "other"), step("y", "x")]})  # fmt: skip
+    assert status == 201, body
+    x = by_name(body)["x"]["task"]["id"]
+    async with api_client(config, db, streams, metrics) as (client, _):
+        resp = await client.post(f"/v1/tasks/{x}/cancel")
+        assert resp.status == 200 and (await resp.json())["status"] == "cancelled"
+    view = await drive(config, db, streams, metrics, reg, body["id"])
+    got = by_name(view)
+    assert got["after"]["task"]["status"] == "succeeded"
+    assert runs["after"] == 1 and runs["tx"] == 1
+    assert got["y"]["task"]["status"] == "cancelled"
+    assert got["y"]["cancel_reason"] == "upstream_failed"
+    assert view["state"] == "failed"
