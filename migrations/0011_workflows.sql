@@ -40,6 +40,9 @@ CREATE TABLE workflows (
 );
 -- Listing by state, newest first (ids are time-ordered).
 CREATE INDEX workflows_state_id ON workflows (state, id DESC);
+-- Ended workflows not yet counted, for the janitor's sweep (those no executor or cancel
+-- counted: ended by a task cancel or the janitor's own dead letters).
+CREATE INDEX workflows_uncounted ON workflows (id) WHERE finished_at IS NOT NULL AND NOT counted;
 
 -- One row per step: its task, its name in the workflow, how many of its parents have not yet
 -- let it go (`parents_left`: decremented once per parent, by the edge's `resolved` flag),

@@ -187,7 +187,7 @@ class Metrics:
             unit="1",
             description="Workflows ended, by outcome: succeeded (every step did), failed (a "
             "step ended dead or cancelled), cancelled (by POST /v1/workflows/{id}/cancel); "
-            "counted by the executor or the cancel that ended them.",
+            "counted once, by the executor or the cancel that ended them (else by the janitor).",
         )
         self.schedule_lateness_seconds = meter.create_histogram(
             "schedule_lateness_seconds",

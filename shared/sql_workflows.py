@@ -151,6 +151,18 @@ WHERE id IN (SELECT workflow_id FROM workflow_steps WHERE task_id = ANY($1::uuid
 RETURNING id, state
 """
 
+# Up to $1 ended workflows whose end nobody counted yet (ended by a task cancel or the
+# janitor's dead letters): marked counted, with their state (the janitor's sweep).
+COUNT_ENDED_WORKFLOWS = """
+UPDATE workflows SET counted = true
+WHERE id IN (
+    SELECT id FROM workflows WHERE finished_at IS NOT NULL AND NOT counted
+    ORDER BY id LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING state
+"""
+
 ALL: dict[str, str] = {
     name: value
     for name, value in globals().items()

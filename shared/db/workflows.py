@@ -137,3 +137,8 @@ class WorkflowQueries(Base):
         counted (each end is returned once, to whoever asks first)."""
         rows = await self._pool.fetch(q.COUNT_FINISHED_WORKFLOWS, list(task_ids))
         return [r["state"] for r in rows]
+
+    async def count_ended_workflows(self, limit: int = 1000) -> list[str]:
+        """The states of up to ``limit`` ended workflows nobody counted yet (marked counted)."""
+        rows = await self._pool.fetch(q.COUNT_ENDED_WORKFLOWS, limit)
+        return [r["state"] for r in rows]

@@ -18,6 +18,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from taskstream.services.cli import main as cli_main
 from taskstream.services.executor.executor import Executor
+from taskstream.services.janitor.gauges import Gauges
 from taskstream.services.watcher.watcher import Watcher
 from taskstream.shared import config as config_mod
 from taskstream.shared import ops
@@ -448,3 +449,19 @@ async def test_an_exactly_once_commit_and_a_task_cancel_move_the_workflow_on(
     assert got["y"]["task"]["status"] == "cancelled"
     assert got["y"]["cancel_reason"] == "upstream_failed"
     assert view["state"] == "failed"
+
+
+async def test_a_workflow_ended_by_a_task_cancel_is_counted_by_the_janitor_once(
+    config: Config, db: Database, streams: Streams, metrics: Metrics,
+    metric_reader: InMemoryMetricReader,
+) -> None:  # fmt: skip
+    status, body = await submit(config, db, streams, metrics, {"steps": [step("only")]})
+    assert status == 201
+    task = by_name(body)["only"]["task"]["id"]
+    assert await db.cancel_task(uuid.UUID(task)) is not None
+    gauges = Gauges(db, streams, metrics, interval_s=1)
+    await gauges.run_once()
+    await gauges.run_once()
+    assert counter_value(metric_reader, "workflows_finished", outcome="failed") == 1
+    view = await db.get_workflow(uuid.UUID(body["id"]))
+    assert view is not None and view.state == "failed" and view.finished_at is not None
