@@ -14,7 +14,15 @@ from taskstream.services.ingest import state
 from taskstream.services.ingest.committer import GroupCommit
 from taskstream.services.ingest.errors import errors_middleware
 from taskstream.services.ingest.publisher import Publisher
-from taskstream.services.ingest.routes import Route, dlq, queues, schedules, system, tasks
+from taskstream.services.ingest.routes import (
+    Route,
+    dlq,
+    queues,
+    schedules,
+    system,
+    tasks,
+    workflows,
+)
 from taskstream.services.ingest.waiters import Waiters
 from taskstream.shared.config import Config
 from taskstream.shared.db import Database
@@ -26,6 +34,7 @@ ROUTES: list[Route] = [
     *queues.ROUTES,
     *dlq.ROUTES,
     *schedules.ROUTES,
+    *workflows.ROUTES,
     *system.ROUTES,
 ]
 
