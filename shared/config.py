@@ -72,6 +72,9 @@ class IngestConfig(msgspec.Struct, frozen=True, kw_only=True):
     http_host: Annotated[str, _d("Address the ingest HTTP API binds to.")] = "0.0.0.0"
     http_port: Annotated[int, _d("Port of the ingest HTTP API (the Go scheduler's 8080).")] = 8080
     batch_max_tasks: Annotated[int, _d("Most tasks in one `POST /v1/tasks/batch`.")] = 1000
+    workflow_max_steps: Annotated[int, _d("Most steps in one workflow (`POST /v1/workflows`).")] = (
+        1000
+    )
     max_body_bytes: Annotated[int, _d("Largest request body ingest accepts (413 above).")] = (
         4 * 1024 * 1024
     )

@@ -80,6 +80,12 @@ class Context(msgspec.Struct, frozen=True, kw_only=True):
     priority: str
     deadline: float  # time.time() by which the handler must return
     db: Transaction | None = None  # exactly-once handlers only: the task's transaction
+    # A workflow step's: its workflow, the results of its parents that succeeded (step name →
+    # what its handler returned), and for a step that runs after a failed parent
+    # (``on_parent_failure: "run"``) the others' status and error (name → {status, error}).
+    workflow_id: uuid.UUID | None = None
+    parents: dict[str, Any] = msgspec.field(default_factory=dict)
+    parent_errors: dict[str, Any] = msgspec.field(default_factory=dict)
 
     @property
     def idempotency_key(self) -> str:

@@ -32,6 +32,8 @@ DEAD_REASONS = (
 )
 # What became of a schedule's tick (the label values of schedule_runs_total).
 SCHEDULE_OUTCOMES = ("enqueued", "caught_up", "skipped", "missed", "triggered")
+# How a workflow ended (the label values of workflows_finished_total).
+WORKFLOW_OUTCOMES = ("succeeded", "failed", "cancelled")
 
 SECONDS_BUCKETS = (
     0.0005,
@@ -175,6 +177,18 @@ class Metrics:
             "the catch-up window), skipped (overlap policy), missed (past the window), "
             "triggered (run by hand).",
         )
+        self.workflows_started = meter.create_counter(
+            "workflows_started",
+            unit="1",
+            description="Workflows submitted (a repeated idempotency key counts once).",
+        )
+        self.workflows_finished = meter.create_counter(
+            "workflows_finished",
+            unit="1",
+            description="Workflows ended, by outcome: succeeded (every step did), failed (a "
+            "step ended dead or cancelled), cancelled (by POST /v1/workflows/{id}/cancel); "
+            "counted once, by the executor or the cancel that ended them (else by the janitor).",
+        )
         self.schedule_lateness_seconds = meter.create_histogram(
             "schedule_lateness_seconds",
             unit="s",
@@ -267,6 +281,9 @@ class Metrics:
             counter.add(0)
         for outcome in SCHEDULE_OUTCOMES:
             self.schedule_runs.add(0, {"outcome": outcome})
+        self.workflows_started.add(0)
+        for outcome in WORKFLOW_OUTCOMES:
+            self.workflows_finished.add(0, {"outcome": outcome})
 
     def track_inflight(self, source: Callable[[], int]) -> None:
         """Count ``source()`` in ``processing_inflight`` (an executor registers itself)."""
@@ -356,6 +373,8 @@ LABELS: dict[str, str] = {
     "dlq_depth": "priority",
     "schedule_runs": "outcome",
     "schedule_lateness_seconds": "",
+    "workflows_started": "",
+    "workflows_finished": "outcome (succeeded, failed, cancelled)",
     "tasks_parked": "type",
     "tasks_unparked": "",
     "queue_paused": "kind (priority, type), queue",

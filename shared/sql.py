@@ -294,12 +294,13 @@ _RELEASE = """released AS (
 # could deadlock with it. Taking the same order, one simply waits for the other.
 LOCK_DUE_OF_TASK = "SELECT 1 FROM due WHERE task_id = $1 FOR UPDATE"
 
-# Cancel a task that has not started (scheduled, queued or retrying); drops its due row,
+# Cancel a task that has not started (scheduled, queued, retrying, or a waiting workflow step);
+# drops its due row,
 # releases its unique identity, tells the waiters.
 CANCEL_TASK = f"""
 WITH done AS (
     UPDATE tasks SET status = 'cancelled', updated_at = now(), finished_at = now()
-    WHERE id = $1 AND status IN ('scheduled', 'queued', 'retrying')
+    WHERE id = $1 AND status IN ('scheduled', 'queued', 'retrying', 'waiting')
     RETURNING *
 ), undue AS (
     DELETE FROM due WHERE task_id IN (SELECT id FROM done)
@@ -316,7 +317,7 @@ FROM unnest($1::uuid[], $2::int[], $4::text[]) AS c(id, attempt, entry_id)
 WHERE t.id = c.id AND t.attempt = c.attempt AND t.status = 'queued'
 RETURNING t.id, t.attempt, t.type, t.priority, t.payload::text AS payload, t.timeout_ms,
     t.max_attempts, t.first_attempt, t.retry_base_ms, t.retry_max_ms, t.retry_jitter_ms,
-    t.queued_at, t.started_at, t.unique_states
+    t.queued_at, t.started_at, t.unique_states, t.workflow_id
 """
 
 # Take back this consumer's own entries after a restart (same stable name): they may be
@@ -330,7 +331,7 @@ WHERE t.id = c.id AND t.attempt = c.attempt
   AND (t.status = 'queued' OR (t.status = 'running' AND t.consumer = $3))
 RETURNING t.id, t.attempt, t.type, t.priority, t.payload::text AS payload, t.timeout_ms,
     t.max_attempts, t.first_attempt, t.retry_base_ms, t.retry_max_ms, t.retry_jitter_ms,
-    t.queued_at, t.started_at, t.unique_states
+    t.queued_at, t.started_at, t.unique_states, t.workflow_id
 """
 
 # Put claimed but never started tasks back to queued (executor shutdown), fenced.
@@ -755,6 +756,11 @@ WITH batch AS (
 ), unclaimed AS (
     -- No foreign key ties a unique identity to its task (it would tax every task update).
     DELETE FROM unique_claims c USING gone g WHERE c.task_id = g.id
+), unstepped AS (
+    -- Nor a workflow step or edge (they go with their tasks).
+    DELETE FROM workflow_steps s USING gone g WHERE s.task_id = g.id
+), unlinked AS (
+    DELETE FROM workflow_edges e USING gone g WHERE e.child = g.id
 ), later AS (
     INSERT INTO retention_later (task_id, recheck_at)
     SELECT id, coalesce(expires_at, now() + interval '1 hour') FROM aged
@@ -782,6 +788,10 @@ WITH due_now AS (
     RETURNING t.id
 ), unclaimed AS (
     DELETE FROM unique_claims c USING gone g WHERE c.task_id = g.id
+), unstepped AS (
+    DELETE FROM workflow_steps s USING gone g WHERE s.task_id = g.id
+), unlinked AS (
+    DELETE FROM workflow_edges e USING gone g WHERE e.child = g.id
 ), settled AS (
     DELETE FROM retention_later l USING due_now d
     WHERE l.task_id = d.task_id AND (d.id IS NULL OR d.expires_at < now())

@@ -15,7 +15,14 @@ The public Python surface, for application code::
 
 and, inside the application's own Postgres transaction, ``await taskstream.enqueue(conn,
 "email.send", payload, **options)``; ``raise taskstream.Snooze(seconds)`` in a handler runs it
-again later without using an attempt.
+again later without using an attempt. Workflows (DAGs of steps, each a task)::
+
+    dag = taskstream.chain(taskstream.step("fetch", "http.get", {"url": url}),
+                           taskstream.group(taskstream.step("a", "parse"),
+                                            taskstream.step("b", "parse")),
+                           taskstream.step("merge", "merge"))
+    wf = client.submit_workflow(dag)   # a handler sees its parents' results in ctx.parents
+    client.wait_workflow(wf.id).results["merge"]
 
 ``taskstream.testing`` runs handlers in an application's own tests. Everything else
 (``taskstream.services``, ``taskstream.shared``) is the implementation of the services and
@@ -51,6 +58,15 @@ from taskstream.shared.client.models import (
     SubmitOptions,
     Task,
 )
+from taskstream.shared.client.workflows import (
+    Dag,
+    Workflow,
+    WorkflowStep,
+    WorkflowTimeout,
+    chain,
+    group,
+    step,
+)
 from taskstream.shared.definitions import PayloadError, TaskDefinition, task
 from taskstream.shared.domain import Enqueued
 from taskstream.shared.enqueue import enqueue
@@ -73,6 +89,7 @@ __all__ = [
     "Conflict",
     "ConnectionFailed",
     "Context",
+    "Dag",
     "DeadLetter",
     "DlqResult",
     "Enqueued",
@@ -98,9 +115,15 @@ __all__ = [
     "Unavailable",
     "ValidationError",
     "WaitTimeout",
+    "Workflow",
+    "WorkflowStep",
+    "WorkflowTimeout",
     "__version__",
+    "chain",
     "enqueue",
+    "group",
     "handler",
+    "step",
     "task",
     "testing",
 ]

@@ -82,6 +82,8 @@ operating:
   dlq           dead letters: list | replay | purge (dry run unless --yes)
   schedules     recurring schedules: list | show | pause | resume | trigger | delete NAME,
                 apply FILE [--prune] [--dry-run]
+  workflow      workflows: show ID (the DAG as a tree, with states) | list [--status] |
+                cancel ID
 
 agents:
   mcp           an MCP server over the API (stdio; --http HOST:PORT for streamable HTTP)
@@ -123,6 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "schedules":
         module = importlib.import_module("taskstream.services.cli.schedules_cli")
         return int(module.schedules_main(rest))
+    if command == "workflow":
+        module = importlib.import_module("taskstream.services.cli.workflows_cli")
+        return int(module.workflow_main(rest))
     if command in ("queues", "pending", "task", "consumers", "dlq"):
         return int(
             importlib.import_module("taskstream.services.cli.ops_cli").ops_main(command, rest)

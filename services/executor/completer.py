@@ -47,6 +47,7 @@ class Finished(msgspec.Struct, frozen=True, kw_only=True):
     entry_id: str
     outcome: Outcome | None
     type: str = ""
+    workflow: bool = False  # a workflow step's: its end may end its workflow
 
 
 class Completer:
@@ -119,6 +120,8 @@ class Completer:
         self._count(batch, recorded)
         if outcomes:
             crash_point("executor.after_commit")
+        if recorded and any(f.workflow for f in batch):
+            await self._count_workflows([f for f in batch if f.workflow])
         # An ack that fails (Redis down) is owed and retried later, never holding back the
         # next commit: the entry stays pending meanwhile, which is always safe.
         self._unacked.extend((f.priority, f.entry_id) for f in batch)
@@ -195,6 +198,18 @@ class Completer:
                 )
                 if final:
                     await asyncio.sleep(RETRY_PAUSE_S)
+
+    async def _count_workflows(self, steps: list[Finished]) -> None:
+        """Count the workflows these steps' ends ended (each end once, whoever sees it
+        first); a count lost to an outage is only a count."""
+        ids = [f.outcome.task_id for f in steps if f.outcome is not None]
+        try:
+            states = await self._db.count_finished_workflows(ids)
+        except StoreError as exc:
+            log.warning("cannot count ended workflows: %s", exc, extra={"event": "executor.retry"})
+            return
+        for state in states:
+            self._metrics.workflows_finished.add(1, {"outcome": state})
 
     def _count(self, batch: list[Finished], recorded: set[uuid.UUID]) -> None:
         """Count a batch's outcomes: one add per label set, not one per task."""

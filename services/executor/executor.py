@@ -285,7 +285,11 @@ class Executor:
                 outcome = self._handlers.poison(task)
                 self._completer.submit(
                     Finished(
-                        priority=d.priority, entry_id=d.entry_id, outcome=outcome, type=task.type
+                        priority=d.priority,
+                        entry_id=d.entry_id,
+                        outcome=outcome,
+                        type=task.type,
+                        workflow=task.workflow_id is not None,
                     )
                 )
                 continue
@@ -407,6 +411,7 @@ class Executor:
                     entry_id=job.delivery.entry_id,
                     outcome=outcome,
                     type=job.task.type,
+                    workflow=job.task.workflow_id is not None,
                 )
             )
 

@@ -114,6 +114,8 @@ class HandlerRunner:
         started = time.perf_counter()
         value: Any = None
         try:
+            if task.workflow_id is not None:  # only a workflow step reads its parents
+                ctx = await self._with_parents(ctx, task)
             payload: Any = _decode(task.payload)
             if handler.transactional:
                 # Exactly-once: the handler's writes commit with the success and its result,
@@ -178,6 +180,21 @@ class HandlerRunner:
             kind="succeeded",
             result=result,
             unique=task.unique_states is not None,
+        )
+
+    async def _with_parents(self, ctx: Context, task: ClaimedTask) -> Context:
+        """``ctx`` with the step's parents: the results of those that succeeded
+        (``parents``), the status and error of the others (``parent_errors``)."""
+        results: dict[str, Any] = {}
+        errors: dict[str, Any] = {}
+        for p in await self._db.step_parents(task.id):
+            if p.status == "succeeded":
+                results[p.name] = _decode(p.result) if p.result is not None else None
+            else:
+                error = _decode(p.last_error) if p.last_error is not None else None
+                errors[p.name] = {"status": p.status, "error": error}
+        return msgspec.structs.replace(
+            ctx, workflow_id=task.workflow_id, parents=results, parent_errors=errors
         )
 
     def _result(self, value: Any) -> bytes:

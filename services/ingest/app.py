@@ -17,7 +17,15 @@ from taskstream.services.ingest.console.app import build_console, mount
 from taskstream.services.ingest.console.session import Access
 from taskstream.services.ingest.errors import errors_middleware
 from taskstream.services.ingest.publisher import Publisher
-from taskstream.services.ingest.routes import Route, dlq, queues, schedules, system, tasks
+from taskstream.services.ingest.routes import (
+    Route,
+    dlq,
+    queues,
+    schedules,
+    system,
+    tasks,
+    workflows,
+)
 from taskstream.services.ingest.waiters import Waiters
 from taskstream.shared.config import Config
 from taskstream.shared.db import Database
@@ -29,6 +37,7 @@ ROUTES: list[Route] = [
     *queues.ROUTES,
     *dlq.ROUTES,
     *schedules.ROUTES,
+    *workflows.ROUTES,
     *system.ROUTES,
 ]
 

@@ -230,6 +230,9 @@ def spec() -> dict[str, Any]:
     schedule_paths, schedule_components = _schedules()
     paths.update(schedule_paths)
     components.update(schedule_components)
+    workflow_paths, workflow_components = _workflows(components["TaskRequest"])
+    paths.update(workflow_paths)
+    components.update(workflow_components)
     return {
         "openapi": "3.1.0",
         "info": {"title": "taskstream ingest", "version": "1"},
@@ -515,6 +518,94 @@ def _schedules() -> tuple[dict[str, Any], dict[str, Any]]:
             "get": {
                 "summary": "Every paused queue, with the tasks parked under each paused type",
                 "responses": {**_resp("200", "The pauses", "PauseList"), **ERRORS},
+            }
+        },
+    }
+    return paths, components
+
+
+def _workflows(task: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The workflow routes (services/ingest/routes/workflows.py) and their schemas: a step is
+    a task body (``task``'s schema) with a name, its dependencies and its failure policy."""
+    import copy
+
+    from taskstream.shared.workflow_models import (
+        WORKFLOW_STATES,
+        CancelledWorkflow,
+        StepOptions,
+        WorkflowList,
+        WorkflowRequest,
+        WorkflowView,
+    )
+
+    _, components = msgspec.json.schema_components(
+        [WorkflowRequest, WorkflowView, WorkflowList, CancelledWorkflow, StepOptions],
+        ref_template=REF,
+    )
+    options = components.pop("StepOptions")
+    step = copy.deepcopy(task)
+    step["properties"].update(options["properties"])
+    step["required"] = sorted({*step.get("required", []), *options["required"]})
+    # A step takes no idempotency key (the workflow does) and is never a unique task.
+    del step["properties"]["idempotency_key"], step["properties"]["unique"]
+    step.pop("not", None)
+    step["title"] = "WorkflowStep"
+    step["description"] = "A task body with a name, depends_on and on_parent_failure."
+    components["WorkflowStep"] = step
+    components["WorkflowRequest"]["properties"]["steps"] = {
+        "type": "array",
+        "items": {"$ref": REF.format(name="WorkflowStep")},
+        "minItems": 1,
+    }
+    missing = _resp("404", "No such workflow")
+    query = [
+        {"name": n, "in": "query", "required": False, "schema": optional(schema)}
+        for n, schema in (
+            ("status", {"type": "string", "enum": list(WORKFLOW_STATES)}),
+            ("cursor", UUID),
+            ("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+        )
+    ]
+    paths: dict[str, Any] = {
+        "/v1/workflows": {
+            "post": {
+                "summary": "Submit a workflow (a DAG of steps), validated whole: an unknown "
+                "dependency or a cycle is a 422 naming the steps",
+                "requestBody": {"required": True, **_json("WorkflowRequest")},
+                "responses": {
+                    **_resp("201", "Created: the workflow and its steps", "WorkflowView"),
+                    **_resp("200", "Same idempotency key and body: the original", "WorkflowView"),
+                    **_resp("409", "Same idempotency key, different body"),
+                    **_resp("413", "More steps than WORKFLOW_MAX_STEPS, or body too large"),
+                    **ERRORS,
+                },
+            },
+            "get": {
+                "summary": "List workflows by state, newest first, with a cursor",
+                "parameters": query,
+                "responses": {**_resp("200", "A page of workflows", "WorkflowList"), **ERRORS},
+            },
+        },
+        "/v1/workflows/{id}": {
+            "get": {
+                "summary": "One workflow with its steps, states, results and timing",
+                "parameters": TASK_ID,
+                "responses": {
+                    **_resp("200", "The workflow", "WorkflowView"),
+                    **missing,
+                    **ERRORS,
+                },
+            }
+        },
+        "/v1/workflows/{id}/cancel": {
+            "post": {
+                "summary": "Cancel every step not yet started",
+                "parameters": TASK_ID,
+                "responses": {
+                    **_resp("200", "The steps cancelled and the workflow", "CancelledWorkflow"),
+                    **missing,
+                    **ERRORS,
+                },
             }
         },
     }

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from taskstream.shared.client import flows, http
+from taskstream.shared.client import flows, http, workflows
 from taskstream.shared.client.errors import ApiError
 from taskstream.shared.client.flows import Answer, Call, Flow, NoAnswer, Settings, Sleep
 from taskstream.shared.client.models import (
@@ -143,6 +143,33 @@ class AsyncClient:
         return await self._run(
             flows.pending(self._settings, priority, consumer, min_idle_ms, limit)
         )
+
+    async def submit_workflow(
+        self,
+        steps: workflows.Dag | Iterable[Mapping[str, Any]],
+        *,
+        name: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> workflows.Workflow:
+        """Submit a workflow: a ``Dag`` (``taskstream.chain``/``group``/``step``) or the step
+        bodies of ``POST /v1/workflows``; the ``Workflow`` with each step's task."""
+        return await self._run(
+            workflows.submit_workflow(self._settings, steps, name, idempotency_key)
+        )
+
+    async def get_workflow(self, workflow: str | uuid.UUID) -> workflows.Workflow:
+        return await self._run(workflows.get_workflow(self._settings, workflow))
+
+    async def wait_workflow(
+        self, workflow: str | uuid.UUID, timeout: float | None = 60.0
+    ) -> workflows.Workflow:
+        """Block until the workflow has ended (``state``: succeeded, failed or cancelled);
+        ``WorkflowTimeout`` after ``timeout`` seconds (None: no limit)."""
+        return await self._run(workflows.wait_workflow(self._settings, workflow, timeout))
+
+    async def cancel_workflow(self, workflow: str | uuid.UUID) -> workflows.Workflow:
+        """Cancel every step not yet started."""
+        return await self._run(workflows.cancel_workflow(self._settings, workflow))
 
     async def close(self) -> None:
         await self._http.aclose()

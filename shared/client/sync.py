@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from taskstream.shared.client import flows, http
+from taskstream.shared.client import flows, http, workflows
 from taskstream.shared.client.errors import ApiError
 from taskstream.shared.client.flows import Answer, Call, Flow, NoAnswer, Settings, Sleep
 from taskstream.shared.client.models import (
@@ -132,6 +132,31 @@ class Client:
         """The oldest pending (delivered, unacknowledged) entries of one priority's stream,
         with their consumer, idle time, deliveries and task."""
         return self._run(flows.pending(self._settings, priority, consumer, min_idle_ms, limit))
+
+    def submit_workflow(
+        self,
+        steps: workflows.Dag | Iterable[Mapping[str, Any]],
+        *,
+        name: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> workflows.Workflow:
+        """Submit a workflow: a ``Dag`` (``taskstream.chain``/``group``/``step``) or the step
+        bodies of ``POST /v1/workflows``; the ``Workflow`` with each step's task."""
+        return self._run(workflows.submit_workflow(self._settings, steps, name, idempotency_key))
+
+    def get_workflow(self, workflow: str | uuid.UUID) -> workflows.Workflow:
+        return self._run(workflows.get_workflow(self._settings, workflow))
+
+    def wait_workflow(
+        self, workflow: str | uuid.UUID, timeout: float | None = 60.0
+    ) -> workflows.Workflow:
+        """Block until the workflow has ended (``state``: succeeded, failed or cancelled);
+        ``WorkflowTimeout`` after ``timeout`` seconds (None: no limit)."""
+        return self._run(workflows.wait_workflow(self._settings, workflow, timeout))
+
+    def cancel_workflow(self, workflow: str | uuid.UUID) -> workflows.Workflow:
+        """Cancel every step not yet started."""
+        return self._run(workflows.cancel_workflow(self._settings, workflow))
 
     def close(self) -> None:
         self._http.close()

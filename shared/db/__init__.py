@@ -4,7 +4,8 @@ Services call typed methods (``insert_tasks``, ``claim``, ``complete``…) of ``
 SQL lives in ``shared.sql`` as named constants, and migrations in ``migrations/`` as numbered
 files. The methods come in families, one module each: ``tasks`` (ingest and executors),
 ``movers`` (watcher and janitor), ``operators``, ``load`` (the load generator),
-``schedules`` (recurring schedules) and ``pauses`` (queue pauses, parked tasks); ``schema``
+``schedules`` (recurring schedules), ``pauses`` (queue pauses, parked tasks) and
+``workflows``; ``schema``
 creates and migrates. ``boundary`` translates every driver error into the project's own.
 """
 
@@ -26,6 +27,7 @@ from taskstream.shared.db.schema import (
     with_database,
 )
 from taskstream.shared.db.tasks import TaskQueries
+from taskstream.shared.db.workflows import StepParent, WorkflowQueries
 
 
 class Database(
@@ -36,6 +38,7 @@ class Database(
     LoadQueries,
     ScheduleQueries,
     PauseQueries,
+    WorkflowQueries,
 ):
     """A pool of connections and every typed operation on it."""
 
@@ -46,6 +49,7 @@ __all__ = [
     "Fired",
     "Pause",
     "Run",
+    "StepParent",
     "create_database",
     "drop_database",
     "migrate",

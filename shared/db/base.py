@@ -12,7 +12,7 @@ from typing import Any, Self
 import asyncpg
 import msgspec
 
-from taskstream.shared import sql, sql_schedules
+from taskstream.shared import sql, sql_schedules, sql_workflows
 from taskstream.shared.db.boundary import is_driver_error, translate, wrap_public
 from taskstream.shared.domain import ErrorInfo, Task
 from taskstream.shared.errors import StoreUnavailable
@@ -102,7 +102,7 @@ class Base:
 
     async def prepare_all(self) -> list[str]:
         """Prepare every named query (a test runs this against a migrated database)."""
-        queries = {**sql.ALL, **sql_schedules.ALL}
+        queries = {**sql.ALL, **sql_schedules.ALL, **sql_workflows.ALL}
         async with self._pool.acquire() as conn:
             for name, query in queries.items():
                 try:
@@ -154,6 +154,7 @@ def task_view(row: asyncpg.Record) -> Task:
         result=msgspec.json.decode(result) if (result := row["result"]) is not None else None,
         schedule=row["schedule"],
         scheduled_for=row["scheduled_for"],
+        workflow_id=row["workflow_id"],
     )
 
 

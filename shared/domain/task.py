@@ -27,6 +27,7 @@ STATUSES: tuple[str, ...] = (
     "retrying",
     "dead",
     "cancelled",
+    "waiting",  # a workflow step whose parents have not all ended (last: unique.py's bits)
 )
 TERMINAL: frozenset[str] = frozenset({"succeeded", "dead", "cancelled"})
 
@@ -62,6 +63,7 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
     result: Any = None  # what the handler returned (JSON), once it succeeded; None: nothing
     schedule: str | None = None
     scheduled_for: dt.datetime | None = None
+    workflow_id: uuid.UUID | None = None  # a workflow step: its workflow
 
 
 class NewTask(msgspec.Struct, frozen=True, kw_only=True):
@@ -118,6 +120,7 @@ class ClaimedTask(msgspec.Struct, frozen=True):
     queued_at: dt.datetime | None
     started_at: dt.datetime
     unique_states: int | None = None  # set for a unique task: its success releases a claim
+    workflow_id: uuid.UUID | None = None  # set for a workflow step: it gets its parents' results
 
     @property
     def attempts_used(self) -> int:

@@ -22,7 +22,8 @@ from taskstream.shared.domain.task import STATUSES, TERMINAL
 
 BITS: dict[str, int] = {status: 1 << i for i, status in enumerate(STATUSES)}
 # Held until the task ends, whatever else is listed.
-REQUIRED: tuple[str, ...] = tuple(s for s in STATUSES if s not in TERMINAL)
+# (``waiting`` is only a workflow step's, and steps cannot be unique.)
+REQUIRED: tuple[str, ...] = tuple(s for s in STATUSES if s not in TERMINAL and s != "waiting")
 DEFAULT_STATES: tuple[str, ...] = REQUIRED
 
 _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}

@@ -1,7 +1,9 @@
 """The crash run: tasks flow through every service while each is SIGKILLed and restarted, Redis
 restarts empty and Postgres crashes (immediate stop) and restarts; clients retry through their
 idempotency keys. Every task must end as its handler deserves, effects written in the task's
-own transaction exactly once, no task twice, none early, no service left dead."""
+own transaction exactly once, no task twice, none early, no service left dead; workflows
+submitted among them end as their shapes say, no step started before its parents ended and no
+cancelled step ran."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import pytest
 
 from taskstream.shared import db as db_mod
 from tests.e2e.system import System, free_port_block
+from tests.e2e.test_crashes import EXPECTED, _workflow
 from tests.helpers import wait_for
 from tests.private import PrivatePostgres, PrivateRedis
 
@@ -52,6 +55,22 @@ async def _submit(url: str, batch: list[dict[str, Any]], retries: list[int]) -> 
                     body = await r.json()
                     if all("id" in x for x in body["results"]):
                         return [x["id"] for x in body["results"]]
+        except (aiohttp.ClientError, TimeoutError):
+            pass
+        retries[0] += 1
+        await asyncio.sleep(0.2)
+
+
+async def _submit_workflow(url: str, body: dict[str, Any], retries: list[int]) -> str:
+    """Post one workflow until it is taken; retries carry the same idempotency key."""
+    while True:
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as s,
+                s.post(f"{url}/v1/workflows", json=body) as r,
+            ):
+                if r.status in (200, 201):
+                    return str((await r.json())["id"])
         except (aiohttp.ClientError, TimeoutError):
             pass
         retries[0] += 1
@@ -101,10 +120,17 @@ async def test_every_promise_holds_through_a_run_of_crashes(
     await wait_for(lambda: _ready(system.url), timeout=30)
     breaker = asyncio.create_task(chaos())
     ids: list[str] = []
+    shapes = ["diamond", "fan", "broken"]
+    workflows: dict[str, str] = {}  # id → shape
     for b in range(N):
         ids += await _submit(system.url, tasks[b * 20 : (b + 1) * 20], retries)
+        if b % 2 == 0:
+            shape = shapes[(b // 2) % 3]
+            wf = await _submit_workflow(system.url, _workflow(shape, b), retries)
+            workflows[wf] = shape
         await asyncio.sleep(0.25)
     await breaker
+    steps = sum(len(EXPECTED[shape][1]) for shape in workflows.values())
 
     async def settled() -> bool:
         try:
@@ -112,7 +138,7 @@ async def test_every_promise_holds_through_a_run_of_crashes(
                                 "('succeeded', 'dead', 'cancelled')")  # fmt: skip
         except (OSError, asyncpg.PostgresError):
             return False
-        return bool(rows[0]["n"] == len(tasks))
+        return bool(rows[0]["n"] == len(tasks) + steps)
 
     await wait_for(settled, timeout=120, every=0.5)
     took = time.monotonic() - started
@@ -121,7 +147,7 @@ async def test_every_promise_holds_through_a_run_of_crashes(
         url,
         "SELECT t.id::text, t.status, t.idempotency_key AS key, t.run_at, "
         "least(t.started_at, (SELECT min(a.started_at) FROM task_attempts a "
-        "WHERE a.task_id = t.id)) AS first_start FROM tasks t",
+        "WHERE a.task_id = t.id)) AS first_start FROM tasks t WHERE t.workflow_id IS NULL",
     )
     assert len(rows) == len(tasks) == len({r["key"] for r in rows}), "a task twice"
     by_key = {r["key"]: r for r in rows}
@@ -137,13 +163,35 @@ async def test_every_promise_holds_through_a_run_of_crashes(
             assert effects[row["id"]] == 1, f"effect of {row['id']} x{effects[row['id']]}"
         if "delay_ms" in task:
             assert row["first_start"] >= row["run_at"], "a delayed task started early"
+    states = {str(r["id"]): r["state"] for r in await _fetch(url, "SELECT * FROM workflows")}
+    step_rows = await _fetch(
+        url,
+        "SELECT s.workflow_id::text AS wf, s.name, t.id::text AS id, t.status"
+        " FROM workflow_steps s JOIN tasks t ON t.id = s.task_id",
+    )
+    by_wf: dict[str, dict[str, str]] = collections.defaultdict(dict)
+    for r in step_rows:
+        by_wf[r["wf"]][r["name"]] = r["status"]
+        if r["status"] == "cancelled":
+            assert runs["start"][r["id"]] == 0, "a cancelled step ran"
+    for wf, shape in workflows.items():
+        assert (states[wf], by_wf[wf]) == EXPECTED[shape], (wf, shape)
+    early = await _fetch(
+        url,
+        "SELECT c.id FROM workflow_edges e JOIN tasks p ON p.id = e.parent"
+        " JOIN tasks c ON c.id = e.child"
+        " WHERE least(c.started_at, (SELECT min(a.started_at) FROM task_attempts a"
+        " WHERE a.task_id = c.id)) < p.finished_at",
+    )
+    assert early == [], "a step started before its parents ended"
     assert all(p.poll() is None for p in system.procs.values()), "a service stayed dead"
     reclaimed = await _fetch(
         url, "SELECT count(*) AS n FROM task_attempts WHERE outcome = 'reclaimed'"
     )
     system.stop_all()
     print(
-        f"\ncrash run: {len(tasks)} tasks in {took:.1f} s through: {'; '.join(faults)}; "
+        f"\ncrash run: {len(tasks)} tasks and {len(workflows)} workflows ({steps} steps) in "
+        f"{took:.1f} s through: {'; '.join(faults)}; "
         f"client retries {retries[0]}; attempts reclaimed {reclaimed[0]['n']}; effects "
         f"{sum(effects.values())} for {sum(1 for t in tasks if t['type'] == 'effect')} "
         f"effect tasks; handlers re-run {sum(1 for n in runs['done'].values() if n > 1)}"

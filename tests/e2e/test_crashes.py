@@ -213,3 +213,109 @@ def _logged(logs: str, event: str) -> int:
         if f'"event":"{event}"' in line:
             total += int(re.search(r"(\d+)", line.split('"msg":', 1)[1]).group(1))  # type: ignore[union-attr]
     return total
+
+
+def _workflow(shape: str, i: int) -> dict[str, Any]:
+    """One workflow of the crash mix: a diamond (one step failing once), a fan-out of 10 into a
+    join, or a chain broken by a dead step with a clean-up step that runs anyway."""
+
+    def s(name: str, *deps: str, **payload: Any) -> dict[str, Any]:
+        return {"name": name, "type": "recorded", "payload": payload, "depends_on": list(deps)}
+
+    if shape == "diamond":
+        steps = [s("a", ms=200), s("b", "a"), s("c", "a", fail_first_n=1), s("d", "b", "c")]
+    elif shape == "fan":
+        leaves = [f"l{k}" for k in range(10)]
+        steps = [s("root"), *(s(n, "root", ms=100) for n in leaves), s("join", *leaves)]
+    else:
+        steps = [s("a"), {**s("b", "a", fail=True), "max_attempts": 2}, s("c", "b"), s("d", "c"),
+                 {**s("e", "a", "b"), "on_parent_failure": "run"}]  # fmt: skip
+    return {"name": f"{shape}-{i}", "idempotency_key": f"crash-wf-{i}", "steps": steps}
+
+
+EXPECTED = {
+    "diamond": ("succeeded", dict.fromkeys("abcd", "succeeded")),
+    "fan": (
+        "succeeded",
+        {"root": "succeeded", "join": "succeeded", **{f"l{k}": "succeeded" for k in range(10)}},
+    ),
+    "broken": (
+        "failed",
+        {"a": "succeeded", "b": "dead", "c": "cancelled", "d": "cancelled", "e": "succeeded"},
+    ),
+}
+
+
+async def test_a_workflow_mix_through_sigkills_and_redis_loss_ends_every_step_right(
+    private_system: tuple[System, PrivateRedis], database_url: str
+) -> None:
+    """Workflows while an executor and the watcher are SIGKILLed and Redis restarts empty:
+    every step ends as its shape says, none starts before its parents succeeded, none that
+    was cancelled ever ran, and a step's handler ran twice only where a crash cost an
+    attempt."""
+    system, redis = private_system
+    for name in ("ingest", "watcher", "janitor", "executor-1", "executor-2"):
+        system.start(name, WORKER_POOL="16")
+    await wait_http(system.url)
+    shapes = ["diamond", "fan", "broken"] * 10
+    ids: dict[str, str] = {}
+    for i, shape in enumerate(shapes):
+        status, body = await post(system.url, "/v1/workflows", _workflow(shape, i))
+        assert status == 201, body
+        ids[body["id"]] = shape
+
+    async def finished(k: int) -> bool:
+        rows = await fetch(
+            database_url, "SELECT count(*) AS n FROM workflows WHERE state <> 'running'"
+        )
+        return int(rows[0]["n"]) >= k
+
+    async def some_done() -> bool:
+        return sum(system.runs()["done"].values()) >= 40
+
+    await wait_for(some_done, timeout=60)
+    system.signal("executor-1", signal.SIGKILL)
+    system.start("executor-3", WORKER_POOL="16")
+    system.signal("watcher", signal.SIGKILL)
+    system.start("watcher-2")
+    await wait_for(lambda: finished(len(shapes) // 3), timeout=60)
+    redis.restart_empty()
+    await wait_for(lambda: finished(len(shapes)), timeout=120)
+
+    workflows = {
+        str(r["id"]): r["state"] for r in await fetch(database_url, "SELECT * FROM workflows")
+    }
+    steps = await fetch(
+        database_url,
+        "SELECT s.workflow_id::text AS wf, s.name, t.id::text AS id, t.status, t.started_at,"
+        " t.finished_at FROM workflow_steps s JOIN tasks t ON t.id = s.task_id",
+    )
+    runs = system.runs()
+    crashed = {r["id"] for r in await fetch(
+        database_url, "SELECT DISTINCT task_id::text AS id FROM task_attempts"
+        " WHERE outcome IN ('reclaimed', 'worker_lost')")}  # fmt: skip
+    by_wf: dict[str, dict[str, Any]] = collections.defaultdict(dict)
+    for r in steps:
+        by_wf[r["wf"]][r["name"]] = r
+    for wf, shape in ids.items():
+        state, expected = EXPECTED[shape]
+        assert workflows[wf] == state, (wf, shape)
+        assert {n: r["status"] for n, r in by_wf[wf].items()} == expected, (wf, shape)
+        for name, r in by_wf[wf].items():
+            if r["status"] == "cancelled":
+                assert runs["start"][r["id"]] == 0, (shape, name)  # never released
+            if r["status"] == "succeeded" and runs["done"][r["id"]] > 1:
+                assert r["id"] in crashed, (shape, name)  # ran twice only after a crash
+    # None started before its parents ended (the first start of any attempt).
+    early = await fetch(
+        database_url,
+        "SELECT c.id FROM workflow_edges e JOIN tasks p ON p.id = e.parent"
+        " JOIN tasks c ON c.id = e.child"
+        " CROSS JOIN LATERAL (SELECT min(started_at) AS first FROM ("
+        "   SELECT started_at FROM task_attempts WHERE task_id = c.id"
+        "   UNION ALL SELECT c.started_at) a) f"
+        " WHERE f.first < p.finished_at",
+    )
+    assert early == []
+    counts = await status_counts(database_url)
+    assert counts["queued"] == counts["running"] == counts["waiting"] == 0
