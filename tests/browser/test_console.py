@@ -9,6 +9,7 @@ from typing import Any
 
 from playwright.async_api import expect
 
+from taskstream.services.watcher.watcher import Watcher
 from taskstream.shared.config import Config
 from taskstream.shared.db import Database
 from taskstream.shared.handlers import Context
@@ -187,6 +188,42 @@ async def test_schedules_pause_with_a_note_trigger_and_resume(browser: Browser) 
     b.assert_clean()
 
 
+async def test_a_workflow_drawn_with_each_steps_state(
+    browser: Browser, config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    b, page = browser, browser.page
+    steps = [
+        {"name": "fetch", "type": "noop"},
+        {"name": "words", "type": "noop", "depends_on": ["fetch"]},
+        {"name": "links", "type": "always_fail", "max_attempts": 1, "depends_on": ["fetch"]},
+        {"name": "report", "type": "noop", "depends_on": ["words", "links"]},
+    ]
+    answer = await b.api.post("/v1/workflows", json={"name": "crawl", "steps": steps})
+    assert answer.status == 201, await answer.text()
+    workflow_id = (await answer.json())["id"]
+    run = executor(config, db, streams, metrics)
+    watcher = Watcher(config, db, streams, metrics)
+    for _ in range(4):  # a parent's success releases its children; the watcher sends them
+        await watcher.run_once()
+        await run.run_once()
+    await b.goto("/ui/workflows")
+    row = page.locator(f"tr[data-workflow='{workflow_id}']")
+    await expect(row).to_contain_text("failed")
+    await row.get_by_role("link").click()
+    dag = page.locator("#dag")
+    await expect(dag.locator("[data-step='fetch']")).to_have_class("node s-succeeded")
+    await expect(dag.locator("[data-step='words']")).to_have_class("node s-succeeded")
+    await expect(dag.locator("[data-step='links']")).to_have_class("node s-dead")
+    await expect(dag.locator("[data-step='report']")).to_have_class("node s-cancelled")
+    assert await dag.locator("path.edge").count() == 4
+    await expect(page.locator("#steps tr[data-step='report']")).to_contain_text("words, links")
+    await b.shot("workflow")
+    await dag.locator("[data-step='links']").click()
+    await expect(page.locator("#task-status")).to_have_text("dead")
+    await expect(page.locator("main")).to_contain_text(workflow_id)
+    b.assert_clean()
+
+
 async def test_every_page_loads_without_console_errors_and_the_overview_refreshes(
     browser: Browser, config: Config, db: Database, streams: Streams, metrics: Metrics
 ) -> None:
@@ -203,6 +240,7 @@ async def test_every_page_loads_without_console_errors_and_the_overview_refreshe
         "/ui/dlq?reason=attempts_exhausted",
         "/ui/queues",
         "/ui/schedules",
+        "/ui/workflows",
         "/ui/login",
     ):
         await b.goto(path)

@@ -9,7 +9,8 @@ and never count history.
 The console is an aiohttp sub-application with its own middleware (``guard``): it loads the
 session, refuses a POST without its CSRF token, sends visitors who must sign in to the login
 page, answers errors as HTML pages, and adds the security headers. Pages: ``overview``,
-``tasks`` (the list and one task), ``dlq``, ``queues``, ``schedules``; ``login`` for sign-in.
+``tasks`` (the list and one task), ``dlq``, ``queues``, ``schedules``, ``workflows``;
+``login`` for sign-in.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from taskstream.services.ingest.console import (
     schedules,
     state,
     tasks,
+    workflows,
 )
 from taskstream.services.ingest.console.errors import PageError
 from taskstream.services.ingest.console.session import COOKIE, LOCAL, Access, OpenAccess, Sessions
@@ -69,7 +71,7 @@ def build_console(
     console[state.THROUGHPUT] = Throughput(streams, config.console.console_sample_ms)
     console[state.TEMPLATES] = render.environment()
     console.cleanup_ctx.append(_sampling)
-    for module in (overview, tasks, dlq, queues, schedules, login):
+    for module in (overview, tasks, dlq, queues, schedules, workflows, login):
         for method, path, handler in module.ROUTES:
             console.router.add_route(method, path, handler)
     console.router.add_static("/static/", str(STATIC), append_version=False)
