@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from taskstream.shared.client.aio import AsyncClient
 from taskstream.shared.client.errors import ApiError
@@ -267,6 +267,42 @@ def register(server: MCPServer, api: AsyncClient) -> None:
         was paused are not run)."""
         return _schedule(await _call(api.schedules.resume(name)))
 
+    async def submit_workflow(
+        steps: Annotated[
+            list[WorkflowStepInput],
+            Field(
+                min_length=1,
+                max_length=200,
+                description="The steps; each waits for the steps named in its depends_on.",
+            ),
+        ],
+        name: Annotated[str | None, Field(description="A name to find it by.")] = None,
+        idempotency_key: Annotated[
+            str | None,
+            Field(
+                description="Makes a retry return the same workflow; derived from the "
+                "arguments when left out, so the same call never makes a second one."
+            ),
+        ] = None,
+    ) -> dict[str, Any]:
+        """Submit a workflow: tasks that run in dependency order (a DAG). A step starts when
+        every step in its depends_on has succeeded; if one fails, the step is cancelled (or
+        runs anyway with on_parent_failure: run). Each step's handler sees its parents'
+        results. Returns the workflow's id, state and each step's task id; follow it with
+        get_workflow."""
+        bodies = [_step_body(st) for st in steps]
+        key = idempotency_key or derived_key({"workflow": bodies, "name": name})
+        made = await _call(api.submit_workflow(bodies, name=name, idempotency_key=key))
+        return _workflow(made, key)
+
+    async def get_workflow(
+        workflow_id: Annotated[str, Field(description="The workflow's id (a UUID).")],
+    ) -> dict[str, Any]:
+        """A workflow: its state (running until every step has ended; then succeeded, failed
+        or cancelled), steps left, and each step with its parents, state, result once it
+        succeeded and last error once it failed (long values cut)."""
+        return _workflow(await _call(api.get_workflow(_id(workflow_id))))
+
     for tool in (
         submit_task,
         get_task,
@@ -280,6 +316,8 @@ def register(server: MCPServer, api: AsyncClient) -> None:
         upsert_schedule,
         pause_schedule,
         resume_schedule,
+        submit_workflow,
+        get_workflow,
     ):
         server.add_tool(tool)
 
@@ -318,6 +356,46 @@ def bounded(value: Any, limit: int = TEXT_MAX) -> Any:
 def _plain(value: Any) -> dict[str, Any] | Any:
     """A client model as the JSON the API sent (raw parts decoded too), bounded."""
     return bounded(msgspec.json.decode(msgspec.json.encode(value)))
+
+
+class WorkflowStepInput(BaseModel):
+    """One step of a workflow: a task (as submit_task takes it) with a name and the steps it
+    waits for."""
+
+    name: str = Field(min_length=1, max_length=200, description="Unique within the workflow.")
+    type: str = Field(description="The task type.")
+    payload: dict[str, Any] = Field(default_factory=dict, description="JSON for the handler.")
+    depends_on: list[str] = Field(
+        default_factory=list, description="Names of the steps that must succeed first."
+    )
+    on_parent_failure: Literal["cancel", "run"] = Field(
+        "cancel", description="When a parent fails: cancel this step, or run it anyway."
+    )
+    priority: Priority = "default"
+    max_attempts: int | None = Field(None, ge=1, le=100)
+
+
+def _step_body(step: WorkflowStepInput) -> dict[str, Any]:
+    body = step.model_dump(exclude_none=True)
+    if not body.get("depends_on"):
+        body.pop("depends_on", None)
+    return body
+
+
+def _workflow(view: Any, key: str | None = None) -> dict[str, Any]:
+    plain = dict(_plain(view))
+    steps = plain.get("steps") or []
+    plain["steps"] = [
+        {"name": st["name"], "depends_on": st["depends_on"],
+         "on_parent_failure": st.get("on_parent_failure"), "cancel_reason": st.get("cancel_reason"),
+         "task_id": st["task"]["id"], "status": st["task"]["status"],
+         "result": st["task"].get("result"), "last_error": st["task"].get("last_error")}
+        for st in steps[:PAGE_MAX]
+    ]  # fmt: skip
+    plain = dict(bounded(plain, LIST_TEXT_MAX))
+    if key is not None:
+        plain["idempotency_key"] = key
+    return plain
 
 
 def _schedule(view: Any) -> dict[str, Any]:

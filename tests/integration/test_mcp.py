@@ -39,6 +39,8 @@ TOOLS = {
     "upsert_schedule",
     "pause_schedule",
     "resume_schedule",
+    "submit_workflow",
+    "get_workflow",
 }
 
 
@@ -224,3 +226,39 @@ async def test_schedules_upsert_list_pause_and_resume(connect: Connect) -> None:
         assert "HTTP 422" in error_text(bad) and "cron" in error_text(bad)
         missing = await mcp.call_tool("pause_schedule", {"name": "nope"})
         assert "HTTP 404 not_found" in error_text(missing)
+
+
+async def test_a_workflow_submitted_then_followed_to_its_end(
+    connect: Connect, config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    from taskstream.services.watcher.watcher import Watcher
+
+    async with connect() as mcp:
+        steps = [
+            {"name": "fetch", "type": "noop", "payload": {"url": "x"}},
+            {"name": "report", "type": "noop", "depends_on": ["fetch"]},
+        ]
+        made = body(await mcp.call_tool("submit_workflow", {"steps": steps, "name": "crawl"}))
+        assert made["state"] == "running" and [s["name"] for s in made["steps"]] == [
+            "fetch",
+            "report",
+        ]
+        again = body(await mcp.call_tool("submit_workflow", {"steps": steps, "name": "crawl"}))
+        assert again["id"] == made["id"]  # a retried call: the same workflow
+        watcher, run = Watcher(config, db, streams, metrics), executor(config, db, streams, metrics)
+        for _ in range(3):
+            await watcher.run_once()
+            await run.run_once()
+        done = body(await mcp.call_tool("get_workflow", {"workflow_id": made["id"]}))
+        assert done["state"] == "succeeded"
+        assert [(s["name"], s["status"]) for s in done["steps"]] == [
+            ("fetch", "succeeded"),
+            ("report", "succeeded"),
+        ]
+        cycle = [{"name": "a", "type": "noop", "depends_on": ["b"]},
+                 {"name": "b", "type": "noop", "depends_on": ["a"]}]  # fmt: skip
+        refused = await mcp.call_tool("submit_workflow", {"steps": cycle})
+        assert "HTTP 422" in error_text(refused)
+        listed = {t.name: t for t in (await mcp.list_tools()).tools}
+        step_schema = json.dumps(listed["submit_workflow"].input_schema)
+        assert "depends_on" in step_schema and "on_parent_failure" in step_schema
