@@ -24,6 +24,9 @@ from taskstream.shared.domain import PRIORITIES
 # Why a task goes to the dead letters (the label values of tasks_dead_lettered_total).
 DEAD_REASONS = ("attempts_exhausted", "non_retryable", "unknown_type", "poison", "outcome_refused")
 
+# Why ingest refused a request (the label values of requests_rejected_total).
+REJECT_REASONS = ("unauthorized", "forbidden", "rate_limited", "quota")
+
 SECONDS_BUCKETS = (
     0.0005,
     0.001,
@@ -185,6 +188,12 @@ class Metrics:
         self.dlq_depth = meter.create_gauge(
             "dlq_depth", unit="1", description="Dead letters held in Postgres."
         )
+        self.rejected = meter.create_counter(
+            "requests_rejected",
+            unit="1",
+            description="Requests ingest refused, by reason: `unauthorized` (401), `forbidden` "
+            "(403), `rate_limited` and `quota` (429).",
+        )
         # Read by a callback at collection time: no cost per task.
         self._inflight_sources: list[Callable[[], int]] = []
         self.inflight = meter.create_observable_gauge(
@@ -209,6 +218,8 @@ class Metrics:
                 labels = {"type": task_type, "priority": priority}
                 self.succeeded.add(0, labels)
                 self.failed.add(0, labels)
+        for reason in REJECT_REASONS:
+            self.rejected.add(0, {"reason": reason})
         for stage in ("claim", "complete", "reclaim"):
             self.fenced.add(0, {"stage": stage})
         for counter in (self.enqueued, self.publish_failures, self.acks, self.repaired):
@@ -299,6 +310,7 @@ LABELS: dict[str, str] = {
     "delayed_depth": "priority",
     "dlq_depth": "priority",
     "processing_inflight": "",
+    "requests_rejected": "reason (unauthorized, forbidden, rate_limited, quota)",
 }
 
 

@@ -77,6 +77,9 @@ operating:
   consumers     consumers of the executors' group (--remove-dead [--min-idle 1h])
   dlq           dead letters: list | replay | purge (dry run unless --yes)
 
+access:
+  keys          API keys: create --tenant T --scopes S [--name N] [--expires 30d] | list | revoke ID
+
 measuring:
   load          the load generator (the Go scheduler's flags: -n -w -url -pct-* …)
 
@@ -99,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return show_config(rest)
     if command == "load":
         return int(importlib.import_module("taskstream.services.cli.load").load_main(rest))
+    if command in ("keys",):
+        module = importlib.import_module("taskstream.services.cli.access_cli")
+        return int(module.access_main(command, rest))
     if command in ("queues", "pending", "task", "consumers", "dlq"):
         return int(
             importlib.import_module("taskstream.services.cli.ops_cli").ops_main(command, rest)

@@ -1,7 +1,8 @@
 """The ingest HTTP API: validate (msgspec) → commit in Postgres (asyncpg) → XADD.
 
-``build_app`` wires the shared state (``state.py``), the one error mapping (``errors.py``) and
-the routes, one module per resource (``routes/``). Errors are JSON
+``build_app`` wires the shared state (``state.py``), the one error mapping (``errors.py``),
+authentication and the scope of every route (``auth.py``) and the routes, one module per
+resource (``routes/``). Errors are JSON
 ``{"error": {"code", "message", "field"?}}`` with the right status, and a request that fails
 leaves nothing half-written.
 """
@@ -10,25 +11,41 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from taskstream.services.ingest import state
+from taskstream.services.ingest import auth, state
 from taskstream.services.ingest.committer import GroupCommit
+from taskstream.services.ingest.credentials import Authenticator
 from taskstream.services.ingest.errors import errors_middleware
 from taskstream.services.ingest.publisher import Publisher
-from taskstream.services.ingest.routes import Route, dlq, queues, system, tasks
+from taskstream.services.ingest.routes import Route, admin, dlq, queues, system, tasks
 from taskstream.shared.config import Config
 from taskstream.shared.db import Database
+from taskstream.shared.domain.access import OPS_READ, PUBLIC
 from taskstream.shared.metrics import Metrics
 from taskstream.shared.streams import Streams
 
-ROUTES: list[Route] = [*tasks.ROUTES, *queues.ROUTES, *dlq.ROUTES, *system.ROUTES]
+ROUTES: list[Route] = [
+    *tasks.ROUTES,
+    *queues.ROUTES,
+    *dlq.ROUTES,
+    *admin.ROUTES,
+    *system.ROUTES,
+]
 
 
 def build_app(
     config: Config, db: Database, streams: Streams, metrics: Metrics, publisher: Publisher
 ) -> web.Application:
+    authenticator = Authenticator(config.access, db)
+    # /metrics is public on the API port unless ingest has a listener of its own for it.
+    metrics_scope = OPS_READ if config.service.metrics_addr else PUBLIC
     app = web.Application(
-        middlewares=[errors_middleware], client_max_size=config.ingest.max_body_bytes
+        middlewares=[
+            errors_middleware,
+            auth.middleware(authenticator, metrics, metrics_scope=metrics_scope),
+        ],
+        client_max_size=config.ingest.max_body_bytes,
     )
+    app[state.AUTH] = authenticator
     app[state.CONFIG] = config
     app[state.DB] = db
     app[state.STREAMS] = streams
@@ -48,3 +65,4 @@ async def _close_committer(app: web.Application) -> None:
     waiting to be published gets one last bounded try (the repair covers the rest)."""
     await app[state.COMMITTER].close()
     await app[state.PUBLISHER].close()
+    await app[state.AUTH].close()

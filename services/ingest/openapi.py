@@ -192,12 +192,108 @@ def spec() -> dict[str, Any]:
     ops_paths, ops_components = _ops()
     paths.update(ops_paths)
     components.update(ops_components)
+    access_paths, access_components = _access()
+    paths.update(access_paths)
+    components.update(access_components)
+    _secure(paths)
     return {
         "openapi": "3.1.0",
         "info": {"title": "taskstream ingest", "version": "1"},
         "paths": paths,
-        "components": {"schemas": components},
+        "components": {"schemas": components, "securitySchemes": SECURITY_SCHEMES},
+        "security": [{"bearer": []}],
     }
+
+
+SECURITY_SCHEMES = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key (`ts_live_…`, from `taskstream keys create` or "
+        "`POST /v1/keys`) or a JWT signed with the configured algorithm (`JWT_ALGORITHM`), "
+        "whose `JWT_TENANT_CLAIM` names the tenant and `JWT_SCOPES_CLAIM` holds the scopes. "
+        "Each operation names the scope it needs (`x-scope`); `admin` satisfies every scope, "
+        "and an admin may act for another tenant with the header `X-Taskstream-Tenant`. With "
+        "`AUTH_MODE=off` nothing is checked.",
+    }
+}
+
+
+def _secure(paths: dict[str, Any]) -> None:
+    """Every operation's scope from the one table (``auth.SCOPES``): public ones take no
+    credential, the others say which scope they need and answer 401 and 403."""
+    from taskstream.services.ingest import auth
+    from taskstream.shared.domain.access import PUBLIC
+
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            scope = auth.SCOPES.get((method.upper(), path))
+            if scope in (PUBLIC, auth.METRICS_SCOPED):
+                operation["security"] = []
+                continue
+            operation["x-scope"] = scope
+            operation["responses"].update(
+                {
+                    **_resp("401", "No credential, or one that is unknown, revoked or expired"),
+                    **_resp("403", f"The credential lacks the {scope!r} scope"),
+                }
+            )
+
+
+def _access() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The admin routes (keys) and their schemas."""
+    from taskstream.shared.access_models import KeyCreated, KeyList, KeyRequest
+    from taskstream.shared.domain.access import ApiKey
+
+    _, components = msgspec.json.schema_components(
+        [KeyRequest, KeyCreated, KeyList, ApiKey], ref_template=REF
+    )
+    key_id = [{"name": "id", "in": "path", "required": True, "schema": UUID}]
+    paths: dict[str, Any] = {
+        "/v1/keys": {
+            "get": {
+                "summary": "API keys (never the keys themselves), newest first",
+                "parameters": [
+                    {
+                        "name": "revoked",
+                        "in": "query",
+                        "required": False,
+                        "schema": optional({"type": "string", "enum": ["true", "false"]}),
+                        "description": "true: revoked keys too",
+                    }
+                ],
+                "responses": {
+                    **_resp("200", "The keys", "KeyList"),
+                    **_resp("400", "Bad parameter"),
+                    **_resp("503", "Postgres unreachable"),
+                },
+            },
+            "post": {
+                "summary": "Create an API key: the answer is the only time it is shown",
+                "requestBody": {"required": True, **_json("KeyRequest")},
+                "responses": {
+                    **_resp("201", "Created", "KeyCreated"),
+                    **_resp("400", "Malformed JSON"),
+                    **_resp("422", "Body does not validate; `field` names the offending field"),
+                    **_resp("503", "Postgres unreachable"),
+                },
+            },
+        },
+        "/v1/keys/{id}": {
+            "delete": {
+                "summary": "Revoke an API key at once (other ingest processes within "
+                "API_KEY_CACHE_MS)",
+                "parameters": key_id,
+                "responses": {
+                    **_resp("200", "Revoked", "ApiKey"),
+                    **_resp("404", "No such key"),
+                    **_resp("400", "Bad parameter"),
+                    **_resp("503", "Postgres unreachable"),
+                },
+            }
+        },
+    }
+    return paths, components
 
 
 def _ops() -> tuple[dict[str, Any], dict[str, Any]]:

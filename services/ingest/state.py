@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from taskstream.services.ingest.committer import GroupCommit
+from taskstream.services.ingest.credentials import Authenticator
 from taskstream.services.ingest.publisher import Publisher
 from taskstream.shared.config import Config
 from taskstream.shared.db import Database
@@ -18,6 +19,7 @@ STREAMS: web.AppKey[Streams] = web.AppKey("streams", Streams)
 PUBLISHER: web.AppKey[Publisher] = web.AppKey("publisher", Publisher)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 COMMITTER: web.AppKey[GroupCommit] = web.AppKey("committer", GroupCommit)
+AUTH: web.AppKey[Authenticator] = web.AppKey("auth", Authenticator)
 
 
 def config(request: web.Request) -> Config:
@@ -34,3 +36,7 @@ def streams(request: web.Request) -> Streams:
 
 def committer(request: web.Request) -> GroupCommit:
     return request.app[COMMITTER]
+
+
+def authenticator(request: web.Request) -> Authenticator:
+    return request.app[AUTH]

@@ -3,12 +3,14 @@
 Services call typed methods (``insert_tasks``, ``claim``, ``complete``…) of ``Database``; the
 SQL lives in ``shared.sql`` as named constants, and migrations in ``migrations/`` as numbered
 files. The methods come in families, one module each: ``tasks`` (ingest and executors),
-``movers`` (watcher and janitor), ``operators``, ``load`` (the load generator); ``schema``
-creates and migrates. ``boundary`` translates every driver error into the project's own.
+``movers`` (watcher and janitor), ``operators``, ``load`` (the load generator), ``access``
+(API keys, tenants, limits); ``schema`` creates and migrates. ``boundary`` translates every
+driver error into the project's own.
 """
 
 from __future__ import annotations
 
+from taskstream.shared.db.access import AccessQueries
 from taskstream.shared.db.base import task_view
 from taskstream.shared.db.load import LoadQueries
 from taskstream.shared.db.movers import MoverQueries
@@ -25,7 +27,9 @@ from taskstream.shared.db.schema import (
 from taskstream.shared.db.tasks import TaskQueries
 
 
-class Database(TaskQueries, MoverQueries, OperatorQueries, RetentionQueries, LoadQueries):
+class Database(
+    TaskQueries, MoverQueries, OperatorQueries, RetentionQueries, LoadQueries, AccessQueries
+):
     """A pool of connections and every typed operation on it."""
 
 

@@ -12,7 +12,7 @@ from typing import Any, Self
 import asyncpg
 import msgspec
 
-from taskstream.shared import sql
+from taskstream.shared import sql, sql_access
 from taskstream.shared.db.boundary import is_driver_error, translate, wrap_public
 from taskstream.shared.domain import ErrorInfo, Task
 from taskstream.shared.errors import StoreUnavailable
@@ -93,13 +93,14 @@ class Base:
 
     async def prepare_all(self) -> list[str]:
         """Prepare every named query (a test runs this against a migrated database)."""
+        queries = {**sql.ALL, **sql_access.ALL}
         async with self._pool.acquire() as conn:
-            for name, query in sql.ALL.items():
+            for name, query in queries.items():
                 try:
                     await conn.prepare(query)
                 except asyncpg.PostgresError as exc:
                     raise AssertionError(f"query {name} does not prepare: {exc}") from exc
-        return list(sql.ALL)
+        return list(queries)
 
     async def now(self) -> dt.datetime:
         """The database's clock."""

@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from taskstream.shared import db as db_mod
-from taskstream.shared import sql
+from taskstream.shared import sql, sql_access
 from taskstream.shared.db import Database
 from tests.conftest import SERVER_URL
 
@@ -37,7 +37,7 @@ async def test_two_migrators_at_once_apply_each_file_once() -> None:
 
 async def test_every_named_query_prepares(db: Database) -> None:
     prepared = await db.prepare_all()
-    assert set(prepared) == set(sql.ALL)
+    assert set(prepared) == {*sql.ALL, *sql_access.ALL}
     assert "CLAIM" in prepared and "INSERT_TASKS" in prepared
 
 
