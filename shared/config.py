@@ -1,6 +1,6 @@
 """Configuration: every knob, read once from the environment into frozen Structs, one section
 per role (the stores, the service process, ingest, task defaults, leases, the executor, the
-watcher, the janitor), each field with its description beside it.
+watcher, the janitor, and the Python client), each field with its description beside it.
 
 Each field's environment variable is the upper-cased field name unless ``ENV_NAMES`` says
 otherwise; where the Go scheduler this project replaces had a knob meaning the same thing, its
@@ -283,6 +283,18 @@ class RetentionConfig(msgspec.Struct, frozen=True, kw_only=True):
     ] = 1000
 
 
+class ClientConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """Where the Python client (``taskstream.Client``, ``AsyncClient``, a handler's
+    ``ctx.client``) finds the API; read by the client itself, from the process it runs in."""
+
+    api_url: Annotated[
+        str, _d("Base URL of the ingest API for `taskstream.Client` and `ctx.client`.")
+    ] = "http://127.0.0.1:8080"
+    api_key: Annotated[
+        str, _d("Sent by the client as `Authorization: Bearer <key>` when set (never shown).")
+    ] = ""
+
+
 class Config(msgspec.Struct, frozen=True, kw_only=True):
     """Every section; ``load`` builds it from the environment."""
 
@@ -296,6 +308,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     watcher: WatcherConfig = msgspec.field(default_factory=WatcherConfig)
     janitor: JanitorConfig = msgspec.field(default_factory=JanitorConfig)
     retention: RetentionConfig = msgspec.field(default_factory=RetentionConfig)
+    client: ClientConfig = msgspec.field(default_factory=ClientConfig)
 
 
 SECTIONS: dict[str, type[msgspec.Struct]] = {
@@ -309,7 +322,12 @@ ENV_NAMES: dict[str, str] = {
     "db_pool_max": "DB_POOL_MAX",
     "log_level": "LOG_LEVEL",
     "log_format": "LOG_FORMAT",
+    "api_url": "TASKSTREAM_URL",
+    "api_key": "TASKSTREAM_API_KEY",
 }
+
+# Secrets: ``taskstream config`` shows whether they are set, never their value.
+SECRETS = ("api_key",)
 
 # Values that must be positive (zero or less makes no sense or divides by zero).
 POSITIVE = (

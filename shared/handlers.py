@@ -19,11 +19,14 @@ import inspect
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
 from taskstream.shared.errors import TaskstreamError
+
+if TYPE_CHECKING:
+    from taskstream.shared.client.protocols import AsyncSubmitter, Submitter
 
 HandlerFn = Callable[[Any, "Context"], Awaitable[Any]] | Callable[[Any, "Context"], Any]
 
@@ -64,6 +67,22 @@ class Context(msgspec.Struct, frozen=True, kw_only=True):
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.time())
+
+    @property
+    def client(self) -> AsyncSubmitter:
+        """The asyncio client to submit follow-up tasks through: an ``AsyncClient`` to
+        ``TASKSTREAM_URL``, made on first use and shared by the process (under
+        ``taskstream.testing``, the test's recorder)."""
+        from taskstream.shared.client import current
+
+        return current.async_client()
+
+    @property
+    def sync_client(self) -> Submitter:
+        """The same for a plain (non-async) handler: a ``Client``, or the test's recorder."""
+        from taskstream.shared.client import current
+
+        return current.sync_client()
 
 
 class Handler(msgspec.Struct, frozen=True):

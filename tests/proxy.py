@@ -23,6 +23,8 @@ class Proxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._pipes: set[asyncio.Task[None]] = set()
         self._swallow = False
+        self._drop_answers = 0
+        self.dropped = 0  # answers cut by ``drop_answers``
 
     @classmethod
     def to(cls, url: str) -> Proxy:
@@ -67,6 +69,12 @@ class Proxy:
         """Keep connections open but answer nothing: whatever clients send is swallowed, as
         by a host that vanished without a reset (no RST, no FIN: only timeouts tell)."""
         self._swallow = True
+
+    def drop_answers(self, n: int) -> None:
+        """Cut the connection of each of the next ``n`` answers from the target as its first
+        bytes arrive: the request reached the target (and was acted on), the client gets no
+        answer, as when a server is killed between its commit and its reply."""
+        self._drop_answers = n
 
     async def down(self) -> None:
         """Stop accepting (new connections are refused) and cut every open connection."""
@@ -122,7 +130,7 @@ class Proxy:
         self._writers.update((writer, up_writer))
         pipes = (
             asyncio.create_task(self._pipe(reader, up_writer)),
-            asyncio.create_task(self._pipe(up_reader, writer)),
+            asyncio.create_task(self._pipe(up_reader, writer, answers=True)),
         )
         self._pipes.update(pipes)
         try:
@@ -133,12 +141,18 @@ class Proxy:
                 self._writers.discard(w)
                 w.transport.abort()
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, answers: bool = False
+    ) -> None:
         """Copy one direction until EOF, then close both sides (cancelled by ``down()``)."""
         try:
             while data := await reader.read(65536):
                 if self._swallow:
                     continue
+                if answers and self._drop_answers > 0:
+                    self._drop_answers -= 1
+                    self.dropped += 1
+                    break
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):

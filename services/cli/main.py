@@ -56,7 +56,10 @@ def show_config(argv: Sequence[str]) -> int:
         print(f"taskstream config: {exc}", file=sys.stderr)
         return 2
     for field in config_mod.FIELDS:
-        print(f"{config_mod.env_name(field)}={config_mod.value(config, field)}")
+        shown = config_mod.value(config, field)
+        if field in config_mod.SECRETS and shown:
+            shown = "(set)"
+        print(f"{config_mod.env_name(field)}={shown}")
     return 0
 
 

@@ -62,6 +62,7 @@ def test_the_wheel_puts_one_name_on_the_path_and_carries_its_data(wheel: Path) -
     assert not any(n.startswith(("tools/", "tests/")) or "/tools/" in n for n in names)
     assert "taskstream/py.typed" in names
     assert "taskstream/services/ingest/app.py" in names
+    assert {"taskstream/testing.py", "taskstream/shared/client/sync.py"} <= set(names)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,9 @@ DRIVER_TEXTS = ("NOGROUP", "BUSYGROUP", "UNBLOCKED", "OOM command", "READONLY", 
 def _modules() -> dict[str, Path]:
     """Every module of the installed package, by its dotted name."""
     found = {"taskstream": ROOT / "taskstream" / "__init__.py"}
-    found["taskstream.__main__"] = ROOT / "taskstream" / "__main__.py"
+    for path in (ROOT / "taskstream").glob("*.py"):  # __main__, testing: the public modules
+        if path.stem != "__init__":
+            found[f"taskstream.{path.stem}"] = path
     for top, folder in PACKAGE_DIRS.items():
         for path in folder.rglob("*.py"):
             parts = list(path.relative_to(folder).with_suffix("").parts)
@@ -192,3 +194,19 @@ def test_each_background_role_has_its_own_module() -> None:
         for role in expected:
             source = (ROOT / "services" / service / f"{role}.py").read_text()
             assert "async def run_once(self)" in source, f"{service}/{role}.py has no run_once"
+
+
+def test_importing_the_package_does_not_load_the_clients_http_library() -> None:
+    """The services import ``taskstream``; only code that uses a client pays for httpx."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, taskstream, taskstream.shared.definitions\n"
+        "import taskstream.services.executor.runner\n"
+        "assert 'httpx' not in sys.modules, 'httpx loaded'\n"
+        "taskstream.Client\n"
+        "assert 'httpx' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -50,3 +50,16 @@ def test_a_service_with_a_bad_value_exits_2_with_one_line(
     assert janitor_main([]) == 2
     err = capsys.readouterr().err
     assert err.splitlines() == ["taskstream janitor: VIS_TIMEOUT_MS must be positive, got 0"]
+
+
+def test_taskstream_config_shows_the_api_key_only_as_set(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from taskstream.services.cli.main import show_config
+
+    monkeypatch.setenv("TASKSTREAM_URL", "http://ingest:8080")
+    monkeypatch.setenv("TASKSTREAM_API_KEY", "tsk_very_secret")
+    assert show_config([]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "TASKSTREAM_URL=http://ingest:8080" in out
+    assert "TASKSTREAM_API_KEY=(set)" in out and "tsk_very_secret" not in "\n".join(out)

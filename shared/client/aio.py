@@ -1,0 +1,196 @@
+"""``taskstream.AsyncClient``: the API over HTTP, for asyncio code (the same calls as ``Client``,
+each awaited; ``list`` is an async iterator)."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
+
+from taskstream.shared.client import flows, http
+from taskstream.shared.client.errors import ApiError
+from taskstream.shared.client.flows import Answer, Call, Flow, NoAnswer, Settings, Sleep
+from taskstream.shared.client.models import DeadLetter, DlqResult, RetryPolicy, Task
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from taskstream.shared.client.models import SubmitOptions
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """An asyncio client of the taskstream API (``async with AsyncClient() as client: …``).
+
+    ``url`` and ``api_key`` default to ``TASKSTREAM_URL`` and ``TASKSTREAM_API_KEY``; the key is
+    sent as ``Authorization: Bearer``. ``timeout`` (seconds) bounds each request; ``retry``
+    says how requests that got no answer or a 502/503/504 are retried (every submit carries an
+    idempotency key, so a retry never makes a second task). ``batch_size`` is how many tasks
+    ``submit_many`` sends per request. Errors are ``taskstream.ApiError`` subclasses:
+    ``NotFound``, ``Conflict``, ``ValidationError`` (naming the field), ``RateLimited``,
+    ``Unavailable``… Use it from one event loop (the ``httpx.AsyncClient`` beneath it is bound
+    to the loop it first ran on).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
+        batch_size: int = flows.BATCH_CHUNK,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = http.base_url(url)
+        self.batch_size = batch_size
+        self._timeout = timeout
+        self._settings = Settings(retry or RetryPolicy())
+        self._http = httpx.AsyncClient(
+            base_url=self.url, headers=http.headers(api_key), transport=transport
+        )
+        self.dlq = AsyncDeadLetters(self)
+
+    async def submit(
+        self, type: str, payload: Any = None, **options: Unpack[SubmitOptions]
+    ) -> Task:
+        """Submit one task; its ``Task`` as created (or as it was, when its idempotency key
+        was used before with the same request)."""
+        return await self._run(flows.submit(self._settings, type, payload, options))
+
+    async def submit_many(
+        self, tasks: Iterable[Mapping[str, Any]]
+    ) -> builtins.list[Task | ApiError]:
+        """Submit ``{"type", "payload"?, <option>…}`` mappings in batches: one result per task,
+        in order, each a ``Task`` or that task's own error (never raised for the batch)."""
+        return await self._run(flows.submit_many(self._settings, tasks, self.batch_size))
+
+    async def get(self, task: str | uuid.UUID) -> Task:
+        return await self._run(flows.get(self._settings, task))
+
+    async def wait(self, task: str | uuid.UUID, timeout: float | None = 60.0) -> Task:
+        """Block until the task ends: the succeeded ``Task``; ``TaskFailed`` (with its recorded
+        error) when it ends dead, ``TaskCancelled`` when cancelled, ``WaitTimeout`` after
+        ``timeout`` seconds (None: no limit)."""
+        return await self._run(flows.wait(self._settings, task, timeout))
+
+    async def cancel(self, task: str | uuid.UUID) -> Task:
+        """Cancel a scheduled, queued or retrying task (``Conflict`` once it runs or ended)."""
+        return await self._run(flows.cancel(self._settings, task))
+
+    async def list(
+        self,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        priority: str | None = None,
+        page_size: int = flows.PAGE_SIZE,
+    ) -> AsyncIterator[Task]:
+        """Every task matching the filters, newest first, read a page at a time as iterated."""
+        filters = {"status": status, "type": type, "priority": priority}
+        cursor: str | None = None
+        while True:
+            tasks, cursor = await self._run(
+                flows.task_page(self._settings, filters, cursor, page_size)
+            )
+            for task in tasks:
+                yield task
+            if cursor is None:
+                return
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _run(self, flow: Flow[T]) -> T:
+        outcome: Answer | NoAnswer | None = None
+        while True:
+            try:
+                step = flow.throw(outcome) if isinstance(outcome, NoAnswer) else flow.send(outcome)
+            except StopIteration as stop:
+                value: T = stop.value
+                return value
+            if isinstance(step, Sleep):
+                await asyncio.sleep(step.seconds)
+                outcome = None
+            else:
+                outcome = await self._send(step)
+
+    async def _send(self, call: Call) -> Answer | NoAnswer:
+        try:
+            r = await self._http.request(
+                call.method,
+                call.path,
+                params=call.params,
+                content=call.body,
+                headers=http.request_headers(call),
+                timeout=http.timeout(call, self._timeout),
+            )
+        except httpx.TransportError as exc:
+            return http.no_answer(exc)
+        return Answer(r.status_code, r.content, r.headers)
+
+
+class AsyncDeadLetters:
+    """``client.dlq``: list, replay and purge dead letters."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def list(
+        self,
+        *,
+        priority: str | None = None,
+        type: str | None = None,
+        reason: str | None = None,
+        error: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        page_size: int = flows.PAGE_SIZE,
+    ) -> AsyncIterator[DeadLetter]:
+        """Every dead letter matching the filters, a page at a time as iterated."""
+        c = self._client
+        filters: dict[str, Any] = {"priority": priority, "type": type, "reason": reason}
+        filters |= {"error": error, "since": since, "until": until}
+        cursor: str | None = None
+        while True:
+            page, cursor = await c._run(flows.dlq_page(c._settings, filters, cursor, page_size))
+            for dead in page:
+                yield dead
+            if cursor is None:
+                return
+
+    async def replay(
+        self,
+        ids: Iterable[str | uuid.UUID] | None = None,
+        *,
+        all: bool = False,
+        dry_run: bool = False,
+        priority: str | None = None,
+        type: str | None = None,
+        reason: str | None = None,
+        error: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+    ) -> DlqResult:
+        """Put dead letters back on their queues, with fresh attempts: the given ``ids``, the
+        ones matching the filters, or ``all=True`` (``dry_run``: only say which)."""
+        filters: dict[str, Any] = {"priority": priority, "type": type, "reason": reason}
+        filters |= {"error": error, "since": since, "until": until}
+        c = self._client
+        return await c._run(flows.dlq_replay(c._settings, ids, filters, all=all, dry_run=dry_run))
+
+    async def purge(self, task: str | uuid.UUID) -> DlqResult:
+        """Remove one dead letter (``NotFound`` if it is not one); the task stays dead."""
+        return await self._client._run(flows.dlq_purge(self._client._settings, task))
