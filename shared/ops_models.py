@@ -61,6 +61,7 @@ class TaskSummary(msgspec.Struct, frozen=True, kw_only=True):
     first_attempt: int
     created_at: datetime
     age_ms: int  # by the database's clock
+    tenant: str = "default"
 
 
 class PendingView(msgspec.Struct, frozen=True, kw_only=True):

@@ -137,6 +137,7 @@ def new_task(
     config: Config,
     *,
     trace_context: str | None = None,
+    tenant: str = "default",
 ) -> NewTask:
     """Resolve defaults and the start time; raise ``Invalid`` for a contradictory request."""
     if req.run_at is not None and req.delay_ms is not None:
@@ -172,6 +173,7 @@ def new_task(
         run_at=req.run_at,
         trace_context=trace_context,
         delay_ms=req.delay_ms or None,
+        tenant=tenant,
     )
 
 

@@ -142,6 +142,7 @@ def task_view(row: asyncpg.Record) -> Task:
         finished_at=row["finished_at"],
         timeout_ms=row["timeout_ms"],
         last_error=_error_info(error),
+        tenant=row["tenant"],
     )
 
 
@@ -179,8 +180,10 @@ def _dlq_ref(row: asyncpg.Record) -> DlqRef:
     )
 
 
-def _dlq_args(ids: Sequence[uuid.UUID] | None, where: DlqFilter) -> tuple[Any, ...]:
-    """Parameters $1..$7 of the dead-letter queries (see ``shared.sql``)."""
+def _dlq_args(
+    ids: Sequence[uuid.UUID] | None, where: DlqFilter, tenant: str | None = None
+) -> tuple[Any, ...]:
+    """Parameters $1..$8 of the dead-letter queries (see ``shared.sql``)."""
     return (
         list(ids) if ids is not None else None,
         where.priority,
@@ -189,4 +192,5 @@ def _dlq_args(ids: Sequence[uuid.UUID] | None, where: DlqFilter) -> tuple[Any, .
         where.error,
         where.since,
         where.until,
+        tenant,
     )

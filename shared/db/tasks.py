@@ -48,6 +48,7 @@ def _inserted_view(task: NewTask, row: Any) -> Task:
         finished_at=None,
         timeout_ms=task.timeout_ms,
         last_error=None,
+        tenant=task.tenant,
     )
 
 
@@ -58,7 +59,10 @@ class _NowRow(dict[str, Any]):
         super().__init__(status="queued", run_at=at, created_at=at, updated_at=at, queued_at=at)
 
 
-def _plain(tasks: Sequence[NewTask]) -> tuple[int, int, int, int, int, str | None] | None:
+Shared = tuple[int, int, int, int, int, str | None, str]
+
+
+def _plain(tasks: Sequence[NewTask]) -> Shared | None:
     """The shared settings of a group ``INSERT_TASKS_PLAIN`` can take, or None."""
     first = tasks[0]
     shared = (
@@ -68,6 +72,7 @@ def _plain(tasks: Sequence[NewTask]) -> tuple[int, int, int, int, int, str | Non
         first.retry_jitter_ms,
         first.timeout_ms,
         first.trace_context,
+        first.tenant,
     )
     for t in tasks:
         if (
@@ -75,7 +80,7 @@ def _plain(tasks: Sequence[NewTask]) -> tuple[int, int, int, int, int, str | Non
             or t.run_at is not None
             or t.delay_ms
             or (t.max_attempts, t.retry_base_ms, t.retry_max_ms, t.retry_jitter_ms,
-                t.timeout_ms, t.trace_context) != shared
+                t.timeout_ms, t.trace_context, t.tenant) != shared
         ):  # fmt: skip
             return None
     return shared
@@ -96,8 +101,8 @@ class TaskQueries(Base):
         if plain is not None:
             return await self._insert_plain(tasks, plain)
         # Sorted by key so that concurrent batches take key locks in one order (no deadlock).
-        ordered = sorted(tasks, key=lambda t: t.idempotency_key or "")
-        cols: list[list[Any]] = [[] for _ in range(14)]
+        ordered = sorted(tasks, key=lambda t: (t.tenant, t.idempotency_key or ""))
+        cols: list[list[Any]] = [[] for _ in range(15)]
         for t in ordered:
             row = (
                 t.id,
@@ -114,6 +119,7 @@ class TaskQueries(Base):
                 t.run_at,
                 t.trace_context,
                 t.delay_ms,
+                t.tenant,
             )
             for col, value in zip(cols, row, strict=True):
                 col.append(value)
@@ -122,7 +128,7 @@ class TaskQueries(Base):
         # so the lookups below, in statements of their own, always find it.
         timed = any(t.run_at is not None or t.delay_ms for t in tasks)
         query = sql.INSERT_TASKS if timed else sql.INSERT_TASKS_NOW
-        rows = await self._pool.fetch(query, *cols, key_ttl_ms)
+        rows = await self._pool.fetch(query, *cols[:14], key_ttl_ms, cols[14])
         by_request = {t.id: t for t in tasks}
         inserted = {r["id"]: _inserted_view(by_request[r["id"]], r) for r in rows}
         outbox = [rows[0]["outbox_id"]] if rows and rows[0]["outbox_id"] is not None else []
@@ -131,11 +137,14 @@ class TaskQueries(Base):
         rejected: dict[uuid.UUID, str] = {}
         if taken:
             # Compared per requested task: one batch may repeat a key with other bodies.
+            by_tenant: dict[str, list[str]] = {}
+            for t in taken:
+                assert t.idempotency_key is not None
+                by_tenant.setdefault(t.tenant, []).append(t.idempotency_key)
             keys = {
-                k["key"]: k
-                for k in await self._pool.fetch(
-                    sql.SELECT_IDEMPOTENCY_KEYS, [t.idempotency_key for t in taken]
-                )
+                (tenant, k["key"]): k
+                for tenant, names in by_tenant.items()
+                for k in await self._pool.fetch(sql.SELECT_IDEMPOTENCY_KEYS, tenant, names)
             }
             by_id = {
                 r["id"]: task_view(r)
@@ -144,7 +153,7 @@ class TaskQueries(Base):
                 )
             }
             for t in taken:
-                k = keys.get(t.idempotency_key)
+                k = keys.get((t.tenant, t.idempotency_key or ""))
                 holder = by_id.get(k["task_id"]) if k is not None else None
                 if k is None or holder is None:
                     # Expired and deleted between the insert and this read, or its task was
@@ -156,9 +165,7 @@ class TaskQueries(Base):
             inserted=inserted, existing=existing, rejected=rejected, outbox_ids=outbox
         )
 
-    async def _insert_plain(
-        self, tasks: Sequence[NewTask], shared: tuple[int, int, int, int, int, str | None]
-    ) -> InsertResult:
+    async def _insert_plain(self, tasks: Sequence[NewTask], shared: Shared) -> InsertResult:
         """``INSERT_TASKS_PLAIN``: every task queued, one timestamp for all of them."""
         row = await self._pool.fetchrow(
             sql.INSERT_TASKS_PLAIN,
@@ -173,8 +180,9 @@ class TaskQueries(Base):
         outbox = [row["outbox_id"]] if row["outbox_id"] is not None else []
         return InsertResult(inserted=inserted, existing={}, outbox_ids=outbox)
 
-    async def get_task(self, task_id: uuid.UUID) -> Task | None:
-        row = await self._pool.fetchrow(sql.SELECT_TASK, task_id)
+    async def get_task(self, task_id: uuid.UUID, tenant: str | None = None) -> Task | None:
+        """A task by id, if it is ``tenant``'s (None: anyone's)."""
+        row = await self._pool.fetchrow(sql.SELECT_TASK_OF, task_id, tenant)
         return task_view(row) if row is not None else None
 
     async def list_tasks(
@@ -185,18 +193,22 @@ class TaskQueries(Base):
         priority: str | None,
         after: uuid.UUID | None,
         limit: int,
+        tenant: str | None = None,
     ) -> list[Task]:
         """Newest first: ids are time-ordered (version 7), so the id is the order and the
-        cursor (``after``: the last id of the previous page)."""
-        rows = await self._pool.fetch(sql.LIST_TASKS, status, type, priority, after, limit)
+        cursor (``after``: the last id of the previous page). Only ``tenant``'s tasks, when
+        given."""
+        query = sql.LIST_TASKS_OF_TENANT if tenant not in (None, "default") else sql.LIST_TASKS
+        rows = await self._pool.fetch(query, status, type, priority, after, limit, tenant)
         return [task_view(r) for r in rows]
 
-    async def cancel_task(self, task_id: uuid.UUID) -> Task | None:
-        """Cancel a task that has not started; ``None`` if it is missing or past that. Locks
-        in the watcher's order (due rows, then the task row): see ``LOCK_DUE_OF_TASK``."""
+    async def cancel_task(self, task_id: uuid.UUID, tenant: str | None = None) -> Task | None:
+        """Cancel a task (of ``tenant`` only, when given) that has not started; ``None`` if
+        it is missing or past that. Locks in the watcher's order (due rows, then the task
+        row): see ``LOCK_DUE_OF_TASK``."""
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(sql.LOCK_DUE_OF_TASK, task_id)
-            row = await conn.fetchrow(sql.CANCEL_TASK, task_id)
+            row = await conn.fetchrow(sql.CANCEL_TASK, task_id, tenant)
         return task_view(row) if row is not None else None
 
     async def attempts(self, task_id: uuid.UUID) -> list[dict[str, Any]]:

@@ -58,6 +58,7 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
     finished_at: dt.datetime | None
     timeout_ms: int
     last_error: ErrorInfo | None
+    tenant: str = "default"
 
 
 class NewTask(msgspec.Struct, frozen=True, kw_only=True):
@@ -79,6 +80,7 @@ class NewTask(msgspec.Struct, frozen=True, kw_only=True):
     run_at: dt.datetime | None  # None: now, or ``delay_ms`` from now (the database's clock)
     trace_context: str | None = None
     delay_ms: int | None = None  # added to Postgres's now(); scheduled if that is ahead
+    tenant: str = "default"  # from the credential; never changes
 
 
 class Delivery(msgspec.Struct, frozen=True, kw_only=True):

@@ -14,7 +14,7 @@ import msgspec
 from aiohttp import web
 from opentelemetry.trace import Span, SpanKind
 
-from taskstream.services.ingest import params, state
+from taskstream.services.ingest import auth, params, state
 from taskstream.services.ingest.errors import Invalid, error_response, json_response, not_found
 from taskstream.services.ingest.routes import ID, Route
 from taskstream.services.ingest.validate import convert_task, decode_go_task, decode_task, new_task
@@ -58,7 +58,10 @@ async def create_go_task(request: web.Request) -> web.Response:
 
 async def _create_one(request: web.Request, req: TaskRequest) -> tuple[Task, bool]:
     with _enqueue_span(request) as span:
-        task = new_task(req, state.config(request), trace_context=tracing.current_traceparent())
+        tenant = auth.principal(request).tenant
+        task = new_task(
+            req, state.config(request), trace_context=tracing.current_traceparent(), tenant=tenant
+        )
         span.set_attribute("taskstream.task.id", str(task.id))
         result = await state.committer(request).insert([task])
     return _result_of(task, result)
@@ -80,12 +83,14 @@ async def create_batch(request: web.Request) -> web.Response:
         return error_response(413, "batch_too_large", f"at most {limit} tasks per batch", "tasks")
     results = [None] * len(requests)
     tasks: list[tuple[int, NewTask]] = []
+    tenant = auth.principal(request).tenant
     with _enqueue_span(request) as span:
         trace_context = tracing.current_traceparent()
         for i, item in enumerate(requests):
             try:
                 req = item if valid else convert_task(item)
-                tasks.append((i, new_task(req, config, trace_context=trace_context)))
+                task = new_task(req, config, trace_context=trace_context, tenant=tenant)
+                tasks.append((i, task))
             except Invalid as exc:
                 results[i] = {"error": _in_batch(exc.error, i)}
         span.set_attribute("taskstream.batch.size", len(tasks))
@@ -133,8 +138,8 @@ def _result_of(task: NewTask, result: InsertResult) -> tuple[Task, bool]:
 
 async def get_task(request: web.Request) -> web.Response:
     task_id = params.task_id(request)
-    view = await state.db(request).get_task(task_id)
-    if view is None:
+    view = await state.db(request).get_task(task_id, auth.principal(request).view)
+    if view is None:  # another tenant's task is no task at all to this one
         raise not_found(f"no task {task_id}")
     return json_response(view)
 
@@ -148,6 +153,7 @@ async def list_tasks(request: web.Request) -> web.Response:
         priority=params.choice(q, "priority", PRIORITIES),
         after=params.uuid_cursor(q),
         limit=limit,
+        tenant=auth.principal(request).view,
     )
     last = views[-1] if len(views) == limit else None
     cursor = str(last.id) if last else None  # ids are time-ordered: the id is the position
@@ -157,10 +163,11 @@ async def list_tasks(request: web.Request) -> web.Response:
 async def cancel_task(request: web.Request) -> web.Response:
     task_id = params.task_id(request)
     db = state.db(request)
-    view = await db.cancel_task(task_id)
+    tenant = auth.principal(request).view
+    view = await db.cancel_task(task_id, tenant)
     if view is not None:
         return json_response(view)
-    current = await db.get_task(task_id)
+    current = await db.get_task(task_id, tenant)
     if current is None:
         raise not_found(f"no task {task_id}")
     return error_response(
