@@ -174,6 +174,15 @@ class DlqFilter(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 TaskIds = Annotated[list[uuid.UUID], msgspec.Meta(min_length=1, max_length=MAX_IDS)]
 
 
+class FailedJobs(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /failedJobs``: one numbered page of dead letters, newest first."""
+
+    jobs: list[DeadLetterView]
+    page: int
+    limit: int
+    has_more: bool
+
+
 class DlqSelection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Exactly one of: some task ids, a non-empty filter, or every dead letter."""
 

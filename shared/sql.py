@@ -473,6 +473,18 @@ ORDER BY d.dead_at DESC, d.task_id DESC
 LIMIT $11
 """
 
+# A page of dead letters by number (the seeds' GET /failedJobs), newest first: $9 rows after
+# skipping $10.
+PAGE_DEAD_LETTERS = f"""
+SELECT d.task_id, d.priority, d.type, d.attempt, d.attempt - t.first_attempt + 1 AS attempts,
+    d.reason, d.error, d.dead_at, t.created_at
+FROM dead_letters d JOIN tasks t ON t.id = d.task_id
+WHERE true
+{DLQ_FILTER}
+ORDER BY d.dead_at DESC, d.task_id DESC
+LIMIT $9 OFFSET $10
+"""
+
 # Dead letters a replay would take (dry run), oldest first, with how many match in all.
 MATCH_DEAD_LETTERS = f"""
 SELECT d.task_id, d.priority, d.type, d.reason, d.dead_at, count(*) OVER () AS total

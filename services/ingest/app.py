@@ -16,7 +16,7 @@ from taskstream.services.ingest.committer import GroupCommit
 from taskstream.services.ingest.credentials import Authenticator
 from taskstream.services.ingest.errors import errors_middleware
 from taskstream.services.ingest.publisher import Publisher
-from taskstream.services.ingest.routes import Route, admin, dlq, queues, system, tasks
+from taskstream.services.ingest.routes import Route, admin, dlq, queues, seeds, system, tasks
 from taskstream.shared.config import Config
 from taskstream.shared.db import Database
 from taskstream.shared.domain.access import OPS_READ, PUBLIC
@@ -28,6 +28,7 @@ ROUTES: list[Route] = [
     *queues.ROUTES,
     *dlq.ROUTES,
     *admin.ROUTES,
+    *seeds.ROUTES,
     *system.ROUTES,
 ]
 

@@ -51,6 +51,8 @@ SCOPES: dict[tuple[str, str], str] = {
     ("POST", "/v1/tasks/{id}/cancel"): TASKS_WRITE,
     ("GET", "/v1/tasks/{id}/history"): TASKS_READ,
     ("POST", "/tasks"): TASKS_WRITE,
+    ("POST", "/addJob"): TASKS_WRITE,
+    ("GET", "/failedJobs"): OPS_READ,
     ("GET", "/v1/queues"): OPS_READ,
     ("GET", "/v1/queues/{priority}/pending"): OPS_READ,
     ("GET", "/v1/consumers"): OPS_READ,

@@ -152,6 +152,19 @@ def spec() -> dict[str, Any]:
                 },
             }
         },
+        "/addJob": {
+            "post": {
+                "summary": "The seed scheduler's submit route: the Go scheduler's body and "
+                "answers (as POST /tasks)",
+                "requestBody": {"required": True, **_json("GoTaskRequest")},
+                "responses": {
+                    **_resp("202", "Queued", "GoTaskResponse"),
+                    **_resp("200", "Duplicate idempotency key", "GoTaskResponse"),
+                    **_resp("409", "Same idempotency key, different body"),
+                    **ERRORS,
+                },
+            }
+        },
         "/healthz": {
             "get": {"summary": "Process alive", "responses": {"200": {"description": "ok"}}}
         },
@@ -303,6 +316,7 @@ def _ops() -> tuple[dict[str, Any], dict[str, Any]]:
     from taskstream.shared.ops_models import (
         DeadLetterPage,
         DlqResult,
+        FailedJobs,
         PendingList,
         Queues,
         ReplayRequest,
@@ -310,7 +324,16 @@ def _ops() -> tuple[dict[str, Any], dict[str, Any]]:
     )
 
     _, components = msgspec.json.schema_components(
-        [Queues, PendingList, TaskHistory, DeadLetterPage, ReplayRequest, DlqResult, ConsumerList],
+        [
+            Queues,
+            PendingList,
+            TaskHistory,
+            DeadLetterPage,
+            ReplayRequest,
+            DlqResult,
+            ConsumerList,
+            FailedJobs,
+        ],
         ref_template=REF,
     )
 
@@ -431,6 +454,28 @@ def _ops() -> tuple[dict[str, Any], dict[str, Any]]:
                 "responses": {
                     **_resp("200", "Purged", "DlqResult"),
                     **_resp("404", "Not in the dead letters"),
+                    **bad_params,
+                    **unavailable,
+                },
+            }
+        },
+        "/failedJobs": {
+            "get": {
+                "summary": "The seed scheduler's dead-letter route: numbered pages, newest first",
+                "parameters": query(
+                    (
+                        "page",
+                        {"type": "integer", "minimum": 1, "maximum": 100_000},
+                        "1-based page number, default 1",
+                    ),
+                    (
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": 100},
+                        "1-100, default 20; page * limit at most 100000",
+                    ),
+                ),
+                "responses": {
+                    **_resp("200", "A page of dead letters", "FailedJobs"),
                     **bad_params,
                     **unavailable,
                 },

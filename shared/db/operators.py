@@ -86,6 +86,15 @@ class OperatorQueries(Base):
         )
         return [_dead_letter_view(r) for r in rows]
 
+    async def page_dead_letters(
+        self, *, offset: int, limit: int, tenant: str | None = None
+    ) -> list[DeadLetterView]:
+        """Dead letters ``offset`` to ``offset + limit``, newest first (numbered pages)."""
+        rows = await self._pool.fetch(
+            sql.PAGE_DEAD_LETTERS, *_dlq_args(None, DlqFilter(), tenant), limit, offset
+        )
+        return [_dead_letter_view(r) for r in rows]
+
     async def match_dead_letters(
         self,
         ids: Sequence[uuid.UUID] | None,
