@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from taskstream.shared.domain.access import TENANT_PATTERN, ApiKey
+from taskstream.shared.domain.access import TENANT_PATTERN, ApiKey, TenantLimits
 
 Scope = Literal["tasks:write", "tasks:read", "ops:read", "ops:write", "admin"]
 TenantName = Annotated[str, msgspec.Meta(pattern=TENANT_PATTERN)]
@@ -33,3 +33,18 @@ class KeyCreated(msgspec.Struct, frozen=True, kw_only=True):
 
 class KeyList(msgspec.Struct, frozen=True, kw_only=True):
     keys: list[ApiKey]
+
+
+class TenantRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Body of ``PUT /v1/tenants/{name}``: the tenant's limits, replacing what it had (an
+    absent or null limit is no limit)."""
+
+    rate_per_s: Annotated[float, msgspec.Meta(gt=0, le=1e9)] | None = None
+    burst: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)] | None = None
+    max_in_flight: Annotated[int, msgspec.Meta(ge=1, le=2**62)] | None = None
+    max_payload_bytes: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)] | None = None
+    weight: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
+
+
+class TenantList(msgspec.Struct, frozen=True, kw_only=True):
+    tenants: list[TenantLimits]

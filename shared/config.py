@@ -130,6 +130,13 @@ class AccessConfig(msgspec.Struct, frozen=True, kw_only=True):
         str, _d("The claim holding the scopes (a space-separated string or a list).")
     ] = "scope"
     jwt_leeway_s: Annotated[int, _d("Clock skew allowed on `exp`, `nbf` and `iat`.")] = 30
+    limits_cache_ms: Annotated[
+        int,
+        _d(
+            "How long ingest uses the tenants' limits it read (`taskstream tenants set` "
+            "takes effect within this)."
+        ),
+    ] = 3000
 
 
 class TaskDefaults(msgspec.Struct, frozen=True, kw_only=True):
@@ -365,6 +372,7 @@ NON_NEGATIVE = (
     "api_key_cache_ms",
     "api_key_touch_ms",
     "jwt_leeway_s",
+    "limits_cache_ms",
     "prefetch",
     "prefetch_fast",
     "fast_handler_ms",

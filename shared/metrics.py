@@ -194,6 +194,12 @@ class Metrics:
             description="Requests ingest refused, by reason: `unauthorized` (401), `forbidden` "
             "(403), `rate_limited` and `quota` (429).",
         )
+        self.rate_checks_skipped = meter.create_counter(
+            "rate_checks_skipped",
+            unit="1",
+            description="Requests admitted without a rate check because Redis was unreachable "
+            "(rate limiting fails open).",
+        )
         # Read by a callback at collection time: no cost per task.
         self._inflight_sources: list[Callable[[], int]] = []
         self.inflight = meter.create_observable_gauge(
@@ -222,7 +228,8 @@ class Metrics:
             self.rejected.add(0, {"reason": reason})
         for stage in ("claim", "complete", "reclaim"):
             self.fenced.add(0, {"stage": stage})
-        for counter in (self.enqueued, self.publish_failures, self.acks, self.repaired):
+        for counter in (self.enqueued, self.publish_failures, self.acks, self.repaired,
+                        self.rate_checks_skipped):  # fmt: skip
             counter.add(0)
 
     def track_inflight(self, source: Callable[[], int]) -> None:
@@ -311,6 +318,7 @@ LABELS: dict[str, str] = {
     "dlq_depth": "priority",
     "processing_inflight": "",
     "requests_rejected": "reason (unauthorized, forbidden, rate_limited, quota)",
+    "rate_checks_skipped": "",
 }
 
 

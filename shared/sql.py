@@ -6,6 +6,7 @@ A test prepares each of these against a migrated database.
 """
 
 # Insert new tasks, skipping those whose idempotency key is already taken; returns inserted rows.
+# $16 the tenants; $17 whether they count toward their tenant's in-flight quota.
 # Postgres's clock decides when a task is due (run_at, or now() + delay_ms) and so whether it
 # is queued now or scheduled (with a due row).
 INSERT_TASKS = """
@@ -36,12 +37,12 @@ WITH input AS (
 ), inserted AS (
     INSERT INTO tasks (id, type, priority, payload, status, max_attempts, retry_base_ms,
         retry_max_ms, retry_jitter_ms, timeout_ms, idempotency_key, run_at, queued_at,
-        trace_context, tenant)
+        trace_context, tenant, counted)
     SELECT id, type, priority, payload,
         CASE WHEN due_at > now() THEN 'scheduled' ELSE 'queued' END,
         max_attempts, retry_base_ms, retry_max_ms, retry_jitter_ms, timeout_ms,
         idempotency_key, greatest(due_at, now()),
-        CASE WHEN due_at > now() THEN NULL ELSE now() END, trace_context, tenant
+        CASE WHEN due_at > now() THEN NULL ELSE now() END, trace_context, tenant, $17
     FROM timed
     WHERE idempotency_key IS NULL OR id IN (SELECT task_id FROM keys)
     ORDER BY n
@@ -90,12 +91,12 @@ WITH input AS (
 ), inserted AS (
     INSERT INTO tasks (id, type, priority, payload, status, max_attempts, retry_base_ms,
         retry_max_ms, retry_jitter_ms, timeout_ms, idempotency_key, run_at, queued_at,
-        trace_context, tenant)
+        trace_context, tenant, counted)
     SELECT id, type, priority, payload,
         CASE WHEN due_at > now() THEN 'scheduled' ELSE 'queued' END,
         max_attempts, retry_base_ms, retry_max_ms, retry_jitter_ms, timeout_ms,
         idempotency_key, greatest(due_at, now()),
-        CASE WHEN due_at > now() THEN NULL ELSE now() END, trace_context, tenant
+        CASE WHEN due_at > now() THEN NULL ELSE now() END, trace_context, tenant, $17
     FROM timed
     WHERE idempotency_key IS NULL OR id IN (SELECT task_id FROM keys)
     ORDER BY n
@@ -111,16 +112,17 @@ FROM inserted
 """
 
 # The commonest group, inserted for the least: no task asks for a time or carries a key, and
-# their attempts, backoff, timeout, trace context and tenant are the same (scalars $5..$11
-# instead of arrays: an array costs the client per element). All queued now; returns one row:
-# the ids, the statement's now() (every row's created, updated, queued and run time) and the
-# outbox row.
+# their attempts, backoff, timeout, trace context, tenant and counting are the same (scalars
+# $5..$12 instead of arrays: an array costs the client per element). All queued now; returns
+# one row: the ids, the statement's now() (every row's created, updated, queued and run time)
+# and the outbox row.
 INSERT_TASKS_PLAIN = """
 WITH inserted AS (
     INSERT INTO tasks (id, type, priority, payload, status, max_attempts, retry_base_ms,
-        retry_max_ms, retry_jitter_ms, timeout_ms, run_at, queued_at, trace_context, tenant)
+        retry_max_ms, retry_jitter_ms, timeout_ms, run_at, queued_at, trace_context, tenant,
+        counted)
     SELECT i.id, i.type, i.priority, i.payload, 'queued', $5, $6, $7, $8, $9, now(), now(), $10,
-        $11
+        $11, $12
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[]) AS i(id, type, priority, payload)
     RETURNING id
 ), outboxed AS (

@@ -1,4 +1,4 @@
-"""The access commands: ``keys create|list|revoke``.
+"""The access commands: ``keys create|list|revoke`` and ``tenants set|list``.
 
 They talk to Postgres directly (whoever can reach the database is an admin already). A bad
 argument is one line on stderr and exit 2; an unreachable store is one line and exit 1. A new
@@ -19,13 +19,20 @@ import msgspec
 
 from taskstream.services.cli.format import format_time, parse_duration, table
 from taskstream.shared import config as config_mod
-from taskstream.shared.access_models import KeyCreated, KeyList
+from taskstream.shared.access_models import KeyCreated, KeyList, TenantList
 from taskstream.shared.config import Config
 from taskstream.shared.db import Database
-from taskstream.shared.domain.access import parse_scopes, valid_tenant
+from taskstream.shared.domain.access import (
+    TenantLimits,
+    parse_rate,
+    parse_scopes,
+    parse_size,
+    valid_tenant,
+)
 from taskstream.shared.errors import ConfigError, StoreUnavailable, TaskstreamError
 
-COMMANDS = ("keys",)
+COMMANDS = ("keys", "tenants")
+NONE = ("none", "off", "unlimited")
 _encode = msgspec.json.Encoder().encode
 
 
@@ -62,6 +69,8 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     if command not in COMMANDS:
         raise UsageError(f"unknown command {command!r}")
     parser = _Parser(prog=f"taskstream {command}", description=__doc__)
+    if command == "tenants":
+        return _tenants_parser(parser)
     sub = parser.add_subparsers(dest="action", required=True, metavar="create|list|revoke")
     create = sub.add_parser("create", help="a new API key, printed once")
     create.add_argument("--tenant", type=_tenant, required=True)
@@ -79,12 +88,74 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _tenants_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    sub = parser.add_subparsers(dest="action", required=True, metavar="set|list")
+    set_ = sub.add_parser(
+        "set", help="set a tenant's limits (only those given change; 'none' clears one)"
+    )
+    set_.add_argument("name", type=_tenant, metavar="TENANT")
+    set_.add_argument("--rate", type=_optional(parse_rate), help="e.g. 200/s, 1200/m")
+    set_.add_argument("--burst", type=_optional(_positive), help="tasks at once (default: rate)")
+    set_.add_argument("--max-in-flight", type=_optional(_positive),
+                      help="scheduled, queued, running and retrying tasks at most")  # fmt: skip
+    set_.add_argument("--max-payload", type=_optional(parse_size), help="e.g. 256KiB")
+    set_.add_argument("--weight", type=_positive, help="its fair share (default 1)")
+    _json_flag(set_)
+    listing = sub.add_parser("list", help="tenants with limits")
+    _json_flag(listing)
+    return parser
+
+
 async def _run(command: str, args: argparse.Namespace, config: Config) -> int:
     db = await Database.connect(config.stores.database_url, min_size=1, max_size=2)
     try:
+        if command == "tenants":
+            return await _tenants(args, db)
         return await _keys(args, db)
     finally:
         await db.close()
+
+
+UNSET = object()
+
+
+async def _tenants(args: argparse.Namespace, db: Database) -> int:
+    if args.action == "list":
+        return _print(args, TenantList(tenants=await db.tenants()), _tenants_text)
+    current = next(iter(await db.tenants(args.name)), TenantLimits(name=args.name))
+    changes = {
+        field: value
+        for field, value in (
+            ("rate_per_s", args.rate),
+            ("burst", args.burst),
+            ("max_in_flight", args.max_in_flight),
+            ("max_payload_bytes", args.max_payload),
+            ("weight", args.weight),
+        )
+        if value is not None
+    }
+    merged = msgspec.structs.replace(
+        current, in_flight=None, **{k: None if v is UNSET else v for k, v in changes.items()}
+    )
+    stored = await db.set_tenant(merged)
+    return _print(args, stored, lambda t: _tenants_text(TenantList(tenants=[t])))
+
+
+def _tenants_text(result: TenantList) -> str:
+    rows = [
+        (
+            t.name,
+            "-" if t.rate_per_s is None else f"{t.rate_per_s:g}/s",
+            t.effective_burst if t.rate_per_s is not None else None,
+            t.max_in_flight,
+            t.in_flight,
+            t.max_payload_bytes,
+            t.weight,
+        )
+        for t in result.tenants
+    ]
+    headers = ("TENANT", "RATE", "BURST", "MAX IN FLIGHT", "IN FLIGHT", "MAX PAYLOAD", "WEIGHT")
+    return table(headers, rows)
 
 
 async def _keys(args: argparse.Namespace, db: Database) -> int:
@@ -162,6 +233,30 @@ def _scopes(text: str) -> frozenset[str]:
         return parse_scopes(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _optional(parse: Any) -> Any:
+    """An option's parser that also takes ``none`` (clear the limit)."""
+
+    def parsed(text: str) -> Any:
+        if text.strip().lower() in NONE:
+            return UNSET
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parsed
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{text!r} is not a positive integer")
+    return value
 
 
 def _duration(text: str) -> int:

@@ -82,6 +82,8 @@ operating:
 
 access:
   keys          API keys: create --tenant T --scopes S [--name N] [--expires 30d] | list | revoke ID
+  tenants       limits: set T [--rate 200/s] [--burst 400] [--max-in-flight N]
+                [--max-payload 256KiB] [--weight W] | list
 
 measuring:
   load          the load generator (the Go scheduler's flags: -n -w -url -pct-* …)
@@ -105,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return show_config(rest)
     if command == "load":
         return int(importlib.import_module("taskstream.services.cli.load").load_main(rest))
-    if command in ("keys",):
+    if command in ("keys", "tenants"):
         module = importlib.import_module("taskstream.services.cli.access_cli")
         return int(module.access_main(command, rest))
     if command in ("queues", "pending", "task", "consumers", "dlq"):

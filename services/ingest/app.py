@@ -15,6 +15,7 @@ from taskstream.services.ingest import auth, state
 from taskstream.services.ingest.committer import GroupCommit
 from taskstream.services.ingest.credentials import Authenticator
 from taskstream.services.ingest.errors import errors_middleware
+from taskstream.services.ingest.limits import Limiter
 from taskstream.services.ingest.publisher import Publisher
 from taskstream.services.ingest.routes import Route, admin, dlq, queues, seeds, system, tasks
 from taskstream.shared.config import Config
@@ -47,6 +48,7 @@ def build_app(
         client_max_size=config.ingest.max_body_bytes,
     )
     app[state.AUTH] = authenticator
+    app[state.LIMITER] = Limiter(db, streams, metrics, cache_ms=config.access.limits_cache_ms)
     app[state.CONFIG] = config
     app[state.DB] = db
     app[state.STREAMS] = streams

@@ -62,6 +62,8 @@ SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/v1/keys"): ADMIN,
     ("POST", "/v1/keys"): ADMIN,
     ("DELETE", "/v1/keys/{id}"): ADMIN,
+    ("GET", "/v1/tenants"): ADMIN,
+    ("PUT", "/v1/tenants/{name}"): ADMIN,
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
     ("GET", "/openapi.json"): PUBLIC,

@@ -255,12 +255,23 @@ def _secure(paths: dict[str, Any]) -> None:
 
 def _access() -> tuple[dict[str, Any], dict[str, Any]]:
     """The admin routes (keys) and their schemas."""
-    from taskstream.shared.access_models import KeyCreated, KeyList, KeyRequest
-    from taskstream.shared.domain.access import ApiKey
+    from taskstream.shared.access_models import (
+        KeyCreated,
+        KeyList,
+        KeyRequest,
+        TenantList,
+        TenantRequest,
+    )
+    from taskstream.shared.domain.access import TENANT_PATTERN, ApiKey, TenantLimits
 
     _, components = msgspec.json.schema_components(
-        [KeyRequest, KeyCreated, KeyList, ApiKey], ref_template=REF
+        [KeyRequest, KeyCreated, KeyList, ApiKey, TenantRequest, TenantLimits, TenantList],
+        ref_template=REF,
     )
+    tenant_name = [
+        {"name": "name", "in": "path", "required": True,
+         "schema": {"type": "string", "pattern": TENANT_PATTERN}}
+    ]  # fmt: skip
     key_id = [{"name": "id", "in": "path", "required": True, "schema": UUID}]
     paths: dict[str, Any] = {
         "/v1/keys": {
@@ -291,6 +302,31 @@ def _access() -> tuple[dict[str, Any], dict[str, Any]]:
                     **_resp("503", "Postgres unreachable"),
                 },
             },
+        },
+        "/v1/tenants": {
+            "get": {
+                "summary": "Tenants with limits: rate, burst, in-flight quota (with the tasks "
+                "counted in flight), payload cap, share weight",
+                "responses": {
+                    **_resp("200", "The tenants", "TenantList"),
+                    **_resp("503", "Postgres unreachable"),
+                },
+            }
+        },
+        "/v1/tenants/{name}": {
+            "put": {
+                "summary": "Set a tenant's limits (replacing them; an absent limit is none). "
+                "Other ingest processes apply them within LIMITS_CACHE_MS",
+                "parameters": tenant_name,
+                "requestBody": {"required": True, **_json("TenantRequest")},
+                "responses": {
+                    **_resp("200", "Stored", "TenantLimits"),
+                    **_resp("400", "Malformed JSON or a bad tenant name"),
+                    **_resp("404", "Acting for another tenant"),
+                    **_resp("422", "Body does not validate; `field` names the offending field"),
+                    **_resp("503", "Postgres unreachable"),
+                },
+            }
         },
         "/v1/keys/{id}": {
             "delete": {

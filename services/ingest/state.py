@@ -7,6 +7,7 @@ from aiohttp import web
 
 from taskstream.services.ingest.committer import GroupCommit
 from taskstream.services.ingest.credentials import Authenticator
+from taskstream.services.ingest.limits import Limiter
 from taskstream.services.ingest.publisher import Publisher
 from taskstream.shared.config import Config
 from taskstream.shared.db import Database
@@ -20,6 +21,7 @@ PUBLISHER: web.AppKey[Publisher] = web.AppKey("publisher", Publisher)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 COMMITTER: web.AppKey[GroupCommit] = web.AppKey("committer", GroupCommit)
 AUTH: web.AppKey[Authenticator] = web.AppKey("auth", Authenticator)
+LIMITER: web.AppKey[Limiter] = web.AppKey("limiter", Limiter)
 
 
 def config(request: web.Request) -> Config:
@@ -40,3 +42,7 @@ def committer(request: web.Request) -> GroupCommit:
 
 def authenticator(request: web.Request) -> Authenticator:
     return request.app[AUTH]
+
+
+def limiter(request: web.Request) -> Limiter:
+    return request.app[LIMITER]

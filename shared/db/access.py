@@ -14,6 +14,7 @@ from taskstream.shared.domain.access import (
     ApiKey,
     CreatedKey,
     StoredKey,
+    TenantLimits,
     key_hash,
     new_key,
 )
@@ -34,8 +35,21 @@ def _api_key(row: Any) -> ApiKey:
     )
 
 
+def _tenant(row: Any) -> TenantLimits:
+    return TenantLimits(
+        name=row["name"],
+        rate_per_s=row["rate_per_s"],
+        burst=row["burst"],
+        max_in_flight=row["max_in_flight"],
+        max_payload_bytes=row["max_payload_bytes"],
+        weight=row["weight"],
+        in_flight=row.get("in_flight"),
+    )
+
+
 class AccessQueries(Base):
-    """API keys: create (stored hashed), find by hash, list, revoke, note their use."""
+    """API keys (create, stored hashed; find by hash, list, revoke, note their use) and the
+    tenants' limits."""
 
     async def create_api_key(
         self,
@@ -74,3 +88,25 @@ class AccessQueries(Base):
     async def touch_api_keys(self, ids: Sequence[uuid.UUID]) -> None:
         if ids:
             await self._pool.execute(q.TOUCH_API_KEYS, list(ids))
+
+    async def set_tenant(self, limits: TenantLimits) -> TenantLimits:
+        """Store a tenant's limits (replacing what it had). A quota set on a tenant whose tasks
+        were not counted starts counting those in flight now, in the same transaction."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                q.UPSERT_TENANT,
+                limits.name,
+                limits.rate_per_s,
+                limits.burst,
+                limits.max_in_flight,
+                limits.max_payload_bytes,
+                limits.weight,
+            )
+            if limits.max_in_flight is not None:
+                await conn.execute(q.ENSURE_USAGE, limits.name)
+                await conn.execute(q.COUNT_IN_FLIGHT, limits.name)
+        return _tenant(row)
+
+    async def tenants(self, name: str | None = None) -> list[TenantLimits]:
+        """Every tenant with limits (or the one named), with its counted tasks in flight."""
+        return [_tenant(r) for r in await self._pool.fetch(q.LIST_TENANTS, name)]

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from taskstream.shared import sql
+from taskstream.shared import sql, sql_access
 from taskstream.shared.db.base import (
     Base,
     _text,
@@ -18,7 +18,7 @@ from taskstream.shared.db.base import (
 )
 from taskstream.shared.db.boundary import is_driver_error, translate
 from taskstream.shared.domain import ClaimedTask, InsertResult, NewTask, Outcome, Task
-from taskstream.shared.errors import Fenced
+from taskstream.shared.errors import Fenced, QuotaExceeded
 
 # Outcome kind → the statement recording it: (ids, attempts[, errors, labels, delay|reason]).
 _COMPLETE = {
@@ -95,11 +95,38 @@ class TaskQueries(Base):
         """Insert tasks in one statement (all or nothing); a taken idempotency key inserts
         nothing and returns the task that holds it (a key older than ``key_ttl_ms`` is free
         again)."""
+        return await self._insert(self._pool, tasks, key_ttl_ms, counted=False)
+
+    async def insert_tasks_counted(
+        self,
+        tasks: Sequence[NewTask],
+        tenant: str,
+        max_in_flight: int,
+        *,
+        key_ttl_ms: int = 24 * 3_600_000,
+    ) -> InsertResult:
+        """``insert_tasks`` for one tenant with an in-flight quota: in one transaction, the
+        tenant's counter row is locked (so concurrent submitters take turns), the request is
+        refused whole with ``QuotaExceeded`` if it would take the tenant past
+        ``max_in_flight``, and the tasks inserted are added to the counter (the triggers of
+        migration 0009 take them off as they end)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            in_flight = int(await conn.fetchval(sql_access.LOCK_USAGE, tenant))
+            if in_flight + len(tasks) > max_in_flight:
+                raise QuotaExceeded(tenant, in_flight, max_in_flight)
+            result = await self._insert(conn, tasks, key_ttl_ms, counted=True)
+            if result.inserted:
+                await conn.execute(sql_access.ADD_USAGE, tenant, len(result.inserted))
+        return result
+
+    async def _insert(
+        self, conn: Any, tasks: Sequence[NewTask], key_ttl_ms: int, *, counted: bool
+    ) -> InsertResult:
         if not tasks:
             return InsertResult(inserted={}, existing={})
         plain = _plain(tasks)
         if plain is not None:
-            return await self._insert_plain(tasks, plain)
+            return await self._insert_plain(conn, tasks, plain, counted)
         # Sorted by key so that concurrent batches take key locks in one order (no deadlock).
         ordered = sorted(tasks, key=lambda t: (t.tenant, t.idempotency_key or ""))
         cols: list[list[Any]] = [[] for _ in range(15)]
@@ -128,7 +155,7 @@ class TaskQueries(Base):
         # so the lookups below, in statements of their own, always find it.
         timed = any(t.run_at is not None or t.delay_ms for t in tasks)
         query = sql.INSERT_TASKS if timed else sql.INSERT_TASKS_NOW
-        rows = await self._pool.fetch(query, *cols[:14], key_ttl_ms, cols[14])
+        rows = await conn.fetch(query, *cols[:14], key_ttl_ms, cols[14], counted)
         by_request = {t.id: t for t in tasks}
         inserted = {r["id"]: _inserted_view(by_request[r["id"]], r) for r in rows}
         outbox = [rows[0]["outbox_id"]] if rows and rows[0]["outbox_id"] is not None else []
@@ -144,13 +171,11 @@ class TaskQueries(Base):
             keys = {
                 (tenant, k["key"]): k
                 for tenant, names in by_tenant.items()
-                for k in await self._pool.fetch(sql.SELECT_IDEMPOTENCY_KEYS, tenant, names)
+                for k in await conn.fetch(sql.SELECT_IDEMPOTENCY_KEYS, tenant, names)
             }
             by_id = {
                 r["id"]: task_view(r)
-                for r in await self._pool.fetch(
-                    sql.SELECT_TASKS, [k["task_id"] for k in keys.values()]
-                )
+                for r in await conn.fetch(sql.SELECT_TASKS, [k["task_id"] for k in keys.values()])
             }
             for t in taken:
                 k = keys.get((t.tenant, t.idempotency_key or ""))
@@ -165,15 +190,18 @@ class TaskQueries(Base):
             inserted=inserted, existing=existing, rejected=rejected, outbox_ids=outbox
         )
 
-    async def _insert_plain(self, tasks: Sequence[NewTask], shared: Shared) -> InsertResult:
+    async def _insert_plain(
+        self, conn: Any, tasks: Sequence[NewTask], shared: Shared, counted: bool
+    ) -> InsertResult:
         """``INSERT_TASKS_PLAIN``: every task queued, one timestamp for all of them."""
-        row = await self._pool.fetchrow(
+        row = await conn.fetchrow(
             sql.INSERT_TASKS_PLAIN,
             [t.id for t in tasks],
             [t.type for t in tasks],
             [t.priority for t in tasks],
             [t.payload.decode() for t in tasks],
             *shared,
+            counted,
         )
         at = row["at"]
         inserted = {t.id: _inserted_view(t, _NowRow(at)) for t in tasks}

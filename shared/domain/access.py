@@ -125,3 +125,45 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
 
 # With auth off: one tenant, every scope.
 OFF = Principal(tenant=DEFAULT_TENANT, scopes=frozenset(SCOPES), kind="off")
+
+
+class TenantLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """A tenant's limits (None: no limit) and its share weight; ``in_flight`` is its tasks in
+    flight where a quota counts them (listings only)."""
+
+    name: str
+    rate_per_s: float | None = None
+    burst: int | None = None
+    max_in_flight: int | None = None
+    max_payload_bytes: int | None = None
+    weight: int = 1
+    in_flight: int | None = None
+
+    @property
+    def effective_burst(self) -> int:
+        """The bucket's size: the burst, or one second's worth of the rate (at least 1)."""
+        if self.burst is not None:
+            return self.burst
+        return max(1, round(self.rate_per_s or 1))
+
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*(s|sec|m|min|h|hour))?\s*$", re.I)
+_PER_S = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600}
+_SIZE = re.compile(r"^\s*(\d+)\s*(b|kb|kib|mb|mib)?\s*$", re.I)
+_BYTES = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2}
+
+
+def parse_rate(text: str) -> float:
+    """Tasks per second from ``200/s``, ``1200/m``, ``10/h`` or ``200``; ``ValueError``."""
+    m = _RATE.match(text)
+    if m is None or float(m.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a rate (e.g. 200/s, 1200/m)")
+    return float(m.group(1)) / _PER_S[(m.group(2) or "s").lower()]
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``256KiB``, ``1MiB``, ``64kB`` or ``1000``; ``ValueError``."""
+    m = _SIZE.match(text)
+    if m is None or int(m.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a size (e.g. 256KiB, 1MiB, 65536)")
+    return int(m.group(1)) * _BYTES[(m.group(2) or "b").lower()]

@@ -80,7 +80,8 @@ async def make_key(db: Database, tenant: str, *scopes: str, **kw: Any) -> str:
 
 
 def path_of(canonical: str) -> str:
-    return canonical.replace("{id}", str(uuid.uuid4())).replace("{priority}", "default")
+    path = canonical.replace("{id}", str(uuid.uuid4())).replace("{priority}", "default")
+    return path.replace("{name}", "acme")
 
 
 def test_every_route_of_the_app_declares_a_scope(

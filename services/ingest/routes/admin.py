@@ -1,5 +1,6 @@
-"""Admin routes: API keys (create, list, revoke). Every one needs the ``admin`` scope; an
-admin acting for a tenant (``X-Taskstream-Tenant``) sees and makes that tenant's keys only."""
+"""Admin routes: API keys (create, list, revoke) and the tenants' limits (list, set). Every
+one needs the ``admin`` scope; an admin acting for a tenant (``X-Taskstream-Tenant``) sees and
+makes that tenant's keys only."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ from taskstream.services.ingest import auth, params, state
 from taskstream.services.ingest.errors import invalid, json_response, not_found
 from taskstream.services.ingest.routes import ID, Route
 from taskstream.services.ingest.validate import decode_body
-from taskstream.shared.access_models import KeyCreated, KeyList, KeyRequest
+from taskstream.shared.access_models import (
+    KeyCreated,
+    KeyList,
+    KeyRequest,
+    TenantList,
+    TenantRequest,
+)
+from taskstream.shared.domain.access import TenantLimits, valid_tenant
 
 
 async def create_key(request: web.Request) -> web.Response:
@@ -50,7 +58,29 @@ async def revoke_key(request: web.Request) -> web.Response:
     return json_response(revoked)
 
 
+async def list_tenants(request: web.Request) -> web.Response:
+    tenants = await state.db(request).tenants(auth.principal(request).view)
+    return json_response(TenantList(tenants=tenants))
+
+
+async def set_tenant(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if not valid_tenant(name):
+        raise invalid(400, "not a tenant name (lower-case letters, digits, _ . -; 1-63)", "name")
+    who = auth.principal(request)
+    if who.acting and name != who.tenant:
+        raise not_found(f"no tenant {name}")
+    integers = ("burst", "max_in_flight", "max_payload_bytes", "weight")
+    body = decode_body(await request.read(), TenantRequest, integers)
+    limits = TenantLimits(name=name, **{f: getattr(body, f) for f in body.__struct_fields__})
+    stored = await state.db(request).set_tenant(limits)
+    state.limiter(request).forget()  # at once here; other ingests within LIMITS_CACHE_MS
+    return json_response(stored)
+
+
 ROUTES: list[Route] = [
+    ("GET", "/v1/tenants", list_tenants),
+    ("PUT", "/v1/tenants/{name}", set_tenant),
     ("GET", "/v1/keys", list_keys),
     ("POST", "/v1/keys", create_key),
     ("DELETE", "/v1/keys/{id:" + ID + "}", revoke_key),

@@ -20,6 +20,8 @@ from taskstream.services.ingest.routes import ID, Route
 from taskstream.services.ingest.validate import convert_task, decode_go_task, decode_task, new_task
 from taskstream.shared import tracing
 from taskstream.shared.domain import PRIORITIES, STATUSES, InsertResult, NewTask, Task
+from taskstream.shared.domain.access import TenantLimits
+from taskstream.shared.errors import QuotaExceeded
 from taskstream.shared.models import ApiError, BatchRequest, TaskList, TaskRequest
 
 _batch_decoder = msgspec.json.Decoder(BatchRequest)
@@ -44,27 +46,53 @@ def _enqueue_span(request: web.Request) -> AbstractContextManager[Span]:
 
 
 async def create_task(request: web.Request) -> web.Response:
-    view, created = await _create_one(request, decode_task(await request.read()))
-    return json_response(view, 201 if created else 200)
+    view, created, headers = await _create_one(request, decode_task(await request.read()))
+    return json_response(view, 201 if created else 200, headers)
 
 
 async def create_go_task(request: web.Request) -> web.Response:
     """The Go scheduler's ``POST /tasks``: 202 queued, or 200 duplicate."""
-    view, created = await _create_one(request, decode_go_task(await request.read()))
+    view, created, headers = await _create_one(request, decode_go_task(await request.read()))
     if created:
-        return json_response({"task_id": str(view.id), "status": "queued"}, 202)
-    return json_response({"task_id": str(view.id), "status": "duplicate"}, 200)
+        return json_response({"task_id": str(view.id), "status": "queued"}, 202, headers)
+    return json_response({"task_id": str(view.id), "status": "duplicate"}, 200, headers)
 
 
-async def _create_one(request: web.Request, req: TaskRequest) -> tuple[Task, bool]:
+async def _create_one(
+    request: web.Request, req: TaskRequest
+) -> tuple[Task, bool, dict[str, str] | None]:
     with _enqueue_span(request) as span:
         tenant = auth.principal(request).tenant
         task = new_task(
             req, state.config(request), trace_context=tracing.current_traceparent(), tenant=tenant
         )
         span.set_attribute("taskstream.task.id", str(task.id))
-        result = await state.committer(request).insert([task])
-    return _result_of(task, result)
+        limiter = state.limiter(request)
+        limits = await limiter.of(tenant)
+        headers = None
+        if limits is None:  # the usual case: no limits, nothing more to pay
+            result = await state.committer(request).insert([task])
+        else:
+            error = limiter.payload_error(limits, task)
+            if error is not None:
+                raise error
+            headers = await limiter.admit(limits, 1)
+            result = await _insert_limited(request, limits, [task])
+    view, created = _result_of(task, result)
+    return view, created, headers
+
+
+async def _insert_limited(
+    request: web.Request, limits: TenantLimits, tasks: list[NewTask]
+) -> InsertResult:
+    """Commit the tasks of a tenant with limits: through its in-flight quota when it has one."""
+    committer = state.committer(request)
+    if limits.max_in_flight is None:
+        return await committer.insert(tasks)
+    try:
+        return await committer.insert_counted(tasks, limits.name, limits.max_in_flight)
+    except QuotaExceeded as exc:
+        raise state.limiter(request).quota_error(exc) from None
 
 
 async def create_batch(request: web.Request) -> web.Response:
@@ -84,24 +112,33 @@ async def create_batch(request: web.Request) -> web.Response:
     results = [None] * len(requests)
     tasks: list[tuple[int, NewTask]] = []
     tenant = auth.principal(request).tenant
+    limiter = state.limiter(request)
+    limits = await limiter.of(tenant)
+    headers = None
     with _enqueue_span(request) as span:
         trace_context = tracing.current_traceparent()
         for i, item in enumerate(requests):
             try:
                 req = item if valid else convert_task(item)
                 task = new_task(req, config, trace_context=trace_context, tenant=tenant)
+                if limits is not None and (error := limiter.payload_error(limits, task)):
+                    raise error
                 tasks.append((i, task))
             except Invalid as exc:
                 results[i] = {"error": _in_batch(exc.error, i)}
         span.set_attribute("taskstream.batch.size", len(tasks))
-        result = await state.committer(request).insert([t for _, t in tasks])
+        if limits is None:
+            result = await state.committer(request).insert([t for _, t in tasks])
+        else:  # the batch's tasks are admitted together or refused together
+            headers = await limiter.admit(limits, len(tasks))
+            result = await _insert_limited(request, limits, [t for _, t in tasks])
     for i, task in tasks:
         try:
             view, created = _result_of(task, result)
             results[i] = {"id": view.id, "status": view.status, "created": created, "task": view}
         except Invalid as exc:
             results[i] = {"error": _in_batch(exc.error, i)}
-    return json_response({"results": results})
+    return json_response({"results": results}, headers=headers)
 
 
 def _decode_batch(body: bytes) -> BatchRequest:
