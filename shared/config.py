@@ -207,6 +207,20 @@ class ExecutorConfig(msgspec.Struct, frozen=True, kw_only=True):
     complete_linger_ms: Annotated[
         int, _d("How long an executor waits to gather outcomes into one commit.")
     ] = 2
+    result_max_bytes: Annotated[
+        int,
+        _d(
+            "Largest handler result stored (its JSON); a larger one, or one that is not JSON, "
+            "fails the attempt without retry (dead letter reason `bad_result`)."
+        ),
+    ] = 1024 * 1024
+    pause_poll_ms: Annotated[
+        int,
+        _d(
+            "How often an executor reads which queues are paused (a paused priority or type "
+            "stops starting within this)."
+        ),
+    ] = 1000
 
     def weights(self) -> dict[str, int]:
         """The weight of each priority, in ``PRIORITIES`` order."""
@@ -214,7 +228,8 @@ class ExecutorConfig(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class WatcherConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """The watcher's roles: the due mover and the repair of lost entries."""
+    """The watcher's roles: the due mover, the repair of lost entries, the schedules and the
+    release of parked tasks."""
 
     watch_interval_ms: Annotated[
         int,
@@ -248,6 +263,27 @@ class WatcherConfig(msgspec.Struct, frozen=True, kw_only=True):
             "backstop for entries lost in ways nothing else notices."
         ),
     ] = 5_000
+    outbox_interval_ms: Annotated[
+        int,
+        _d(
+            "How often the watcher scans for tasks enqueued in applications' transactions "
+            "besides being woken by their notification (the backstop if one is missed)."
+        ),
+    ] = 1_000
+    schedule_batch: Annotated[
+        int,
+        _d(
+            "Most schedules, and most ticks of one schedule, the watcher fires in one "
+            "transaction (a long catch-up continues in the next pass at once)."
+        ),
+    ] = 1000
+    schedule_grace_ms: Annotated[
+        int,
+        _d(
+            "A tick fired at most this late counts as on time (`enqueued`); later, within the "
+            "schedule's `catchup`, as `caught_up`; later still it is `missed`."
+        ),
+    ] = 30_000
 
 
 class JanitorConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -360,6 +396,10 @@ POSITIVE = (
     "redis_timeout_ms",
     "outbox_grace_ms",
     "sweep_batch",
+    "outbox_interval_ms",
+    "pause_poll_ms",
+    "result_max_bytes",
+    "schedule_batch",
     "keep_succeeded_ms",
     "keep_cancelled_ms",
     "keep_dead_ms",
@@ -382,6 +422,7 @@ NON_NEGATIVE = (
     "retry_jitter_ms",
     "shutdown_grace_ms",
     "complete_linger_ms",
+    "schedule_grace_ms",
 )
 
 

@@ -8,7 +8,8 @@
 
 Modules named in ``HANDLER_MODULES`` are imported when an executor starts, which runs their
 decorators. A handler is a coroutine function (or a plain function, run in a thread) taking
-the task's payload and a ``Context``.
+the task's payload and a ``Context``; what it returns (JSON, up to ``RESULT_MAX_BYTES``) is
+stored with its success. Raising ``Snooze(seconds)`` runs it again later, no attempt used.
 """
 
 from __future__ import annotations
@@ -33,6 +34,26 @@ HandlerFn = Callable[[Any, "Context"], Awaitable[Any]] | Callable[[Any, "Context
 
 class NonRetryableError(TaskstreamError):
     """Raise from a handler to send the task straight to the dead letters."""
+
+
+SNOOZE_MAX_S = 30 * 24 * 3600  # as far ahead as a delayed task may be
+
+
+class Snooze(TaskstreamError):
+    """Raise from a handler to run the task again after ``seconds`` without using an
+    attempt: it waits in the due table (status ``scheduled``), its fencing token still grows
+    (``ctx.attempt``), ``ctx.attempt_number`` stays, and the snooze is in its history. An
+    exactly-once handler's writes are rolled back."""
+
+    def __init__(self, seconds: float) -> None:
+        if not 0 <= seconds <= SNOOZE_MAX_S:
+            raise ValueError(f"Snooze takes 0 to {SNOOZE_MAX_S} seconds, got {seconds!r}")
+        super().__init__(f"snoozed for {seconds} s")
+        self.seconds = seconds
+
+    @property
+    def delay_ms(self) -> int:
+        return round(self.seconds * 1000)
 
 
 class Transaction(Protocol):

@@ -22,7 +22,16 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 from taskstream.shared.domain import PRIORITIES
 
 # Why a task goes to the dead letters (the label values of tasks_dead_lettered_total).
-DEAD_REASONS = ("attempts_exhausted", "non_retryable", "unknown_type", "poison", "outcome_refused")
+DEAD_REASONS = (
+    "attempts_exhausted",
+    "non_retryable",
+    "unknown_type",
+    "poison",
+    "outcome_refused",
+    "bad_result",
+)
+# What became of a schedule's tick (the label values of schedule_runs_total).
+SCHEDULE_OUTCOMES = ("enqueued", "caught_up", "skipped", "missed", "triggered")
 
 # Why ingest refused a request (the label values of requests_rejected_total).
 REJECT_REASONS = ("unauthorized", "forbidden", "rate_limited", "quota")
@@ -118,6 +127,12 @@ class Metrics:
         self.dead = meter.create_counter(
             "tasks_dead_lettered", unit="1", description="Tasks moved to the dead letters."
         )
+        self.snoozed = meter.create_counter(
+            "tasks_snoozed",
+            unit="1",
+            description="Attempts that snoozed (the handler raised Snooze): run again later, "
+            "no attempt used.",
+        )
         self.reaped = meter.create_counter(
             "tasks_reaped", unit="1", description="Entries reclaimed after the visibility timeout."
         )
@@ -146,10 +161,37 @@ class Metrics:
         self.repaired = meter.create_counter(
             "tasks_repaired", unit="1", description="Queued tasks re-published (entry lost)."
         )
+        self.outbox_published = meter.create_counter(
+            "tasks_outbox_published",
+            unit="1",
+            description="Tasks enqueued in applications' transactions, published by the watcher.",
+        )
         self.lateness_seconds = meter.create_histogram(
             "watcher_lateness_seconds",
             unit="s",
             description="How late the watcher moved a due task.",
+        )
+        self.schedule_runs = meter.create_counter(
+            "schedule_runs",
+            unit="1",
+            description="Schedule ticks by outcome: enqueued (on time), caught_up (late, within "
+            "the catch-up window), skipped (overlap policy), missed (past the window), "
+            "triggered (run by hand).",
+        )
+        self.schedule_lateness_seconds = meter.create_histogram(
+            "schedule_lateness_seconds",
+            unit="s",
+            description="How long after its release (tick plus jitter) a schedule's tick fired.",
+        )
+        self.parked = meter.create_counter(
+            "tasks_parked",
+            unit="1",
+            description="Deliveries of a paused task type set aside (queued, no attempt used).",
+        )
+        self.unparked = meter.create_counter(
+            "tasks_unparked",
+            unit="1",
+            description="Parked tasks re-published after their type was resumed.",
         )
         # Queue gauges: sampled in one place (the janitor), never summed across executors.
         self.queue_depth = meter.create_gauge(
@@ -200,6 +242,14 @@ class Metrics:
             description="Requests admitted without a rate check because Redis was unreachable "
             "(rate limiting fails open).",
         )
+        self.queue_paused = meter.create_gauge(
+            "queue_paused",
+            unit="1",
+            description="1 while a queue (a priority, or a task type) is paused, else 0.",
+        )
+        self.schedules = meter.create_gauge(
+            "schedules", unit="1", description="Schedules by state: active, paused, ended."
+        )
         # Read by a callback at collection time: no cost per task.
         self._inflight_sources: list[Callable[[], int]] = []
         self.inflight = meter.create_observable_gauge(
@@ -224,13 +274,17 @@ class Metrics:
                 labels = {"type": task_type, "priority": priority}
                 self.succeeded.add(0, labels)
                 self.failed.add(0, labels)
+                self.snoozed.add(0, labels)
         for reason in REJECT_REASONS:
             self.rejected.add(0, {"reason": reason})
         for stage in ("claim", "complete", "reclaim"):
             self.fenced.add(0, {"stage": stage})
         for counter in (self.enqueued, self.publish_failures, self.acks, self.repaired,
+                        self.outbox_published, self.parked, self.unparked,
                         self.rate_checks_skipped):  # fmt: skip
             counter.add(0)
+        for outcome in SCHEDULE_OUTCOMES:
+            self.schedule_runs.add(0, {"outcome": outcome})
 
     def track_inflight(self, source: Callable[[], int]) -> None:
         """Count ``source()`` in ``processing_inflight`` (an executor registers itself)."""
@@ -296,6 +350,7 @@ LABELS: dict[str, str] = {
     "tasks_failed": "type, priority",
     "tasks_retried": "priority",
     "tasks_dead_lettered": "priority, reason",
+    "tasks_snoozed": "type, priority",
     "tasks_reaped": "priority",
     "acks": "",
     "fenced_results": "stage (claim, complete, reclaim)",
@@ -305,6 +360,7 @@ LABELS: dict[str, str] = {
     "stream_trimmed": "priority",
     "tasks_moved": "priority",
     "tasks_repaired": "",
+    "tasks_outbox_published": "",
     "watcher_lateness_seconds": "",
     "queue_depth": "priority",
     "stream_length": "priority",
@@ -316,6 +372,12 @@ LABELS: dict[str, str] = {
     "retry_set_depth": "priority",
     "delayed_depth": "priority",
     "dlq_depth": "priority",
+    "schedule_runs": "outcome",
+    "schedule_lateness_seconds": "",
+    "tasks_parked": "type",
+    "tasks_unparked": "",
+    "queue_paused": "kind (priority, type), queue",
+    "schedules": "state",
     "processing_inflight": "",
     "requests_rejected": "reason (unauthorized, forbidden, rate_limited, quota)",
     "rate_checks_skipped": "",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -35,6 +35,29 @@ class Backoff(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     jitter_ms: Millis | None = None
 
 
+Status = Literal["scheduled", "queued", "running", "succeeded", "retrying", "dead", "cancelled"]
+# What a unique identity is made of besides the type: the priority, the payload, or a dotted
+# path into it (``payload.user_id``, ``payload.items.0``).
+UniqueField = Annotated[
+    str, msgspec.Meta(max_length=200, pattern="^(type|priority|payload(\\.[^.\x00]+)*)$")
+]
+# A period: a count and a unit, ``500ms``, ``30s``, ``10m``, ``2h``, ``7d``.
+Period = Annotated[str, msgspec.Meta(pattern="^[1-9][0-9]{0,5}(ms|s|m|h|d)$")]
+
+
+class UniqueOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The ``unique`` option: a task with the same identity (its type, ``key`` and the ``by``
+    fields) is not created while another is in one of ``states`` (default: not yet finished,
+    which they must include) or within the period ``for`` after that one was submitted."""
+
+    key: IdemKey | None = None
+    by: Annotated[list[UniqueField], msgspec.Meta(max_length=20)] = msgspec.field(
+        default_factory=list
+    )
+    states: Annotated[list[Status], msgspec.Meta(max_length=20)] | None = None
+    period: Period | None = msgspec.field(default=None, name="for")
+
+
 class TaskRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Body of ``POST /v1/tasks`` (and each element of a batch)."""
 
@@ -47,6 +70,7 @@ class TaskRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     max_attempts: Attempts | None = None
     backoff: Backoff | None = None
     timeout_ms: PositiveMillis | None = None
+    unique: UniqueOptions | None = None
 
 
 class BatchRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -38,6 +38,7 @@ from taskstream.shared.ops_models import (
     DlqRef,
     DlqResult,
     DlqSelection,
+    PausedType,
     PendingList,
     PendingView,
     Queues,
@@ -82,12 +83,16 @@ class RemovedConsumers(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def queues(db: Database, streams: Streams) -> Queues:
-    """Per priority: the stream and its group (Redis) and the due and dead rows (Postgres)."""
+    """Per priority: the stream and its group (Redis), the due and dead rows and whether it is
+    paused (Postgres); and the paused task types."""
     stats = await streams.stream_stats()
     depths = await db.queue_depths()
+    paused = await db.queue_pauses()
+    by_priority = {p.name: p for p in paused if p.kind == "priority"}
     out: list[QueueStats] = []
     for s in stats:
         depth = depths.get(s.priority, {})
+        pause = by_priority.get(s.priority)
         out.append(
             QueueStats(
                 priority=s.priority,
@@ -103,9 +108,16 @@ async def queues(db: Database, streams: Streams) -> Queues:
                 retries_waiting=depth.get("retry", 0),
                 delayed_waiting=depth.get("delayed", 0),
                 dead_letters=depth.get("dead", 0),
+                paused=pause is not None,
+                paused_note=pause.note if pause is not None else None,
             )
         )
-    return Queues(queues=out)
+    types = [
+        PausedType(type=p.name, note=p.note, paused_at=p.paused_at, parked=p.parked)
+        for p in paused
+        if p.kind == "type" and p.paused_at is not None
+    ]
+    return Queues(queues=out, paused_types=types)
 
 
 async def pending(

@@ -45,10 +45,23 @@ class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
     retries_waiting: int  # due rows of kind retry (Postgres)
     delayed_waiting: int  # due rows of kind delayed (Postgres)
     dead_letters: int  # Postgres
+    paused: bool = False  # executors start none of its tasks (queue_pauses)
+    paused_note: str | None = None
+
+
+class PausedType(msgspec.Struct, frozen=True, kw_only=True):
+    """A paused task type: its tasks wait (queued, no attempt used); ``parked`` of them were
+    handed to an executor and set aside until the resume."""
+
+    type: str
+    note: str | None
+    paused_at: datetime
+    parked: int
 
 
 class Queues(msgspec.Struct, frozen=True, kw_only=True):
     queues: list[QueueStats]
+    paused_types: list[PausedType] = msgspec.field(default_factory=list)
 
 
 class TaskSummary(msgspec.Struct, frozen=True, kw_only=True):

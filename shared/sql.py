@@ -6,7 +6,8 @@ A test prepares each of these against a migrated database.
 """
 
 # Insert new tasks, skipping those whose idempotency key is already taken; returns inserted rows.
-# $16 the tenants; $17 whether they count toward their tenant's in-flight quota.
+# $16 the unique states, $17 the tenants, $18 whether the tasks count toward their tenant's
+# in-flight quota (INSERT_TASKS_NOW: $16 the tenants, $17 the counting).
 # Postgres's clock decides when a task is due (run_at, or now() + delay_ms) and so whether it
 # is queued now or scheduled (with a due row).
 INSERT_TASKS = """
@@ -14,10 +15,10 @@ WITH input AS (
     SELECT * FROM unnest(
         $1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::int[],
         $7::int[], $8::int[], $9::int[], $10::text[], $11::bytea[], $12::timestamptz[],
-        $13::text[], $14::bigint[], $16::text[]
+        $13::text[], $14::bigint[], $16::int[], $17::text[]
     ) WITH ORDINALITY AS i(id, type, priority, payload, max_attempts, retry_base_ms,
         retry_max_ms, retry_jitter_ms, timeout_ms, idempotency_key, request_hash, run_at,
-        trace_context, delay_ms, tenant, n)
+        trace_context, delay_ms, unique_states, tenant, n)
 ), timed AS (
     SELECT *, coalesce(run_at, now() + coalesce(delay_ms, 0) * interval '1 millisecond')
         AS due_at
@@ -37,12 +38,13 @@ WITH input AS (
 ), inserted AS (
     INSERT INTO tasks (id, type, priority, payload, status, max_attempts, retry_base_ms,
         retry_max_ms, retry_jitter_ms, timeout_ms, idempotency_key, run_at, queued_at,
-        trace_context, tenant, counted)
+        trace_context, unique_states, tenant, counted)
     SELECT id, type, priority, payload,
         CASE WHEN due_at > now() THEN 'scheduled' ELSE 'queued' END,
         max_attempts, retry_base_ms, retry_max_ms, retry_jitter_ms, timeout_ms,
         idempotency_key, greatest(due_at, now()),
-        CASE WHEN due_at > now() THEN NULL ELSE now() END, trace_context, tenant, $17
+        CASE WHEN due_at > now() THEN NULL ELSE now() END, trace_context, unique_states,
+        tenant, $18
     FROM timed
     WHERE idempotency_key IS NULL OR id IN (SELECT task_id FROM keys)
     ORDER BY n
@@ -148,6 +150,94 @@ SELECT_TASK_OF = "SELECT * FROM tasks WHERE id = $1 AND ($2::text IS NULL OR ten
 # Several tasks by id.
 SELECT_TASKS = "SELECT * FROM tasks WHERE id = ANY($1::uuid[])"
 
+# Those of these tasks that have ended (succeeded, dead or cancelled): what ingest's waiters
+# are woken with, one query for every waiter a notification concerns.
+SELECT_FINISHED_TASKS = """
+SELECT * FROM tasks
+WHERE id = ANY($1::uuid[]) AND status IN ('succeeded', 'dead', 'cancelled')
+"""
+
+# Take unique identities for new tasks ($1 hashes, $2 task ids, $3 periods in ms, null: none),
+# one per hash, the batch's first asker getting it, in hash order (concurrent batches lock
+# their rows in one order): a new row, or a free one taken over (its task left its unique
+# states and its period is over). Concurrent inserters of one hash are settled by the primary
+# key: the second waits for the first to commit, then finds its row held. Returns the ids of
+# the tasks that got theirs.
+CLAIM_UNIQUE = """
+INSERT INTO unique_claims (hash, task_id, until)
+SELECT DISTINCT ON (hash) hash, task_id, now() + for_ms * interval '1 millisecond'
+FROM unnest($1::bytea[], $2::uuid[], $3::bigint[]) WITH ORDINALITY AS c(hash, task_id, for_ms, n)
+ORDER BY hash, n
+ON CONFLICT (hash) DO UPDATE
+    SET task_id = excluded.task_id, held = true, until = excluded.until, created_at = now()
+    WHERE NOT unique_claims.held
+        AND (unique_claims.until IS NULL OR unique_claims.until <= now())
+RETURNING task_id
+"""
+
+# Give back the identities CLAIM_UNIQUE took for tasks then not inserted (their idempotency
+# key was taken), in the same transaction.
+DROP_UNIQUE_CLAIMS = "DELETE FROM unique_claims WHERE task_id = ANY($1::uuid[])"
+
+# The tasks holding these unique identities (what a duplicate is answered with).
+SELECT_UNIQUE_HOLDERS = """
+SELECT c.hash AS unique_hash, t.*
+FROM unique_claims c JOIN tasks t ON t.id = c.task_id
+WHERE c.hash = ANY($1::bytea[])
+"""
+
+# Transactional enqueue (taskstream.enqueue): one task inserted through the application's own
+# connection, inside its transaction; the same rules as INSERT_TASKS (Postgres's clock, the
+# idempotency key taken or found, $15 its TTL in ms; $16 the unique states). A queued task gets
+# an outbox row of its own marked 'enqueue' and a notification, both delivered only if the
+# application commits: the watcher publishes the row at once (services/watcher/outbox.py).
+# Parameters are typed text where the application's connection may carry its own codecs.
+ENQUEUE_TASK = """
+WITH input AS (
+    SELECT $1::uuid AS id, $2::text AS type, $3::text AS priority, $4::text::jsonb AS payload,
+        $5::int AS max_attempts, $6::int AS retry_base_ms, $7::int AS retry_max_ms,
+        $8::int AS retry_jitter_ms, $9::int AS timeout_ms, $10::text AS idempotency_key,
+        $11::bytea AS request_hash,
+        coalesce($12::timestamptz, now() + coalesce($13::bigint, 0) * interval '1 millisecond')
+            AS due_at,
+        $14::text AS trace_context, $16::int AS unique_states
+), keys AS (
+    -- The application's own enqueue is the default tenant's.
+    INSERT INTO idempotency_keys (key, task_id, request_hash)
+    SELECT idempotency_key, id, request_hash FROM input WHERE idempotency_key IS NOT NULL
+    ON CONFLICT (tenant, key) DO UPDATE
+        SET task_id = excluded.task_id, request_hash = excluded.request_hash, created_at = now()
+        WHERE idempotency_keys.created_at < now() - $15 * interval '1 millisecond'
+    RETURNING task_id
+), inserted AS (
+    INSERT INTO tasks (id, type, priority, payload, status, max_attempts, retry_base_ms,
+        retry_max_ms, retry_jitter_ms, timeout_ms, idempotency_key, run_at, queued_at,
+        trace_context, unique_states)
+    SELECT id, type, priority, payload,
+        CASE WHEN due_at > now() THEN 'scheduled' ELSE 'queued' END,
+        max_attempts, retry_base_ms, retry_max_ms, retry_jitter_ms, timeout_ms,
+        idempotency_key, greatest(due_at, now()),
+        CASE WHEN due_at > now() THEN NULL ELSE now() END, trace_context, unique_states
+    FROM input
+    WHERE idempotency_key IS NULL OR id IN (SELECT task_id FROM keys)
+    RETURNING id, status, priority, run_at
+), delayed AS (
+    INSERT INTO due (bucket, due_at, task_id, attempt, priority, kind)
+    SELECT date_trunc('hour', run_at, 'UTC'), run_at, id, 1, priority, 'delayed'
+    FROM inserted WHERE status = 'scheduled'
+), outboxed AS (
+    INSERT INTO outbox (task_ids, source)
+    SELECT ARRAY[id], 'enqueue' FROM inserted WHERE status = 'queued'
+    RETURNING id
+), told AS (
+    SELECT pg_notify('taskstream_outbox', '') FROM outboxed
+)
+SELECT i.id, i.status, (SELECT count(*) FROM told) AS told FROM inserted i
+"""
+
+# The id and status of one task (what enqueue answers with for a task it did not create).
+SELECT_TASK_STATUS = "SELECT id, status FROM tasks WHERE id = $1"
+
 # A page of tasks, newest first (ids are time-ordered), filtered; the cursor is the last id seen.
 LIST_TASKS = """
 SELECT * FROM tasks
@@ -173,23 +263,43 @@ ORDER BY tenant DESC, id DESC
 LIMIT $5
 """
 
+# The tail of every statement that ends tasks (CTE `done`, returning their ids): one
+# notification on commit for ingest's waiters (GET /v1/tasks/{id}?wait=), naming up to 200 of
+# the tasks (a payload holds at most 8000 bytes), or "*" when more ended (look at every
+# waiter). Only the first 201 rows are read for it. See shared/db/listen.py.
+_TOLD = """told AS (
+    SELECT pg_notify('taskstream_done',
+        CASE WHEN count(*) > 200 THEN '*' ELSE string_agg(id::text, ',') END)
+    FROM (SELECT id FROM done LIMIT 201) AS d
+    HAVING count(*) > 0
+)"""
+
+# Release the unique identities of tasks in `done` that just left their unique states (bit
+# {bit} of `unique_states`: the status they took); a task without one has null states.
+_RELEASE = """released AS (
+    UPDATE unique_claims u SET held = false
+    FROM done d
+    WHERE u.task_id = d.id AND u.held AND d.unique_states & {bit} = 0
+)"""
+
+
 # Lock a task's due rows first (a cancel's first statement): the watcher's move locks due rows,
 # then task rows, so a cancel that locked the task row first and then waited for its due row
 # could deadlock with it. Taking the same order, one simply waits for the other.
 LOCK_DUE_OF_TASK = "SELECT 1 FROM due WHERE task_id = $1 FOR UPDATE"
 
 # Cancel a task of tenant $2 (null: anyone's) that has not started (scheduled, queued or
-# retrying); drops its due row.
-CANCEL_TASK = """
-WITH cancelled AS (
+# retrying); drops its due row, releases its unique identity, tells the waiters.
+CANCEL_TASK = f"""
+WITH done AS (
     UPDATE tasks SET status = 'cancelled', updated_at = now(), finished_at = now()
     WHERE id = $1 AND status IN ('scheduled', 'queued', 'retrying')
         AND ($2::text IS NULL OR tenant = $2)
     RETURNING *
 ), undue AS (
-    DELETE FROM due WHERE task_id IN (SELECT id FROM cancelled)
-)
-SELECT * FROM cancelled
+    DELETE FROM due WHERE task_id IN (SELECT id FROM done)
+), {_RELEASE.format(bit=64)}, {_TOLD}
+SELECT done.* FROM done, (SELECT count(*) FROM told) AS n
 """
 
 # Claim delivered entries: queued → running, fenced by attempt; returns what handlers need.
@@ -201,7 +311,7 @@ FROM unnest($1::uuid[], $2::int[], $4::text[]) AS c(id, attempt, entry_id)
 WHERE t.id = c.id AND t.attempt = c.attempt AND t.status = 'queued'
 RETURNING t.id, t.attempt, t.type, t.priority, t.payload::text AS payload, t.timeout_ms,
     t.max_attempts, t.first_attempt, t.retry_base_ms, t.retry_max_ms, t.retry_jitter_ms,
-    t.queued_at, t.started_at
+    t.queued_at, t.started_at, t.unique_states
 """
 
 # Take back this consumer's own entries after a restart (same stable name): they may be
@@ -215,7 +325,7 @@ WHERE t.id = c.id AND t.attempt = c.attempt
   AND (t.status = 'queued' OR (t.status = 'running' AND t.consumer = $3))
 RETURNING t.id, t.attempt, t.type, t.priority, t.payload::text AS payload, t.timeout_ms,
     t.max_attempts, t.first_attempt, t.retry_base_ms, t.retry_max_ms, t.retry_jitter_ms,
-    t.queued_at, t.started_at
+    t.queued_at, t.started_at, t.unique_states
 """
 
 # Put claimed but never started tasks back to queued (executor shutdown), fenced.
@@ -234,19 +344,41 @@ WITH released AS (
 SELECT released.id, (SELECT id FROM outboxed) AS outbox_id FROM released
 """
 
-# Record successful attempts (fenced); returns the ids recorded.
-COMPLETE_SUCCEEDED = """
-UPDATE tasks t SET status = 'succeeded', finished_at = now(), updated_at = now()
-FROM unnest($1::uuid[], $2::int[]) AS c(id, attempt)
-WHERE t.id = c.id AND t.attempt = c.attempt AND t.status = 'running'
-RETURNING t.id
+# Record successful attempts (fenced) whose handlers returned nothing, of tasks without a
+# unique identity (the hot path: nothing more than the status); returns the ids recorded.
+COMPLETE_SUCCEEDED = f"""
+WITH done AS (
+    UPDATE tasks t SET status = 'succeeded', finished_at = now(), updated_at = now()
+    FROM unnest($1::uuid[], $2::int[]) AS c(id, attempt)
+    WHERE t.id = c.id AND t.attempt = c.attempt AND t.status = 'running'
+    RETURNING t.id
+), {_TOLD}
+SELECT id FROM done, (SELECT count(*) FROM told) AS n
 """
 
-# Record one successful attempt inside the handler's own transaction (exactly-once handlers).
-COMPLETE_SUCCEEDED_ONE = """
-UPDATE tasks SET status = 'succeeded', finished_at = now(), updated_at = now()
-WHERE id = $1 AND attempt = $2 AND status = 'running'
-RETURNING id
+# Record successful attempts (fenced) with their results ($3, JSON; null for none) and the
+# release of their unique identities; returns the ids recorded.
+COMPLETE_SUCCEEDED_WITH = f"""
+WITH done AS (
+    UPDATE tasks t SET status = 'succeeded', finished_at = now(), updated_at = now(),
+        result = c.result
+    FROM unnest($1::uuid[], $2::int[], $3::jsonb[]) AS c(id, attempt, result)
+    WHERE t.id = c.id AND t.attempt = c.attempt AND t.status = 'running'
+    RETURNING t.id, t.unique_states
+), {_RELEASE.format(bit=8)}, {_TOLD}
+SELECT id FROM done, (SELECT count(*) FROM told) AS n
+"""
+
+# Record one successful attempt, with its result ($3, JSON or null), inside the handler's own
+# transaction (exactly-once handlers).
+COMPLETE_SUCCEEDED_ONE = f"""
+WITH done AS (
+    UPDATE tasks SET status = 'succeeded', finished_at = now(), updated_at = now(),
+        result = $3::jsonb
+    WHERE id = $1 AND attempt = $2 AND status = 'running'
+    RETURNING id, unique_states
+), {_RELEASE.format(bit=8)}, {_TOLD}
+SELECT id FROM done, (SELECT count(*) FROM told) AS n
 """
 
 # Record failed attempts that will run again: keep the error in the history, bump the
@@ -273,26 +405,51 @@ WITH c AS (
 SELECT id FROM upd
 """
 
-# Record failed attempts that end the task: dead, with the error history and a dead letter.
-COMPLETE_DEAD = """
+# Record failed attempts that end the task: dead, with the error history and a dead letter;
+# their unique identities are released and the waiters told.
+COMPLETE_DEAD = f"""
 WITH c AS (
     SELECT * FROM unnest($1::uuid[], $2::int[], $3::jsonb[], $4::text[], $5::text[])
         AS c(id, attempt, error, outcome, reason)
-), upd AS (
+), done AS (
     UPDATE tasks t
     SET status = 'dead', last_error = c.error, finished_at = now(), updated_at = now()
     FROM c
     WHERE t.id = c.id AND t.attempt = c.attempt AND t.status = 'running'
     RETURNING t.id, c.attempt, t.priority, t.type, t.consumer, t.started_at, c.error,
-        c.outcome, c.reason, t.tenant
+        c.outcome, c.reason, t.unique_states, t.tenant
 ), hist AS (
     INSERT INTO task_attempts (task_id, attempt, outcome, consumer, started_at, error)
-    SELECT id, attempt, outcome, consumer, started_at, error FROM upd
+    SELECT id, attempt, outcome, consumer, started_at, error FROM done
 ), letter AS (
     INSERT INTO dead_letters (task_id, priority, type, attempt, reason, error, tenant)
-    SELECT id, priority, type, attempt, reason, error, tenant FROM upd
+    SELECT id, priority, type, attempt, reason, error, tenant FROM done
     ON CONFLICT (task_id) DO UPDATE SET priority = excluded.priority, attempt = excluded.attempt,
         reason = excluded.reason, error = excluded.error, dead_at = now()
+), {_RELEASE.format(bit=32)}, {_TOLD}
+SELECT id FROM done, (SELECT count(*) FROM told) AS n
+"""
+
+# Record snoozed attempts (a handler raised Snooze): scheduled again after $3 ms with the next
+# attempt as its fencing token, and first_attempt moved with it, so no attempt is used up;
+# the snooze is kept in the history. Returns the ids recorded.
+COMPLETE_SNOOZE = """
+WITH c AS (
+    SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[]) AS c(id, attempt, delay_ms)
+), upd AS (
+    UPDATE tasks t
+    SET status = 'scheduled', attempt = t.attempt + 1, first_attempt = t.first_attempt + 1,
+        run_at = now() + c.delay_ms * interval '1 millisecond', updated_at = now()
+    FROM c
+    WHERE t.id = c.id AND t.attempt = c.attempt AND t.status = 'running'
+    RETURNING t.id, c.attempt, t.priority, t.consumer, t.started_at, t.run_at
+), hist AS (
+    INSERT INTO task_attempts (task_id, attempt, outcome, consumer, started_at)
+    SELECT id, attempt, 'snoozed', consumer, started_at FROM upd
+), later AS (
+    INSERT INTO due (bucket, due_at, task_id, attempt, priority, kind)
+    SELECT date_trunc('hour', run_at, 'UTC'), run_at, id, attempt + 1, priority, 'delayed'
+    FROM upd
 )
 SELECT id FROM upd
 """
@@ -339,6 +496,21 @@ SELECT p.id AS outbox_id, t.id, t.attempt, t.priority, t.trace_context
 FROM picked p LEFT JOIN tasks t ON t.id = ANY(p.task_ids) AND t.status = 'queued'
 """
 
+# Up to $1 outbox rows of transactional enqueues (source 'enqueue') that no other watcher
+# holds, each with the tasks it names that are still queued: the watcher publishes them at
+# once, then deletes the rows, in one transaction (a crash in between leaves the rows: their
+# tasks are published again, and fencing drops the duplicate entries).
+OUTBOX_ENQUEUED = """
+WITH picked AS (
+    SELECT id, task_ids FROM outbox
+    WHERE source = 'enqueue'
+    ORDER BY id LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+SELECT p.id AS outbox_id, t.id, t.attempt, t.priority, t.trace_context
+FROM picked p LEFT JOIN tasks t ON t.id = ANY(p.task_ids) AND t.status = 'queued'
+"""
+
 # The id $2 rows after $1 in id order (the end of the next batch of a sweep), or null when
 # fewer are left.
 SWEEP_BOUND = "SELECT id FROM tasks WHERE id > $1 ORDER BY id OFFSET $2 LIMIT 1"
@@ -347,12 +519,15 @@ SWEEP_BOUND = "SELECT id FROM tasks WHERE id > $1 ORDER BY id OFFSET $2 LIMIT 1"
 # priority's cutoff ($3 priorities, $4 cutoffs): their entries are presumed lost; stamped so
 # they are not re-sent again soon, and returned. One batch of the repair's slow sweep, or,
 # with cutoffs in the far future, of the re-send of everything after Redis lost it all.
+# Parked tasks (their type paused) are left out.
 REPUBLISH_QUEUED = """
 WITH stale AS (
     SELECT t.id FROM tasks t
     JOIN unnest($3::text[], $4::timestamptz[]) AS c(priority, before) ON c.priority = t.priority
     WHERE t.id > $1 AND ($2::uuid IS NULL OR t.id <= $2)
         AND t.status = 'queued' AND t.updated_at < c.before
+        -- A parked task (its type paused) has no entry on purpose: the unpark sends it.
+        AND NOT EXISTS (SELECT 1 FROM parked_tasks p WHERE p.task_id = t.id)
     FOR UPDATE OF t SKIP LOCKED
 )
 UPDATE tasks t SET updated_at = now()
@@ -530,6 +705,11 @@ WITH picked AS (
     WHERE t.id = p.task_id
     RETURNING t.id AS task_id, t.attempt, t.priority, t.type, t.trace_context, p.reason,
         p.dead_at
+), reheld AS (
+    -- A replayed unique task holds its identity again, unless another task took it meanwhile
+    -- (then the replay, an operator's decision, runs beside that one).
+    UPDATE unique_claims u SET held = true
+    FROM replayed r WHERE u.task_id = r.task_id AND NOT u.held
 ), outboxed AS (
     INSERT INTO outbox (task_ids)
     SELECT array_agg(task_id) FROM replayed HAVING count(*) > 0
@@ -564,8 +744,8 @@ ON CONFLICT (name) DO UPDATE SET position = excluded.position
 
 # Retention: the next $3 tasks after $1 created before $2 (ids are time-ordered): delete those
 # finished longer ago than their end state's age ($4 succeeded, $5 cancelled, $6 dead, in ms),
-# with their attempts, due rows and dead letter (cascade); set the others aside to look at
-# again when they may be due. Returns the last id read and how many went.
+# with their attempts, due rows and dead letter (cascade) and unique identity; set the others
+# aside to look at again when they may be due. Returns the last id read and how many went.
 RETENTION_WALK = """
 WITH batch AS (
     SELECT id, status, finished_at FROM tasks
@@ -580,6 +760,9 @@ WITH batch AS (
     DELETE FROM tasks t USING aged a
     WHERE t.id = a.id AND a.expires_at < now()
     RETURNING t.id
+), unclaimed AS (
+    -- No foreign key ties a unique identity to its task (it would tax every task update).
+    DELETE FROM unique_claims c USING gone g WHERE c.task_id = g.id
 ), later AS (
     INSERT INTO retention_later (task_id, recheck_at)
     SELECT id, coalesce(expires_at, now() + interval '1 hour') FROM aged
@@ -605,6 +788,8 @@ WITH due_now AS (
 ), gone AS (
     DELETE FROM tasks t USING due_now d WHERE t.id = d.id AND d.expires_at < now()
     RETURNING t.id
+), unclaimed AS (
+    DELETE FROM unique_claims c USING gone g WHERE c.task_id = g.id
 ), settled AS (
     DELETE FROM retention_later l USING due_now d
     WHERE l.task_id = d.task_id AND (d.id IS NULL OR d.expires_at < now())
@@ -641,5 +826,5 @@ DB_NOW = "SELECT now()"
 ALL: dict[str, str] = {
     name: value
     for name, value in globals().items()
-    if name.isupper() and name not in ("ALL", "DLQ_FILTER")
+    if name.isupper() and not name.startswith("_") and name not in ("ALL", "DLQ_FILTER")
 }

@@ -5,12 +5,17 @@ The public Python surface, for application code::
     import taskstream
 
     @taskstream.task("email.send", priority="high")       # a typed task: both sides
-    async def send_email(email: Email, ctx: taskstream.Context) -> None:
+    async def send_email(email: Email, ctx: taskstream.Context) -> dict:
         ...
+        return {"sent": True}  # stored with the success: GET /v1/tasks/{id} shows it
 
     with taskstream.Client() as client:                   # producers (AsyncClient for asyncio)
         task = send_email.submit(client, Email(to="ada@example.com"))
         client.wait(task.id, timeout=30)
+
+and, inside the application's own Postgres transaction, ``await taskstream.enqueue(conn,
+"email.send", payload, **options)``; ``raise taskstream.Snooze(seconds)`` in a handler runs it
+again later without using an attempt.
 
 ``taskstream.testing`` runs handlers in an application's own tests. Everything else
 (``taskstream.services``, ``taskstream.shared``) is the implementation of the services and
@@ -47,8 +52,11 @@ from taskstream.shared.client.models import (
     Task,
 )
 from taskstream.shared.definitions import PayloadError, TaskDefinition, task
+from taskstream.shared.domain import Enqueued
+from taskstream.shared.enqueue import enqueue
 from taskstream.shared.errors import TaskstreamError
-from taskstream.shared.handlers import Context, NonRetryableError, Transaction, handler
+from taskstream.shared.handlers import Context, NonRetryableError, Snooze, Transaction, handler
+from taskstream.shared.submit import SubmitError
 
 if TYPE_CHECKING:
     from taskstream import testing
@@ -67,6 +75,7 @@ __all__ = [
     "Context",
     "DeadLetter",
     "DlqResult",
+    "Enqueued",
     "ErrorInfo",
     "Forbidden",
     "NonRetryableError",
@@ -75,6 +84,8 @@ __all__ = [
     "RateLimited",
     "RetryPolicy",
     "ServerError",
+    "Snooze",
+    "SubmitError",
     "SubmitOptions",
     "Task",
     "TaskCancelled",
@@ -88,6 +99,7 @@ __all__ = [
     "ValidationError",
     "WaitTimeout",
     "__version__",
+    "enqueue",
     "handler",
     "task",
     "testing",

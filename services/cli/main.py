@@ -74,11 +74,14 @@ services:
 operating:
   migrate       apply database migrations
   config        show the configuration (--markdown: the README table)
-  queues        per priority: length, lag, pending, consumers, ages, retries, dead letters
+  queues        per priority: length, lag, pending, consumers, ages, retries, dead letters,
+                paused; queues pause|resume PRIORITY | --type TYPE [--note]
   pending       pending entries with their tasks (--priority, --consumer, --min-idle 30s)
   task show ID  a task's history: attempts, errors, dead letter, pending entry
   consumers     consumers of the executors' group (--remove-dead [--min-idle 1h])
   dlq           dead letters: list | replay | purge (dry run unless --yes)
+  schedules     recurring schedules: list | show | pause | resume | trigger | delete NAME,
+                apply FILE [--prune] [--dry-run]
 
 access:
   keys          API keys: create --tenant T --scopes S [--name N] [--expires 30d] | list | revoke ID
@@ -110,6 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command in ("keys", "tenants"):
         module = importlib.import_module("taskstream.services.cli.access_cli")
         return int(module.access_main(command, rest))
+    if command == "schedules":
+        module = importlib.import_module("taskstream.services.cli.schedules_cli")
+        return int(module.schedules_main(rest))
     if command in ("queues", "pending", "task", "consumers", "dlq"):
         return int(
             importlib.import_module("taskstream.services.cli.ops_cli").ops_main(command, rest)

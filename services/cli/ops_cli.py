@@ -1,4 +1,5 @@
-"""The operator commands: ``queues``, ``pending``, ``task show``, ``consumers``, ``dlq``.
+"""The operator commands: ``queues`` (and ``queues pause|resume``), ``pending``, ``task show``,
+``consumers``, ``dlq``.
 
 Each calls the same ``shared.ops`` function as the matching API route; ``--json`` prints the
 route's body, otherwise an aligned table. Configuration comes from the environment. A bad
@@ -21,7 +22,7 @@ import msgspec
 from taskstream.services.cli import ops_text
 from taskstream.services.cli.format import parse_duration
 from taskstream.shared import config as config_mod
-from taskstream.shared import ops
+from taskstream.shared import ops, schedule_ops
 from taskstream.shared.config import Config
 from taskstream.shared.db import Database
 from taskstream.shared.domain import PRIORITIES
@@ -31,6 +32,7 @@ from taskstream.shared.ops_models import (
     DlqFilter,
     DlqSelection,
 )
+from taskstream.shared.schedule_models import QueuePauseRequest
 from taskstream.shared.streams import Streams
 
 COMMANDS = ("queues", "pending", "task", "consumers", "dlq")
@@ -72,6 +74,9 @@ def parse(command: str, argv: Sequence[str]) -> argparse.Namespace:
     ``UsageError`` or ``ops.BadRequest``). ``dlq`` commands get ``where`` (the filter) and,
     for replay and purge, ``selection``."""
     args = build_parser(command).parse_args(list(argv))
+    if command == "queues" and getattr(args, "action", None):
+        args.pause = _pause_request(args)
+        return args
     if command != "dlq":
         return args
     args.where = DlqFilter(
@@ -104,6 +109,17 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     parser = _Parser(prog=f"taskstream {command}", description=_DESCRIPTIONS[command])
     if command == "queues":
         _json_flag(parser)
+        sub = parser.add_subparsers(dest="action", metavar="[pause|resume]")
+        for action, text in (
+            ("pause", "pause a priority or a task type cluster-wide: its tasks wait, unfailed"),
+            ("resume", "resume a paused priority or task type"),
+        ):
+            p = sub.add_parser(action, help=text)
+            p.add_argument("priority", nargs="?", choices=PRIORITIES, metavar="PRIORITY")
+            p.add_argument("--type", dest="task_type", metavar="TYPE", help="a task type")
+            if action == "pause":
+                p.add_argument("--note", help="why (shown in taskstream queues)")
+            _json_flag(p)
     elif command == "pending":
         parser.add_argument("--priority", choices=PRIORITIES, help="one stream (default: all)")
         parser.add_argument("--consumer", help="only this consumer's entries")
@@ -156,6 +172,12 @@ async def _run(command: str, args: argparse.Namespace, config: Config) -> int:
             db = await Database.connect(config.stores.database_url, min_size=1, max_size=2)
         if command == "queues":
             assert db is not None
+            if args.action == "pause":
+                paused = await schedule_ops.pause_queue(db, args.pause)
+                return _print(args, paused, ops_text.pause_text)
+            if args.action == "resume":
+                resumed = await schedule_ops.resume_queue(db, args.pause)
+                return _print(args, resumed, ops_text.pause_text)
             return _print(args, await ops.queues(db, streams), ops_text.queues_text)
         if command == "pending":
             assert db is not None
@@ -202,6 +224,16 @@ async def _dlq(args: argparse.Namespace, db: Database, streams: Streams) -> int:
 def _print(args: argparse.Namespace, result: Any, render: Any) -> int:
     print(_encode(result).decode() if args.json else render(result))
     return 0
+
+
+def _pause_request(args: argparse.Namespace) -> QueuePauseRequest:
+    if (args.priority is None) == (args.task_type is None):
+        raise UsageError("give a PRIORITY or --type TYPE (one of them)")
+    body = {"priority": args.priority, "type": args.task_type, "note": getattr(args, "note", None)}
+    try:
+        return msgspec.convert(body, QueuePauseRequest)
+    except msgspec.ValidationError as exc:
+        raise UsageError(str(exc).replace("`$.", "`")) from None
 
 
 def _json_flag(parser: argparse.ArgumentParser) -> None:
@@ -262,7 +294,9 @@ def _when(text: str) -> dt.datetime:
 
 _DESCRIPTIONS = {
     "queues": "Per priority: stream length, lag, pending, consumers, oldest pending and "
-    "undelivered ages; retries and delayed tasks waiting; dead letters.",
+    "undelivered ages; retries and delayed tasks waiting; dead letters; whether it is paused. "
+    "`queues pause high` or `queues pause --type T` pauses a queue cluster-wide (its tasks "
+    "wait queued, no attempt used; running ones finish); `queues resume …` releases it.",
     "pending": "Pending (delivered, unacknowledged) entries, oldest first, with their tasks.",
     "task": "One task's history.",
     "consumers": "Consumers of the executors' group; --remove-dead removes idle ones with "

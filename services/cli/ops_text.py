@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from taskstream.services.cli.format import format_duration, format_time, shorten, table
 from taskstream.shared import ops
 from taskstream.shared.ops_models import DeadLetterPage, DlqResult, PendingList, Queues, TaskHistory
+from taskstream.shared.schedule_models import PauseView
 
 
 def queues_text(result: Queues) -> str:
@@ -27,6 +30,7 @@ def queues_text(result: Queues) -> str:
                 q.retries_waiting,
                 q.delayed_waiting,
                 q.dead_letters,
+                "paused" if q.paused else None,
             ]
         )
     headers = [
@@ -40,6 +44,7 @@ def queues_text(result: Queues) -> str:
         "RETRIES",
         "DELAYED",
         "DEAD",
+        "PAUSED",
     ]
     notes = [
         "",
@@ -50,6 +55,14 @@ def queues_text(result: Queues) -> str:
         notes.append("Redis did not report lag for some streams: counted with XRANGE.")
     if any(not q.exists for q in result.queues):
         notes.append("'-' lag: the stream or its consumer group does not exist yet.")
+    for q in result.queues:
+        if q.paused:
+            why = f": {q.paused_note}" if q.paused_note else ""
+            notes.append(f"{q.priority} is paused{why} (taskstream queues resume {q.priority}).")
+    if result.paused_types:
+        notes += ["", "paused task types:"]
+        typed = [[t.type, t.parked, format_time(t.paused_at), t.note] for t in result.paused_types]
+        notes.append(table(["TYPE", "PARKED", "SINCE", "NOTE"], typed))
     return table(headers, rows) + "\n".join(notes)
 
 
@@ -99,6 +112,8 @@ def history_text(h: TaskHistory) -> str:
         ("started", format_time(t.started_at)),
         ("finished", format_time(t.finished_at)),
     ]
+    if t.result is not None:
+        lines.append(("result", shorten(msgspec.json.encode(t.result).decode(), 100)))
     if t.last_error is not None:
         lines.append(("last error", shorten(f"{t.last_error.type}: {t.last_error.message}", 100)))
     if h.dead_letter is not None:
@@ -192,3 +207,11 @@ def dlq_result_text(r: DlqResult) -> str:
     if r.missing:
         lines.append("not in the dead letters: " + " ".join(str(i) for i in r.missing))
     return "\n".join(lines)
+
+
+def pause_text(p: PauseView) -> str:
+    what = f"{p.kind} {p.name}"
+    if p.paused:
+        head = f"paused {what}" if p.changed else f"{what} was paused already"
+        return head + (f" ({p.note})" if p.note else "")
+    return f"resumed {what}" if p.changed else f"{what} was not paused"

@@ -37,7 +37,7 @@ RETRY_PAUSE_S = 0.5
 FINAL_ACK_TRIES = 5
 # Outcome kinds this completer writes; "committed" (an exactly-once handler's success, already
 # in Postgres) and "fenced" (its attempt was taken over) only need counting and acking.
-RECORD = frozenset({"succeeded", "retry", "dead"})
+RECORD = frozenset({"succeeded", "retry", "dead", "snooze"})
 
 
 class Finished(msgspec.Struct, frozen=True, kw_only=True):
@@ -223,6 +223,9 @@ class Completer:
             labels = {"type": type_, "priority": priority}
             if kind == "succeeded":
                 m.succeeded.add(n, labels)
+                continue
+            if kind == "snooze":
+                m.snoozed.add(n, labels)
                 continue
             m.failed.add(n, labels)
             if kind == "retry":

@@ -8,6 +8,9 @@ timeout; the completer records outcomes in batches and acknowledges entries afte
 Every entry read is held (``leases.py``) until its ack: the heartbeat thread extends all of
 their leases, and a job whose lease turned out lost is never started.
 
+Paused queues (``pauses.py``): a paused priority's stream is not read; a delivered task of a
+paused type is parked, not claimed, and its entry acknowledged.
+
 Shutdown order (SIGTERM): stop reading → release claimed tasks that never started (back to
 queued, re-published) → let running handlers finish within ``SHUTDOWN_GRACE_MS`` → cancel the
 rest, leaving their entries pending → record and ack what finished (a commit Postgres cannot
@@ -27,6 +30,7 @@ import uuid
 from taskstream.services.executor.completer import Completer, Finished
 from taskstream.services.executor.heartbeat import Heartbeat
 from taskstream.services.executor.leases import Key, Leases
+from taskstream.services.executor.pauses import Pauses
 from taskstream.services.executor.runner import HandlerRunner, Job, error_info
 from taskstream.services.executor.threads import SyncPool
 from taskstream.shared.config import Config
@@ -89,9 +93,11 @@ class Executor:
             max_deliveries=config.lease.max_deliveries,
             rand=self._rand,
             threads=self.threads,
+            result_max_bytes=config.executor.result_max_bytes,
         )
         metrics.track_inflight(lambda: len(self._running))
         self.processed = 0
+        self.pauses = Pauses(db, poll_s=config.executor.pause_poll_ms / 1000)
 
     def _new_completer(self) -> Completer:
         return Completer(
@@ -148,6 +154,8 @@ class Executor:
             ]
             stopping = tg.create_task(self._on_stop(stop))
             watchdog = tg.create_task(self._watchdog())
+            await self.pauses.refresh()
+            polling = tg.create_task(self.pauses.run())
             await self._take_back_own_when_possible(stop)
             await self._read_loop(stop, burst)
             self._stopping = True
@@ -171,6 +179,7 @@ class Executor:
             await completer
             stopping.cancel()
             watchdog.cancel()
+            polling.cancel()
         return self.processed
 
     async def _on_stop(self, stop: asyncio.Event) -> None:
@@ -198,7 +207,11 @@ class Executor:
                         continue
                     block = min(self.config.executor.read_block_ms, 1000)
                     per_stream = max(1, free // len(PRIORITIES))
-                    batch = await self._streams.wait(self.consumer, block, per_stream)
+                    readable = self.pauses.readable()
+                    if readable == []:  # every priority paused: nothing to read
+                        await _pause(stop, block / 1000)
+                        continue
+                    batch = await self._streams.wait(self.consumer, block, per_stream, readable)
                     most = collections.Counter(d.priority for d in batch).most_common(1)
                     quiet = not most or most[0][1] < per_stream
             except StoreError as exc:
@@ -217,7 +230,10 @@ class Executor:
 
     async def _read(self, free: int) -> list[Delivery | BadEntry]:
         got: list[Delivery | BadEntry] = []
-        among = list(PRIORITIES)
+        readable = self.pauses.readable()  # a paused priority's stream is not read
+        among = list(PRIORITIES) if readable is None else readable
+        if not among:
+            return got
         for _ in PRIORITIES:
             counts = self._fair.split(free - len(got), among)
             replies = await self._streams.read(self.consumer, counts)
@@ -245,6 +261,8 @@ class Executor:
         bad = [b for b in batch if isinstance(b, BadEntry)]
         if bad:
             await self._keep_bad(bad)
+        if deliveries and self.pauses.types:
+            deliveries = await self._park(deliveries)
         if not deliveries:
             return
         claimed = await self._claim(deliveries, own)
@@ -274,6 +292,36 @@ class Executor:
             self._ready.put_nowait(Job(delivery=d, task=task))
         for priority, n in dequeued.items():
             self._metrics.dequeued.add(n, {"priority": priority})
+
+    async def _park(self, deliveries: list[Delivery]) -> list[Delivery]:
+        """Set aside the deliveries of a paused type (queued, nothing claimed, no attempt
+        used) and acknowledge their entries; the others are returned to be claimed. If
+        Postgres cannot say, all are returned: the claim waits for it anyway."""
+        try:
+            parked = await self._db.park_paused(
+                [d.task_id for d in deliveries],
+                [d.attempt for d in deliveries],
+                sorted(self.pauses.types),
+            )
+        except StoreError as exc:
+            log.warning("cannot park: %s", exc, extra={"event": "executor.park_failed"})
+            return deliveries
+        if not parked:
+            return deliveries
+        keep = []
+        for d in deliveries:
+            task_type = parked.get(d.task_id)
+            if task_type is None:
+                keep.append(d)
+                continue
+            self._metrics.parked.add(1, {"type": task_type})
+            self._completer.submit(Finished(priority=d.priority, entry_id=d.entry_id, outcome=None))
+        log.info(
+            "parked %d tasks of paused types",
+            len(deliveries) - len(keep),
+            extra={"event": "executor.parked"},
+        )
+        return keep
 
     async def _keep_bad(self, bad: list[BadEntry]) -> None:
         """Undecodable entries are kept in ``dead_entries`` and acknowledged, one by one."""

@@ -21,12 +21,22 @@ from taskstream.shared import tracing
 from taskstream.shared.db import Database
 from taskstream.shared.domain import ClaimedTask, Delivery, ErrorInfo, Outcome, failure
 from taskstream.shared.errors import Fenced
-from taskstream.shared.handlers import Context, NonRetryableError, Registry
+from taskstream.shared.handlers import Context, NonRetryableError, Registry, Snooze
 from taskstream.shared.metrics import Metrics
+from taskstream.shared.submit import has_nul
 
 TRACEBACK_CHARS = 4000
 _errors = msgspec.json.Encoder()
+_results = msgspec.json.Encoder()
 _decode = msgspec.json.decode
+
+
+class BadResult(Exception):
+    """A handler's return value that cannot be stored: not JSON, too large, or holding NUL."""
+
+    def __init__(self, error: ErrorInfo) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 class Job(msgspec.Struct, kw_only=True):
@@ -49,11 +59,13 @@ class HandlerRunner:
         max_deliveries: int,
         rand: random.Random,
         threads: SyncPool | None = None,
+        result_max_bytes: int = 1024 * 1024,
     ) -> None:
         self._registry = registry
         self._db = db
         self._metrics = metrics
         self._max_deliveries = max_deliveries
+        self._result_max = result_max_bytes
         self._rand = rand
         self._threads = threads or SyncPool()
         self.avg_run_s = 0.0
@@ -100,19 +112,23 @@ class HandlerRunner:
             wait = (task.started_at - task.queued_at).total_seconds()
             self._metrics.wait_seconds.record(max(0.0, wait), {"priority": task.priority})
         started = time.perf_counter()
+        value: Any = None
         try:
             payload: Any = _decode(task.payload)
             if handler.transactional:
-                # Exactly-once: the handler's writes commit with the success, or not at all.
-                async with self._db.exactly_once(task.id, task.attempt) as tx:
-                    await handler.fn(payload, msgspec.structs.replace(ctx, db=tx))
+                # Exactly-once: the handler's writes commit with the success and its result,
+                # or not at all (a result that cannot be stored rolls them back).
+                async with self._db.exactly_once(task.id, task.attempt) as settle:
+                    value = await handler.fn(payload, msgspec.structs.replace(ctx, db=settle.tx))
+                    if value is not None:
+                        settle.result = self._result(value)
                 return self._timed_out(job) or Outcome(
                     task_id=task.id, attempt=task.attempt, kind="committed"
                 )
             if handler.is_async:
-                await handler.fn(payload, ctx)
+                value = await handler.fn(payload, ctx)
             else:
-                await self._threads.run(handler.fn, payload, ctx)
+                value = await self._threads.run(handler.fn, payload, ctx)
         except asyncio.CancelledError as exc:
             if job.expired:
                 return self._timed_out(job) or self.failure(task, error_info(exc), "timeout")
@@ -123,6 +139,12 @@ class HandlerRunner:
             return self.failure(task, error_info(exc), "failed")
         except Fenced:
             return Outcome(task_id=task.id, attempt=task.attempt, kind="fenced")
+        except Snooze as exc:
+            return self._timed_out(job) or Outcome(
+                task_id=task.id, attempt=task.attempt, kind="snooze", delay_ms=exc.delay_ms
+            )
+        except BadResult as exc:
+            return self.failure(task, exc.error, "failed", retryable=False, reason="bad_result")
         except NonRetryableError as exc:
             return self.failure(
                 task, error_info(exc), "failed", retryable=False, reason="non_retryable"
@@ -136,9 +158,59 @@ class HandlerRunner:
             self._metrics.run_seconds.record(took, {"type": task.type})
             # A moving average of run times (about the last hundred): how quick handlers are.
             self.avg_run_s += (took - self.avg_run_s) * 0.01
-        return self._timed_out(job) or Outcome(
-            task_id=task.id, attempt=task.attempt, kind="succeeded"
+        timed_out = self._timed_out(job)
+        if timed_out is not None:
+            return timed_out
+        if value is None:  # the usual case: nothing to store
+            return Outcome(
+                task_id=task.id,
+                attempt=task.attempt,
+                kind="succeeded",
+                unique=task.unique_states is not None,
+            )
+        try:
+            result = self._result(value)
+        except BadResult as exc:
+            return self.failure(task, exc.error, "failed", retryable=False, reason="bad_result")
+        return Outcome(
+            task_id=task.id,
+            attempt=task.attempt,
+            kind="succeeded",
+            result=result,
+            unique=task.unique_states is not None,
         )
+
+    def _result(self, value: Any) -> bytes:
+        """A handler's return value as the JSON stored with its success; ``BadResult`` when
+        it cannot be stored (retrying would not change that, so the task dead-letters)."""
+        try:
+            encoded = _results.encode(value)
+        except Exception as exc:
+            raise BadResult(
+                ErrorInfo(
+                    type="ResultNotEncodable",
+                    message=safe_text(
+                        f"the handler returned a {type(value).__name__} that is not JSON: {exc}"
+                    ),
+                )
+            ) from None
+        if len(encoded) > self._result_max:
+            raise BadResult(
+                ErrorInfo(
+                    type="ResultTooLarge",
+                    message=f"the handler's result is {len(encoded)} bytes of JSON, over "
+                    f"RESULT_MAX_BYTES ({self._result_max})",
+                )
+            )
+        if b"\\u0000" in encoded and has_nul(_decode(encoded)):
+            raise BadResult(
+                ErrorInfo(
+                    type="ResultNotEncodable",
+                    message="the handler's result holds a NUL character (\\u0000), which "
+                    "Postgres cannot store",
+                )
+            )
+        return encoded
 
     def _timed_out(self, job: Job) -> Outcome | None:
         """The timeout outcome if the watchdog expired this job (whatever the handler did

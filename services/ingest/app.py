@@ -17,7 +17,17 @@ from taskstream.services.ingest.credentials import Authenticator
 from taskstream.services.ingest.errors import errors_middleware
 from taskstream.services.ingest.limits import Limiter
 from taskstream.services.ingest.publisher import Publisher
-from taskstream.services.ingest.routes import Route, admin, dlq, queues, seeds, system, tasks
+from taskstream.services.ingest.routes import (
+    Route,
+    admin,
+    dlq,
+    queues,
+    schedules,
+    seeds,
+    system,
+    tasks,
+)
+from taskstream.services.ingest.waiters import Waiters
 from taskstream.shared.config import Config
 from taskstream.shared.db import Database
 from taskstream.shared.domain.access import OPS_READ, PUBLIC
@@ -30,6 +40,7 @@ ROUTES: list[Route] = [
     *dlq.ROUTES,
     *admin.ROUTES,
     *seeds.ROUTES,
+    *schedules.ROUTES,
     *system.ROUTES,
 ]
 
@@ -57,15 +68,25 @@ def build_app(
     app[state.COMMITTER] = GroupCommit(
         db, publisher, metrics, key_ttl_ms=config.retention.idempotency_ttl_ms
     )
+    app[state.WAITERS] = Waiters(db, config.stores.database_url)
+    app.on_shutdown.append(_release_waiters)
     app.on_cleanup.append(_close_committer)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     return app
 
 
+async def _release_waiters(app: web.Application) -> None:
+    """At shutdown, before in-flight requests are waited for: every ``?wait=`` request is
+    answered with its task as it stands."""
+    app[state.WAITERS].release_all()
+
+
 async def _close_committer(app: web.Application) -> None:
     """At shutdown: the group being committed is finished and answered, then what is still
-    waiting to be published gets one last bounded try (the repair covers the rest)."""
+    waiting to be published gets one last bounded try (the repair covers the rest); the
+    waiters' listening connection is closed."""
     await app[state.COMMITTER].close()
     await app[state.PUBLISHER].close()
     await app[state.AUTH].close()
+    await app[state.WAITERS].close()

@@ -2,7 +2,8 @@
 
 Every error is ``{"error": {"code", "message", "field"?}}``: ``Invalid`` carries its status
 (400 a bad parameter or malformed JSON, 422 a body that does not validate, 404, 409, 413);
-``ops.BadRequest`` is a bad parameter (400); a value the store refused is 422; a store that
+``ops.BadRequest`` is a bad parameter (400); ``schedule_ops.InvalidSchedule`` a schedule or
+pause that does not validate (422); a value the store refused is 422; a store that
 cannot serve is 503 with ``Retry-After``; anything unexpected is logged and answered 500
 without details.
 """
@@ -16,7 +17,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from taskstream.shared import ops
+from taskstream.shared import ops, schedule_ops
 from taskstream.shared.errors import BadData, StoreError, StoreUnavailable
 from taskstream.shared.models import ApiError, ErrorBody
 
@@ -67,6 +68,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return json_response(ErrorBody(error=exc.error), exc.status, exc.headers)
     except ops.BadRequest as exc:
         return error_response(400, "invalid", str(exc), exc.field)
+    except schedule_ops.InvalidSchedule as exc:
+        return error_response(422, "invalid", str(exc), exc.field)
     except StoreUnavailable as exc:
         log.warning("store unavailable: %s", exc, extra={"event": "ingest.unavailable"})
         return error_response(503, "unavailable", str(exc), **{"Retry-After": "1"})

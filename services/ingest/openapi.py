@@ -21,10 +21,18 @@ class GoTaskResponse(msgspec.Struct, frozen=True):
     status: str
 
 
+class SubmittedTask(Task, frozen=True, kw_only=True):
+    """A task as a submit answers it: ``duplicate`` is true (and the status 200) when a task
+    holding the same unique identity was found instead of creating one."""
+
+    duplicate: bool = False
+
+
 class BatchResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     id: str | None = None
     status: str | None = None
     created: bool | None = None
+    duplicate: bool | None = None
     task: Task | None = None
     error: Any = None
 
@@ -68,6 +76,7 @@ def spec() -> dict[str, Any]:
             BatchRequest,
             GoTaskRequest,
             Task,
+            SubmittedTask,
             TaskList,
             ErrorBody,
             GoTaskResponse,
@@ -94,7 +103,12 @@ def spec() -> dict[str, Any]:
                 "requestBody": {"required": True, **_json("TaskRequest")},
                 "responses": {
                     **_resp("201", "Created", "Task"),
-                    **_resp("200", "Same idempotency key and body: the original task", "Task"),
+                    **_resp(
+                        "200",
+                        "Same idempotency key and body: the original task; or, with "
+                        "`duplicate: true`, the task holding the same unique identity",
+                        "SubmittedTask",
+                    ),
                     **_resp("409", "Same idempotency key, different body"),
                     **_resp("413", "Body too large"),
                     **ERRORS,
@@ -119,8 +133,22 @@ def spec() -> dict[str, Any]:
         },
         "/v1/tasks/{id}": {
             "get": {
-                "summary": "One task",
-                "parameters": TASK_ID,
+                "summary": "One task, with its result once it succeeded; with `wait`, answered "
+                "as soon as it has ended (succeeded, dead or cancelled) or as it stands after "
+                "`wait` seconds",
+                "parameters": [
+                    *TASK_ID,
+                    {
+                        "name": "wait",
+                        "in": "query",
+                        "required": False,
+                        "description": "seconds to wait for the task to end, more than 0, at "
+                        "most 60",
+                        "schema": optional(
+                            {"type": "number", "exclusiveMinimum": 0, "maximum": 60}
+                        ),
+                    },
+                ],
                 "responses": {
                     **_resp("200", "The task", "Task"),
                     **_resp("404", "No such task"),
@@ -198,6 +226,13 @@ def spec() -> dict[str, Any]:
     }
     for name in ("TaskRequest", "GoTaskRequest"):
         components[name]["properties"]["payload"] = {"$ref": REF.format(name="JsonValue")}
+    # A unique task holds its identity at least until it ends: its states list every status
+    # before the end (the statuses after it are optional).
+    from taskstream.shared.domain.unique import REQUIRED
+
+    components["UniqueOptions"]["properties"]["states"]["anyOf"][0]["allOf"] = [
+        {"contains": {"const": status}} for status in REQUIRED
+    ]
     components["TaskRequest"]["not"] = {
         "properties": {"run_at": {"type": "string"}, "delay_ms": {"type": "integer"}},
         "required": ["run_at", "delay_ms"],
@@ -205,6 +240,9 @@ def spec() -> dict[str, Any]:
     ops_paths, ops_components = _ops()
     paths.update(ops_paths)
     components.update(ops_components)
+    schedule_paths, schedule_components = _schedules()
+    paths.update(schedule_paths)
+    components.update(schedule_components)
     access_paths, access_components = _access()
     paths.update(access_paths)
     components.update(access_components)
@@ -524,6 +562,136 @@ def _ops() -> tuple[dict[str, Any], dict[str, Any]]:
                     **_resp("200", "Consumers", "ConsumerList"),
                     **unavailable,
                 },
+            }
+        },
+    }
+    return paths, components
+
+
+def _schedules() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The schedule routes (services/ingest/routes/schedules.py), the queue pause routes, and
+    their schemas."""
+    from taskstream.shared.domain.schedule import NAME_PATTERN
+    from taskstream.shared.schedule_models import (
+        Deleted,
+        NoteRequest,
+        PauseList,
+        PauseView,
+        QueuePauseRequest,
+        ScheduleList,
+        ScheduleRequest,
+        ScheduleTask,
+        ScheduleView,
+        TriggerResult,
+    )
+
+    _, components = msgspec.json.schema_components(
+        [
+            ScheduleRequest,
+            ScheduleTask,
+            ScheduleView,
+            ScheduleList,
+            TriggerResult,
+            Deleted,
+            NoteRequest,
+            QueuePauseRequest,
+            PauseView,
+            PauseList,
+        ],
+        ref_template=REF,
+    )
+    components["ScheduleTask"]["properties"]["payload"] = {"$ref": REF.format(name="JsonValue")}
+    components["ScheduleView"]["properties"]["task"] = {"$ref": REF.format(name="ScheduleTask")}
+    name = [
+        {
+            "name": "name",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "pattern": NAME_PATTERN, "minLength": 1, "maxLength": 200},
+        }
+    ]
+    missing = _resp("404", "No such schedule")
+    note_body = {"required": False, **_json("NoteRequest")}
+    paths: dict[str, Any] = {
+        "/v1/schedules": {
+            "get": {
+                "summary": "Every schedule, by name, with its next run, last run and counts",
+                "responses": {**_resp("200", "The schedules", "ScheduleList"), **ERRORS},
+            }
+        },
+        "/v1/schedules/{name}": {
+            "put": {
+                "summary": "Create or replace a schedule (idempotent: the same body again "
+                "changes nothing). A bad cron expression, time zone or duration is a 422 "
+                "naming the field",
+                "parameters": name,
+                "requestBody": {"required": True, **_json("ScheduleRequest")},
+                "responses": {
+                    **_resp("201", "Created", "ScheduleView"),
+                    **_resp("200", "Replaced, or unchanged (`change` says)", "ScheduleView"),
+                    **ERRORS,
+                },
+            },
+            "get": {
+                "summary": "One schedule: its next runs, its latest runs and their tasks, "
+                "counts of runs enqueued, caught up, skipped, missed and triggered",
+                "parameters": name,
+                "responses": {**_resp("200", "The schedule", "ScheduleView"), **missing, **ERRORS},
+            },
+            "delete": {
+                "summary": "Delete a schedule and its runs (the tasks it made stay)",
+                "parameters": name,
+                "responses": {**_resp("200", "Deleted", "Deleted"), **missing, **ERRORS},
+            },
+        },
+        "/v1/schedules/{name}/pause": {
+            "post": {
+                "summary": "Pause a schedule, with a note: nothing fires and nothing is "
+                "counted missed until it is resumed",
+                "parameters": name,
+                "requestBody": note_body,
+                "responses": {**_resp("200", "Paused", "ScheduleView"), **missing, **ERRORS},
+            }
+        },
+        "/v1/schedules/{name}/resume": {
+            "post": {
+                "summary": "Resume a schedule from its next tick",
+                "parameters": name,
+                "requestBody": note_body,
+                "responses": {**_resp("200", "Resumed", "ScheduleView"), **missing, **ERRORS},
+            }
+        },
+        "/v1/schedules/{name}/trigger": {
+            "post": {
+                "summary": "Run a schedule now, whatever its overlap policy and pause",
+                "parameters": name,
+                "responses": {
+                    **_resp("201", "A run was made", "TriggerResult"),
+                    **missing,
+                    **ERRORS,
+                },
+            }
+        },
+        "/v1/queues/pause": {
+            "post": {
+                "summary": "Pause a priority or a task type cluster-wide (exactly one of "
+                "`priority`, `type`): executors stop starting its tasks, which wait queued "
+                "with no attempt used; running ones finish",
+                "requestBody": {"required": True, **_json("QueuePauseRequest")},
+                "responses": {**_resp("200", "Paused", "PauseView"), **ERRORS},
+            }
+        },
+        "/v1/queues/resume": {
+            "post": {
+                "summary": "Resume a paused priority or task type",
+                "requestBody": {"required": True, **_json("QueuePauseRequest")},
+                "responses": {**_resp("200", "Resumed (or was not paused)", "PauseView"), **ERRORS},
+            }
+        },
+        "/v1/queues/pauses": {
+            "get": {
+                "summary": "Every paused queue, with the tasks parked under each paused type",
+                "responses": {**_resp("200", "The pauses", "PauseList"), **ERRORS},
             }
         },
     }

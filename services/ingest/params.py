@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import uuid
 from collections.abc import Mapping
 
@@ -81,3 +82,21 @@ def uuid_cursor(q: Mapping[str, str], name: str = "cursor") -> uuid.UUID | None:
         return uuid.UUID(raw)
     except ValueError:
         raise invalid(400, "bad cursor", name) from None
+
+
+WAIT_MAX_S = 60.0
+
+
+def wait_seconds(q: Mapping[str, str], name: str = "wait") -> float | None:
+    """``?wait=S``: seconds to wait for a task to end, 0 < S <= 60 (absent or empty: None).
+    A bad value is 422 naming it."""
+    raw = q.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= WAIT_MAX_S:  # NaN fails too
+        raise invalid(422, f"{name} must be a number of seconds, more than 0, at most 60", name)
+    return value

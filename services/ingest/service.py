@@ -1,7 +1,8 @@
 """The ingest service's lifetime: open the stores, serve HTTP, shut down in order.
 
-Shutdown order: stop accepting connections and finish in-flight requests → publish what is
-still deferred (once) → close Redis and Postgres.
+Shutdown order: stop accepting connections → answer every ``?wait=`` request with its task as
+it stands → finish in-flight requests → publish what is still deferred (once), close the
+waiters' listening connection → close Redis and Postgres.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from taskstream.services.ingest.committer import GroupCommit
 from taskstream.services.ingest.credentials import Authenticator
 from taskstream.services.ingest.limits import Limiter
 from taskstream.services.ingest.publisher import Publisher
+from taskstream.services.ingest.waiters import Waiters
 from taskstream.shared.config import Config
 from taskstream.shared.db import Database
 from taskstream.shared.metrics import Metrics
@@ -22,6 +23,7 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 COMMITTER: web.AppKey[GroupCommit] = web.AppKey("committer", GroupCommit)
 AUTH: web.AppKey[Authenticator] = web.AppKey("auth", Authenticator)
 LIMITER: web.AppKey[Limiter] = web.AppKey("limiter", Limiter)
+WAITERS: web.AppKey[Waiters] = web.AppKey("waiters", Waiters)
 
 
 def config(request: web.Request) -> Config:
@@ -46,3 +48,7 @@ def authenticator(request: web.Request) -> Authenticator:
 
 def limiter(request: web.Request) -> Limiter:
     return request.app[LIMITER]
+
+
+def waiters(request: web.Request) -> Waiters:
+    return request.app[WAITERS]

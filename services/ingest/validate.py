@@ -1,66 +1,39 @@
-"""Turning request bodies into validated tasks, and validation failures into API errors."""
+"""Turning request bodies into validated tasks, and validation failures into API errors. The
+rules themselves are shared with ``enqueue`` (``shared/submit.py``); this module decodes the
+HTTP bodies and answers ``SubmitError`` as ``Invalid``."""
 
 from __future__ import annotations
 
-import re
 from typing import Any, TypeVar
 
 import msgspec
 
 from taskstream.services.ingest.errors import Invalid
+from taskstream.shared import submit
 from taskstream.shared.config import Config
 from taskstream.shared.domain import NewTask
-from taskstream.shared.ids import new_id
-from taskstream.shared.models import (
-    ApiError,
-    Backoff,
-    GoTaskRequest,
-    TaskRequest,
-    json_encoder,
-    request_hash,
-)
+from taskstream.shared.models import ApiError, GoTaskRequest, TaskRequest
+from taskstream.shared.submit import integral
 
 T = TypeVar("T")
 _task_decoder = msgspec.json.Decoder(TaskRequest)
 _go_decoder = msgspec.json.Decoder(GoTaskRequest)
 _any_decoder = msgspec.json.Decoder()
-# The integer fields of a task body: JSON Schema (and so the OpenAPI document) counts 3.0 as an
-# integer, msgspec does not, so an integral float there is taken as the integer it is.
-_INTEGERS = ("max_attempts", "delay_ms", "timeout_ms", "max_retries")
-_BACKOFF_INTEGERS = ("base_ms", "max_ms", "jitter_ms")
-_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
-_FIELD = re.compile(r"Object (?:missing required|contains unknown) field `(?P<name>[^`]+)`")
+
+__all__ = ["convert_task", "decode_go_task", "decode_task", "describe", "invalid", "new_task"]
+
+
+def invalid(error: submit.SubmitError) -> Invalid:
+    """The API error of a task that cannot be submitted."""
+    return Invalid(
+        error.status, ApiError(code=error.code, message=error.message, field=error.field)
+    )
 
 
 def describe(exc: msgspec.ValidationError, prefix: str = "") -> ApiError:
     """An API error naming the offending field, from a msgspec validation message."""
-    message = str(exc)
-    at = _AT.search(message)
-    path = at.group("path") if at else ""
-    text = message[: at.start()] if at else message
-    named = _FIELD.match(text)
-    if named:
-        path = f"{path}.{named.group('name')}"
-    field = (prefix + path).lstrip(".") or None
-    return ApiError(code="invalid", message=text, field=field)
-
-
-def integral(item: Any) -> Any:
-    """``item`` (a decoded task body) with integral floats in its integer fields made ints;
-    a body without any (the usual case) is returned as it is."""
-    if not isinstance(item, dict):
-        return item
-    for name in _INTEGERS:
-        value = item.get(name)
-        if isinstance(value, float) and value.is_integer():
-            item[name] = int(value)
-    backoff = item.get("backoff")
-    if isinstance(backoff, dict):
-        for name in _BACKOFF_INTEGERS:
-            value = backoff.get(name)
-            if isinstance(value, float) and value.is_integer():
-                backoff[name] = int(value)
-    return item
+    error = submit.describe(exc, prefix)
+    return ApiError(code="invalid", message=error.message, field=error.field)
 
 
 def decode_task(body: bytes) -> TaskRequest:
@@ -105,9 +78,9 @@ def decode_body(body: bytes, cls: type[T], integers: tuple[str, ...] = ()) -> T:
 def convert_task(item: Any, prefix: str = "") -> TaskRequest:
     """Validate one already-parsed batch element (``prefix`` goes before the field name)."""
     try:
-        return msgspec.convert(integral(item), TaskRequest)
-    except msgspec.ValidationError as exc:
-        raise Invalid(422, describe(exc, prefix)) from None
+        return submit.convert_task(item, prefix)
+    except submit.SubmitError as exc:
+        raise invalid(exc) from None
 
 
 def decode_go_task(body: bytes) -> TaskRequest:
@@ -140,53 +113,7 @@ def new_task(
     tenant: str = "default",
 ) -> NewTask:
     """Resolve defaults and the start time; raise ``Invalid`` for a contradictory request."""
-    if req.run_at is not None and req.delay_ms is not None:
-        raise Invalid(
-            422,
-            ApiError(code="invalid", message="give run_at or delay_ms, not both", field="delay_ms"),
-        )
-    # No clock here: the delay is added to Postgres's now(), and run_at is compared with it,
-    # at the insert (ingest's own clock may be off: a task must never start early).
-    payload = json_encoder.encode(req.payload)
-    if b"\\u0000" in payload and _has_nul(req.payload):
-        raise Invalid(
-            422,
-            ApiError(
-                code="invalid",
-                message="the payload holds a NUL character (\\u0000), which cannot be stored",
-                field="payload",
-            ),
-        )
-    backoff = req.backoff or Backoff()
-    return NewTask(
-        id=new_id(),
-        type=req.type,
-        priority=req.priority,
-        payload=payload,
-        max_attempts=req.max_attempts or config.tasks.max_attempts,
-        retry_base_ms=_pick(backoff.base_ms, config.tasks.retry_base_ms),
-        retry_max_ms=_pick(backoff.max_ms, config.tasks.retry_max_ms),
-        retry_jitter_ms=_pick(backoff.jitter_ms, config.tasks.retry_jitter_ms),
-        timeout_ms=req.timeout_ms or config.tasks.task_timeout_ms,
-        idempotency_key=req.idempotency_key,
-        request_hash=request_hash(req) if req.idempotency_key is not None else None,
-        run_at=req.run_at,
-        trace_context=trace_context,
-        delay_ms=req.delay_ms or None,
-        tenant=tenant,
-    )
-
-
-def _has_nul(value: Any) -> bool:
-    """Whether a NUL character is in any string (key or value) of a decoded JSON value."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
-def _pick(value: int | None, default: int) -> int:
-    return default if value is None else value
+    try:
+        return submit.new_task(req, config.tasks, trace_context=trace_context, tenant=tenant)
+    except submit.SubmitError as exc:
+        raise invalid(exc) from None

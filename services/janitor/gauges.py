@@ -1,12 +1,16 @@
 """Queue gauges: sampled here, in one place (the janitor), so summing them across executors can
 never multiply them. The same figures as ``taskstream queues`` and ``GET /v1/queues``. The
 Postgres figures (retries and delayed tasks waiting, dead letters) are sums of the changes
-triggers record (``queue_counts``), compacted here: no query counts the tables."""
+triggers record (``queue_counts``), compacted here: no query counts the tables. Paused queues
+(``queue_paused``, 1 or 0 per priority and per type that was ever seen paused) and schedules
+by state (``schedules``) are sampled here too."""
 
 from __future__ import annotations
 
 from taskstream.shared import ops
 from taskstream.shared.db import Database
+from taskstream.shared.domain import PRIORITIES
+from taskstream.shared.domain.schedule import STATES
 from taskstream.shared.metrics import Metrics
 from taskstream.shared.ops_models import Queues
 from taskstream.shared.streams import Streams
@@ -27,6 +31,7 @@ class Gauges(RoleBase):
         self._db = db
         self._streams = streams
         self._metrics = metrics
+        self._types_seen: set[str] = set()  # paused types reported, set to 0 once resumed
 
     async def run_once(self) -> Sampled:
         await self._db.compact_queue_counts()
@@ -44,4 +49,14 @@ class Gauges(RoleBase):
             m.retry_set_depth.set(q.retries_waiting, labels)
             m.delayed_depth.set(q.delayed_waiting, labels)
             m.dlq_depth.set(q.dead_letters, labels)
+        paused = {q.priority for q in snapshot.queues if q.paused}
+        for priority in PRIORITIES:
+            m.queue_paused.set(int(priority in paused), {"kind": "priority", "queue": priority})
+        types = {t.type for t in snapshot.paused_types}
+        for task_type in sorted(types | self._types_seen):
+            m.queue_paused.set(int(task_type in types), {"kind": "type", "queue": task_type})
+        self._types_seen |= types
+        states = await self._db.schedule_states()
+        for state in STATES:
+            m.schedules.set(states.get(state, 0), {"state": state})
         return Sampled(queues=snapshot)

@@ -1,16 +1,24 @@
-"""The watcher: two roles, the due mover (``due.py``: due retries and delayed tasks onto the
-streams, never early) and the repair (``repair.py``: re-send what Redis lost), run by the one
-supervise loop. ``Watcher`` composes them; ``run_once()`` runs each once (tests)."""
+"""The watcher: five roles, the due mover (``due.py``: due retries and delayed tasks onto the
+streams, never early), the repair (``repair.py``: re-send what Redis lost), the outbox drain
+(``outbox.py``: publish what applications enqueued in their own transactions), the schedules
+(``schedules.py``: fire each tick once) and the unpark (``unpark.py``: release tasks parked
+while their type was paused), run by the one supervise loop. ``Watcher`` composes them;
+``run_once()`` runs each once (tests)."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+from collections.abc import Callable
 
 import msgspec
 
 from taskstream.services.watcher.due import DueMover
+from taskstream.services.watcher.outbox import OutboxDrain
 from taskstream.services.watcher.release import Release
 from taskstream.services.watcher.repair import Repair
+from taskstream.services.watcher.schedules import ScheduleFirer
+from taskstream.services.watcher.unpark import Unpark
 from taskstream.shared.config import Config
 from taskstream.shared.db import Database
 from taskstream.shared.metrics import Metrics
@@ -21,6 +29,9 @@ from taskstream.shared.supervise import Role, supervise
 class Report(msgspec.Struct, kw_only=True):
     moved: int = 0
     repaired: int = 0
+    enqueued: int = 0  # tasks of transactional enqueues published
+    fired: int = 0  # schedule ticks that made a task
+    unparked: int = 0
 
 
 class Watcher:
@@ -33,29 +44,53 @@ class Watcher:
         db: Database,
         streams: Streams,
         metrics: Metrics,
+        *,
+        clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         self.config = config
         release = Release(streams)
         self.due = DueMover(config.watcher, db, release, metrics)
         self.repairer = Repair(config.watcher, db, streams, release, metrics)
+        self.outbox = OutboxDrain(config, db, release, metrics)
+        self.schedules = ScheduleFirer(config, db, release, metrics, clock=clock)
+        self.unpark = Unpark(config, db, release, metrics)
 
     @property
     def roles(self) -> list[Role]:
-        return [self.due, self.repairer]
+        return [self.due, self.repairer, self.outbox, self.schedules, self.unpark]
 
     async def start(self) -> None:
         await self.repairer.start()
 
     async def run(self, stop: asyncio.Event) -> None:
-        await supervise(self.roles, stop)
+        try:
+            await supervise(self.roles, stop)
+        finally:
+            await self.outbox.close()
 
     async def run_once(self) -> Report:
-        """Move everything due now and run one repair pass."""
+        """Move everything due now, publish what was enqueued, fire every schedule tick that has
+        come, release what was unparked, and run one repair pass."""
         report = Report()
         while True:
             moved = await self.due.run_once()
             report.moved += moved.moved
             if not moved.more:
+                break
+        while True:
+            drained = await self.outbox.run_once()
+            report.enqueued += drained.published
+            if not drained.more:
+                break
+        while True:
+            fired = await self.schedules.run_once()
+            report.fired += fired.enqueued + fired.caught_up
+            if not fired.more:
+                break
+        while True:
+            unparked = await self.unpark.run_once()
+            report.unparked += unparked.unparked
+            if not unparked.more:
                 break
         report.repaired = (await self.repairer.run_once()).repaired
         return report

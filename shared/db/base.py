@@ -12,7 +12,7 @@ from typing import Any, Self
 import asyncpg
 import msgspec
 
-from taskstream.shared import sql, sql_access
+from taskstream.shared import sql, sql_access, sql_schedules
 from taskstream.shared.db.boundary import is_driver_error, translate, wrap_public
 from taskstream.shared.domain import ErrorInfo, Task
 from taskstream.shared.errors import StoreUnavailable
@@ -54,6 +54,15 @@ class _Transaction:
             return await self._conn.fetchval(query, *args)
 
 
+class Settlement:
+    """What an exactly-once run settles with: the handler's transaction (``tx``, its
+    ``ctx.db``) and the result to store with the success (JSON, or None)."""
+
+    def __init__(self, tx: _Transaction) -> None:
+        self.tx = tx
+        self.result: bytes | None = None
+
+
 @contextlib.contextmanager
 def _connection_errors() -> Iterator[None]:
     try:
@@ -93,7 +102,7 @@ class Base:
 
     async def prepare_all(self) -> list[str]:
         """Prepare every named query (a test runs this against a migrated database)."""
-        queries = {**sql.ALL, **sql_access.ALL}
+        queries = {**sql.ALL, **sql_schedules.ALL, **sql_access.ALL}
         async with self._pool.acquire() as conn:
             for name, query in queries.items():
                 try:
@@ -143,6 +152,9 @@ def task_view(row: asyncpg.Record) -> Task:
         timeout_ms=row["timeout_ms"],
         last_error=_error_info(error),
         tenant=row["tenant"],
+        result=msgspec.json.decode(result) if (result := row["result"]) is not None else None,
+        schedule=row["schedule"],
+        scheduled_for=row["scheduled_for"],
     )
 
 

@@ -92,10 +92,22 @@ class MoverQueries(Base):
         """Re-send the queued tasks of outbox rows older than ``older_ms`` (their publisher
         died, or Redis refused), then delete the rows, in one transaction; returns how many
         tasks were re-sent. Rows another watcher holds are skipped."""
+        _, sent = await self._drain(sql.OUTBOX_STRANDED, (older_ms, limit), publish)
+        return sent
+
+    async def drain_enqueued(self, limit: int, publish: Publisher) -> tuple[int, int]:
+        """Publish the queued tasks of up to ``limit`` outbox rows that transactional enqueues
+        committed, then delete the rows, in one transaction (a crash in between publishes
+        them again: fencing drops the duplicate). Returns (rows, tasks published)."""
+        return await self._drain(sql.OUTBOX_ENQUEUED, (limit,), publish)
+
+    async def _drain(
+        self, query: str, args: tuple[int, ...], publish: Publisher
+    ) -> tuple[int, int]:
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(sql.OUTBOX_STRANDED, older_ms, limit)
+            rows = await conn.fetch(query, *args)
             if not rows:
-                return 0
+                return 0, 0
             ready = [
                 Ready(
                     id=r["id"],
@@ -108,8 +120,9 @@ class MoverQueries(Base):
             ]
             if ready:
                 await publish(ready)
-            await conn.execute(sql.OUTBOX_DONE, sorted({r["outbox_id"] for r in rows}))
-        return len(ready)
+            outbox = sorted({r["outbox_id"] for r in rows})
+            await conn.execute(sql.OUTBOX_DONE, outbox)
+        return len(outbox), len(ready)
 
     async def _outbox_done(self, rows: Sequence[Ready]) -> None:
         ids = sorted({r.outbox_id for r in rows if r.outbox_id is not None})

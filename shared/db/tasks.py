@@ -12,6 +12,7 @@ import msgspec
 from taskstream.shared import sql, sql_access
 from taskstream.shared.db.base import (
     Base,
+    Settlement,
     _text,
     _Transaction,
     task_view,
@@ -19,13 +20,6 @@ from taskstream.shared.db.base import (
 from taskstream.shared.db.boundary import is_driver_error, translate
 from taskstream.shared.domain import ClaimedTask, InsertResult, NewTask, Outcome, Task
 from taskstream.shared.errors import Fenced, QuotaExceeded
-
-# Outcome kind → the statement recording it: (ids, attempts[, errors, labels, delay|reason]).
-_COMPLETE = {
-    "succeeded": sql.COMPLETE_SUCCEEDED,
-    "retry": sql.COMPLETE_RETRY,
-    "dead": sql.COMPLETE_DEAD,
-}
 
 
 def _inserted_view(task: NewTask, row: Any) -> Task:
@@ -79,11 +73,44 @@ def _plain(tasks: Sequence[NewTask]) -> Shared | None:
             t.idempotency_key is not None
             or t.run_at is not None
             or t.delay_ms
+            or t.unique_hash is not None
             or (t.max_attempts, t.retry_base_ms, t.retry_max_ms, t.retry_jitter_ms,
                 t.timeout_ms, t.trace_context, t.tenant) != shared
         ):  # fmt: skip
             return None
     return shared
+
+
+def _insert_args(
+    tasks: Sequence[NewTask], key_ttl_ms: int, counted: bool = False
+) -> tuple[str, list[Any]]:
+    """The statement inserting ``tasks`` (in this order) and its arguments."""
+    cols: list[list[Any]] = [[] for _ in range(14)]
+    for t in tasks:
+        row = (
+            t.id,
+            t.type,
+            t.priority,
+            t.payload.decode(),
+            t.max_attempts,
+            t.retry_base_ms,
+            t.retry_max_ms,
+            t.retry_jitter_ms,
+            t.timeout_ms,
+            t.idempotency_key,
+            t.request_hash,
+            t.run_at,
+            t.trace_context,
+            t.delay_ms,
+        )
+        for col, value in zip(cols, row, strict=True):
+            col.append(value)
+    timed = any(t.run_at is not None or t.delay_ms for t in tasks)
+    tenants = [t.tenant for t in tasks]
+    if timed or any(t.unique_states is not None for t in tasks):
+        states = [t.unique_states for t in tasks]
+        return sql.INSERT_TASKS, [*cols, key_ttl_ms, states, tenants, counted]
+    return sql.INSERT_TASKS_NOW, [*cols, key_ttl_ms, tenants, counted]
 
 
 class TaskQueries(Base):
@@ -122,6 +149,7 @@ class TaskQueries(Base):
     async def _insert(
         self, conn: Any, tasks: Sequence[NewTask], key_ttl_ms: int, *, counted: bool
     ) -> InsertResult:
+        """Insert on ``conn`` (the pool, or a connection in a transaction)."""
         if not tasks:
             return InsertResult(inserted={}, existing={})
         plain = _plain(tasks)
@@ -129,36 +157,18 @@ class TaskQueries(Base):
             return await self._insert_plain(conn, tasks, plain, counted)
         # Sorted by key so that concurrent batches take key locks in one order (no deadlock).
         ordered = sorted(tasks, key=lambda t: (t.tenant, t.idempotency_key or ""))
-        cols: list[list[Any]] = [[] for _ in range(15)]
-        for t in ordered:
-            row = (
-                t.id,
-                t.type,
-                t.priority,
-                t.payload.decode(),
-                t.max_attempts,
-                t.retry_base_ms,
-                t.retry_max_ms,
-                t.retry_jitter_ms,
-                t.timeout_ms,
-                t.idempotency_key,
-                t.request_hash,
-                t.run_at,
-                t.trace_context,
-                t.delay_ms,
-                t.tenant,
-            )
-            for col, value in zip(cols, row, strict=True):
-                col.append(value)
-        # One statement, so it commits on its own: no BEGIN and COMMIT round trips. A taken
-        # key was committed before ON CONFLICT skipped it (it waits for an in-flight holder),
-        # so the lookups below, in statements of their own, always find it.
-        timed = any(t.run_at is not None or t.delay_ms for t in tasks)
-        query = sql.INSERT_TASKS if timed else sql.INSERT_TASKS_NOW
-        rows = await conn.fetch(query, *cols[:14], key_ttl_ms, cols[14], counted)
+        lost: list[NewTask] = []
+        if any(t.unique_hash is not None for t in tasks):
+            rows, lost = await self._insert_claiming(conn, tasks, ordered, key_ttl_ms, counted)
+        else:
+            # One statement, so it commits on its own: no BEGIN and COMMIT round trips. A
+            # taken key was committed before ON CONFLICT skipped it (it waits for an in-flight
+            # holder), so the lookups below, in statements of their own, always find it.
+            rows = await conn.fetch(*_flat(_insert_args(ordered, key_ttl_ms, counted)))
         by_request = {t.id: t for t in tasks}
         inserted = {r["id"]: _inserted_view(by_request[r["id"]], r) for r in rows}
         outbox = [rows[0]["outbox_id"]] if rows and rows[0]["outbox_id"] is not None else []
+        lost_ids = {t.id for t in lost}
         taken = [t for t in ordered if t.idempotency_key is not None and t.id not in inserted]
         existing: dict[uuid.UUID, tuple[Task, bool]] = {}
         rejected: dict[uuid.UUID, str] = {}
@@ -166,8 +176,7 @@ class TaskQueries(Base):
             # Compared per requested task: one batch may repeat a key with other bodies.
             by_tenant: dict[str, list[str]] = {}
             for t in taken:
-                assert t.idempotency_key is not None
-                by_tenant.setdefault(t.tenant, []).append(t.idempotency_key)
+                by_tenant.setdefault(t.tenant, []).append(t.idempotency_key or "")
             keys = {
                 (tenant, k["key"]): k
                 for tenant, names in by_tenant.items()
@@ -181,14 +190,78 @@ class TaskQueries(Base):
                 k = keys.get((t.tenant, t.idempotency_key or ""))
                 holder = by_id.get(k["task_id"]) if k is not None else None
                 if k is None or holder is None:
+                    if t.id in lost_ids:
+                        continue  # a free key: the unique identity's holder answers it
                     # Expired and deleted between the insert and this read, or its task was
                     # deleted by retention: say so rather than guess.
                     rejected[t.id] = "this idempotency key's task no longer exists; retry"
                     continue
                 existing[t.id] = (holder, bytes(k["request_hash"]) == t.request_hash)
+        duplicates = await self._holders(conn, [t for t in lost if t.id not in existing], rejected)
         return InsertResult(
-            inserted=inserted, existing=existing, rejected=rejected, outbox_ids=outbox
+            inserted=inserted,
+            existing=existing,
+            rejected=rejected,
+            outbox_ids=outbox,
+            duplicates=duplicates,
         )
+
+    async def _insert_claiming(
+        self,
+        on: Any,
+        tasks: Sequence[NewTask],
+        ordered: Sequence[NewTask],
+        key_ttl_ms: int,
+        counted: bool,
+    ) -> tuple[list[Any], list[NewTask]]:
+        """Insert a group with unique tasks: their identities first (``CLAIM_UNIQUE``), then
+        the tasks that got theirs and the plain ones, then give back the identities of those
+        whose idempotency key turned out taken; one transaction. Identities are always taken
+        before keys, each in sorted order, so concurrent groups cannot deadlock. Returns the
+        inserted rows and the unique tasks another task's identity kept out."""
+        unique = [t for t in tasks if t.unique_hash is not None]  # request order: first wins
+        in_transaction = on is not self._pool
+        async with contextlib.AsyncExitStack() as stack:
+            if in_transaction:  # the caller's transaction (a counted insert)
+                conn = on
+            else:
+                conn = await stack.enter_async_context(self._pool.acquire())
+                await stack.enter_async_context(conn.transaction())
+            won = {
+                r["task_id"]
+                for r in await conn.fetch(
+                    sql.CLAIM_UNIQUE,
+                    [t.unique_hash for t in unique],
+                    [t.id for t in unique],
+                    [t.unique_for_ms for t in unique],
+                )
+            }
+            keep = [t for t in ordered if t.unique_hash is None or t.id in won]
+            args = _flat(_insert_args(keep, key_ttl_ms, counted))
+            rows = list(await conn.fetch(*args)) if keep else []
+            made = {r["id"] for r in rows}
+            unused = [t.id for t in unique if t.id in won and t.id not in made]
+            if unused:
+                await conn.execute(sql.DROP_UNIQUE_CLAIMS, unused)
+        return rows, [t for t in unique if t.id not in won]
+
+    async def _holders(
+        self, conn: Any, lost: Sequence[NewTask], rejected: dict[uuid.UUID, str]
+    ) -> dict[uuid.UUID, Task]:
+        """The task holding each lost task's unique identity (those found in no task go to
+        ``rejected``)."""
+        if not lost:
+            return {}
+        rows = await conn.fetch(sql.SELECT_UNIQUE_HOLDERS, list({t.unique_hash for t in lost}))
+        holders = {bytes(r["unique_hash"]): task_view(r) for r in rows}
+        out: dict[uuid.UUID, Task] = {}
+        for t in lost:
+            holder = holders.get(t.unique_hash) if t.unique_hash is not None else None
+            if holder is None:
+                rejected[t.id] = "the task holding this unique identity no longer exists; retry"
+            else:
+                out[t.id] = holder
+        return out
 
     async def _insert_plain(
         self, conn: Any, tasks: Sequence[NewTask], shared: Shared, counted: bool
@@ -273,20 +346,41 @@ class TaskQueries(Base):
 
     async def complete(self, outcomes: Sequence[Outcome]) -> set[uuid.UUID]:
         """Record a batch of outcomes in one transaction; returns the task ids recorded (an
-        outcome whose attempt was fenced off is not)."""
-        statements: list[tuple[str, list[list[Any]]]] = []
+        outcome whose attempt was fenced off is not). Successes that return nothing, of tasks
+        without a unique identity (the usual ones), go in the plain statement; the others in
+        one that also writes results and releases identities."""
         # In id order, so that two writers of overlapping rows (a completer and a janitor)
         # tend to lock them in one order; a deadlock left is retried by the boundary.
-        outcomes = sorted(outcomes, key=lambda o: o.task_id)
-        for kind, query in _COMPLETE.items():
-            mine = [o for o in outcomes if o.kind == kind]
-            if not mine:
-                continue
-            args: list[list[Any]] = [[o.task_id for o in mine], [o.attempt for o in mine]]
-            if kind != "succeeded":
-                last = [o.delay_ms if kind == "retry" else o.reason for o in mine]
-                args += [[_text(o.error) for o in mine], [o.outcome for o in mine], last]
-            statements.append((query, args))
+        plain: list[Outcome] = []
+        rich: list[Outcome] = []
+        retry: list[Outcome] = []
+        dead: list[Outcome] = []
+        snoozed: list[Outcome] = []
+        for o in sorted(outcomes, key=lambda o: o.task_id):
+            kind = o.kind
+            if kind == "succeeded":
+                (plain if o.result is None and not o.unique else rich).append(o)
+            elif kind == "retry":
+                retry.append(o)
+            elif kind == "dead":
+                dead.append(o)
+            elif kind == "snooze":
+                snoozed.append(o)
+        statements: list[tuple[str, list[list[Any]]]] = []
+        if plain:
+            statements.append((sql.COMPLETE_SUCCEEDED, _ids(plain)))
+        if rich:
+            results = [_text(o.result) for o in rich]
+            statements.append((sql.COMPLETE_SUCCEEDED_WITH, [*_ids(rich), results]))
+        if retry:
+            statements.append((sql.COMPLETE_RETRY, _failed(retry, [o.delay_ms for o in retry])))
+        if dead:
+            statements.append((sql.COMPLETE_DEAD, _failed(dead, [o.reason for o in dead])))
+        if snoozed:
+            delays = [o.delay_ms for o in snoozed]
+            statements.append((sql.COMPLETE_SNOOZE, [*_ids(snoozed), delays]))
+        if not statements:
+            return set()
         if len(statements) == 1:  # the common case: one statement commits on its own
             query, args = statements[0]
             return {r["id"] for r in await self._pool.fetch(query, *args)}
@@ -296,17 +390,26 @@ class TaskQueries(Base):
                 recorded.update(r["id"] for r in await conn.fetch(query, *args))
         return recorded
 
+    async def finished_tasks(self, ids: Sequence[uuid.UUID]) -> list[Task]:
+        """Those of these tasks that have ended (succeeded, dead or cancelled)."""
+        rows = await self._pool.fetch(sql.SELECT_FINISHED_TASKS, list(ids))
+        return [task_view(r) for r in rows]
+
     @contextlib.asynccontextmanager
-    async def exactly_once(self, task_id: uuid.UUID, attempt: int) -> AsyncIterator[_Transaction]:
-        """A transaction for a handler's writes that commits only together with the task's
-        success, fenced by ``attempt``; raises ``Fenced`` (all rolled back) if the attempt was
-        taken over, and rolls back when the handler raises. (A context manager, so the
-        boundary is here: driver errors of the transaction itself are translated; the
-        handler's own errors pass through.)"""
+    async def exactly_once(self, task_id: uuid.UUID, attempt: int) -> AsyncIterator[Settlement]:
+        """A transaction for a handler's writes (``settlement.tx``) that commits only together
+        with the task's success and its result (``settlement.result``, set before leaving),
+        fenced by ``attempt``; raises ``Fenced`` (all rolled back) if the attempt was taken
+        over, and rolls back when the handler raises. (A context manager, so the boundary is
+        here: driver errors of the transaction itself are translated; the handler's own errors
+        pass through.)"""
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                yield _Transaction(conn)
-                if await conn.fetchval(sql.COMPLETE_SUCCEEDED_ONE, task_id, attempt) is None:
+                settlement = Settlement(_Transaction(conn))
+                yield settlement
+                result = _text(settlement.result)
+                done = await conn.fetchval(sql.COMPLETE_SUCCEEDED_ONE, task_id, attempt, result)
+                if done is None:
                     raise Fenced(f"task {task_id} attempt {attempt} was taken over")
         except Exception as exc:
             if is_driver_error(exc) and not _from_handler(exc):
@@ -318,3 +421,18 @@ def _from_handler(exc: BaseException) -> bool:
     """Whether a driver error came out of the handler's own statement (marked by
     ``_Transaction``), which the handler sees as it is."""
     return getattr(exc, "_taskstream_handler", False) is True
+
+
+def _flat(statement: tuple[str, list[Any]]) -> tuple[Any, ...]:
+    query, args = statement
+    return (query, *args)
+
+
+def _ids(outcomes: Sequence[Outcome]) -> list[list[Any]]:
+    return [[o.task_id for o in outcomes], [o.attempt for o in outcomes]]
+
+
+def _failed(outcomes: Sequence[Outcome], last: list[Any]) -> list[list[Any]]:
+    """Arguments of the failure statements: ids, attempts, errors, labels, then ``last``."""
+    return [*_ids(outcomes), [_text(o.error) for o in outcomes], [o.outcome for o in outcomes],
+            last]  # fmt: skip

@@ -40,7 +40,8 @@ class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 
 class Task(msgspec.Struct, frozen=True, kw_only=True):
-    """A task as Postgres records it, and as the API shows it."""
+    """A task as Postgres records it, and as the API shows it. A task a schedule made names
+    it and its tick (``schedule``, ``scheduled_for``); for the others both are null."""
 
     id: uuid.UUID
     type: str
@@ -59,6 +60,9 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
     timeout_ms: int
     last_error: ErrorInfo | None
     tenant: str = "default"
+    result: Any = None  # what the handler returned (JSON), once it succeeded; None: nothing
+    schedule: str | None = None
+    scheduled_for: dt.datetime | None = None
 
 
 class NewTask(msgspec.Struct, frozen=True, kw_only=True):
@@ -81,6 +85,11 @@ class NewTask(msgspec.Struct, frozen=True, kw_only=True):
     trace_context: str | None = None
     delay_ms: int | None = None  # added to Postgres's now(); scheduled if that is ahead
     tenant: str = "default"  # from the credential; never changes
+    # A unique task (the `unique` option): the hash of its identity, the statuses it holds it
+    # in (a bitmask, see ``domain.unique``) and how long it holds it regardless (ms).
+    unique_hash: bytes | None = None
+    unique_states: int | None = None
+    unique_for_ms: int | None = None
 
 
 class Delivery(msgspec.Struct, frozen=True, kw_only=True):
@@ -110,6 +119,7 @@ class ClaimedTask(msgspec.Struct, frozen=True):
     retry_jitter_ms: int
     queued_at: dt.datetime | None
     started_at: dt.datetime
+    unique_states: int | None = None  # set for a unique task: its success releases a claim
 
     @property
     def attempts_used(self) -> int:
@@ -140,9 +150,11 @@ class TaskState(msgspec.Struct, frozen=True, kw_only=True):
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     """How one attempt ended, for ``Database.complete``.
 
-    ``kind`` is ``succeeded``, ``retry`` or ``dead`` (``committed`` and ``fenced``: an
-    exactly-once handler's transaction already settled it); ``outcome`` is the history label
-    (``failed``, ``timeout``, ``dead``, …); ``error`` is JSON of ``ErrorInfo``.
+    ``kind`` is ``succeeded``, ``retry``, ``dead`` or ``snooze`` (``committed`` and
+    ``fenced``: an exactly-once handler's transaction already settled it); ``outcome`` is the
+    history label (``failed``, ``timeout``, ``dead``, …); ``error`` is JSON of ``ErrorInfo``;
+    ``delay_ms`` the wait before a retry or after a snooze. A success may carry the handler's
+    ``result`` (JSON) and says whether the task is ``unique`` (its identity is released).
     """
 
     task_id: uuid.UUID
@@ -152,6 +164,8 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     error: bytes | None = None
     delay_ms: int = 0
     reason: str = ""
+    result: bytes | None = None
+    unique: bool = False
 
 
 class Ready(msgspec.Struct, frozen=True, kw_only=True):
@@ -173,12 +187,26 @@ class InsertResult(msgspec.Struct, frozen=True, kw_only=True):
     """What an insert did: the rows it created (by id), and for each requested task not
     created because its idempotency key was taken (by the requested id), the task holding the
     key and whether that task's request digest matches this one's; ``rejected`` names the
-    tasks Postgres refused (bad data that got past validation), each with why."""
+    tasks Postgres refused (bad data that got past validation), each with why; ``duplicates``
+    the unique tasks not created because another task holds their identity (by the requested
+    id: that task)."""
 
     inserted: dict[uuid.UUID, Task]
     existing: dict[uuid.UUID, tuple[Task, bool]]
     rejected: dict[uuid.UUID, str] = msgspec.field(default_factory=dict)  # the store refused it
     outbox_ids: list[int] = msgspec.field(default_factory=list)  # see migrations/0005
+    duplicates: dict[uuid.UUID, Task] = msgspec.field(default_factory=dict)
+
+
+class Enqueued(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``taskstream.enqueue`` did: the task's id and status; ``created`` when this call
+    made it (else its idempotency key or, with ``duplicate``, its unique identity was held by
+    that existing task)."""
+
+    id: uuid.UUID
+    status: str
+    created: bool
+    duplicate: bool = False
 
 
 class TaskTiming(msgspec.Struct, frozen=True, kw_only=True):

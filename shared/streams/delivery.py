@@ -68,10 +68,19 @@ class DeliveryOps(Base):
             out[p] = list(self._decode(reply))
         return out
 
-    async def wait(self, consumer: str, block_ms: int, count: int = 1) -> list[Delivery | BadEntry]:
-        """Block up to ``block_ms`` until any stream has a new entry; returns at most ``count``
-        entries per stream (a backlog is then read by weight)."""
-        streams: dict[Any, Any] = {key: ">" for key in self.keys.streams.values()}
+    async def wait(
+        self,
+        consumer: str,
+        block_ms: int,
+        count: int = 1,
+        priorities: Sequence[str] | None = None,
+    ) -> list[Delivery | BadEntry]:
+        """Block up to ``block_ms`` until any stream (of ``priorities``, default all) has a
+        new entry; returns at most ``count`` entries per stream (a backlog is then read by
+        weight)."""
+        keys = self.keys.streams
+        wanted = keys.values() if priorities is None else [keys[p] for p in priorities]
+        streams: dict[Any, Any] = dict.fromkeys(wanted, ">")
         try:
             reply = await self._r.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)
         except ResponseError as exc:

@@ -72,6 +72,8 @@ def test_every_python_example_runs_as_written(tmp_path: Path, system: System) ->
     # What the blocks say they print (so a block that silently did nothing would show).
     assert "refused: payload.to" in printed and "dead AlwaysFailError" in printed
     assert re.search(r"^\{250: ValidationError", printed, re.M)
+    assert "{'sent_to': 'ada@example.com'}" in printed  # the result, stored and shown
+    assert "welcome mail: succeeded" in printed  # enqueued in a transaction, published, run
     assert tests
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "asyncio_mode=auto",

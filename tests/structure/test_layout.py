@@ -185,7 +185,7 @@ def test_every_public_store_method_goes_through_the_boundary(cls: type) -> None:
 
 def test_each_background_role_has_its_own_module() -> None:
     roles = {
-        "watcher": {"due", "repair"},
+        "watcher": {"due", "repair", "outbox", "schedules", "unpark"},
         "janitor": {"reclaim", "orphans", "trim", "consumers", "gauges", "retention"},
     }
     for service, expected in roles.items():

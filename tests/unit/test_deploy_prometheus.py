@@ -33,6 +33,7 @@ REQUIRED_ALERTS = {
     "PendingPastVisibilityTimeout",
     "NoConsumersWithBacklog",
     "WatcherLagging",
+    "ScheduleMissedRuns",
 }
 
 

@@ -161,3 +161,28 @@ def test_an_unreachable_store_exits_1_with_one_line(
     captured = capsys.readouterr()
     [line] = captured.err.strip().splitlines()
     assert "not reachable" in line and "Traceback" not in captured.err
+
+
+def test_task_show_prints_a_result_when_there_is_one() -> None:
+    import datetime as dt
+
+    import msgspec
+
+    from taskstream.services.cli.ops_text import history_text
+    from taskstream.shared.domain import Task
+    from taskstream.shared.ops_models import TaskHistory
+
+    at = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    task = Task(
+        id=uuid.uuid4(), type="t", priority="default", status="succeeded", attempt=1,
+        max_attempts=5, payload={}, idempotency_key=None, run_at=at, created_at=at,
+        updated_at=at, queued_at=at, started_at=at, finished_at=at, timeout_ms=1000,
+        last_error=None, result={"total": 12},
+    )  # fmt: skip
+
+    def shown(t: Task) -> str:
+        return history_text(TaskHistory(task=t, first_attempt=1, attempts_used=1, attempts=[],
+                                        latest=None, dead_letter=None, pending=None))  # fmt: skip
+
+    assert 'result    {"total":12}' in shown(task)
+    assert "result" not in shown(msgspec.structs.replace(task, result=None))

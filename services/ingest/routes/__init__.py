@@ -1,6 +1,7 @@
 """The ingest API's routes, one module per resource: ``tasks`` (submit, read, list, cancel, the
-Go scheduler's route), ``queues`` (queues, pending entries, consumers, task history), ``dlq``
-(dead letters) and ``system`` (health, readiness, metrics, the OpenAPI document)."""
+Go scheduler's route), ``queues`` (queues, pending entries, consumers, task history, queue
+pauses), ``dlq`` (dead letters), ``schedules`` and ``system`` (health, readiness, metrics, the
+OpenAPI document)."""
 
 from __future__ import annotations
 

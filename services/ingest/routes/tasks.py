@@ -46,13 +46,19 @@ def _enqueue_span(request: web.Request) -> AbstractContextManager[Span]:
 
 
 async def create_task(request: web.Request) -> web.Response:
-    view, created, headers = await _create_one(request, decode_task(await request.read()))
+    """201 with the new task; 200 with the original (the same idempotency key and body) or,
+    with ``"duplicate": true``, with the task holding its unique identity."""
+    body = decode_task(await request.read())
+    view, created, duplicate, headers = await _create_one(request, body)
+    if duplicate:
+        return json_response({**msgspec.structs.asdict(view), "duplicate": True}, 200, headers)
     return json_response(view, 201 if created else 200, headers)
 
 
 async def create_go_task(request: web.Request) -> web.Response:
     """The Go scheduler's ``POST /tasks``: 202 queued, or 200 duplicate."""
-    view, created, headers = await _create_one(request, decode_go_task(await request.read()))
+    body = decode_go_task(await request.read())
+    view, created, _, headers = await _create_one(request, body)
     if created:
         return json_response({"task_id": str(view.id), "status": "queued"}, 202, headers)
     return json_response({"task_id": str(view.id), "status": "duplicate"}, 200, headers)
@@ -60,7 +66,7 @@ async def create_go_task(request: web.Request) -> web.Response:
 
 async def _create_one(
     request: web.Request, req: TaskRequest
-) -> tuple[Task, bool, dict[str, str] | None]:
+) -> tuple[Task, bool, bool, dict[str, str] | None]:
     with _enqueue_span(request) as span:
         tenant = auth.principal(request).tenant
         task = new_task(
@@ -78,8 +84,8 @@ async def _create_one(
                 raise error
             headers = await limiter.admit(limits, 1)
             result = await _insert_limited(request, limits, [task])
-    view, created = _result_of(task, result)
-    return view, created, headers
+    view, created, duplicate = _result_of(task, result)
+    return view, created, duplicate, headers
 
 
 async def _insert_limited(
@@ -134,8 +140,10 @@ async def create_batch(request: web.Request) -> web.Response:
             result = await _insert_limited(request, limits, [t for _, t in tasks])
     for i, task in tasks:
         try:
-            view, created = _result_of(task, result)
+            view, created, duplicate = _result_of(task, result)
             results[i] = {"id": view.id, "status": view.status, "created": created, "task": view}
+            if duplicate:
+                results[i]["duplicate"] = True
         except Invalid as exc:
             results[i] = {"error": _in_batch(exc.error, i)}
     return json_response({"results": results}, headers=headers)
@@ -154,12 +162,15 @@ def _in_batch(error: ApiError, i: int) -> ApiError:
     return msgspec.structs.replace(error, field=field)
 
 
-def _result_of(task: NewTask, result: InsertResult) -> tuple[Task, bool]:
-    """The view of one requested task, and whether it was created by this request."""
+def _result_of(task: NewTask, result: InsertResult) -> tuple[Task, bool, bool]:
+    """The view of one requested task, whether it was created by this request, and whether
+    it is the task holding the request's unique identity (a duplicate)."""
     if task.id in result.inserted:
-        return result.inserted[task.id], True
+        return result.inserted[task.id], True, False
     if task.id in result.rejected:
         raise Invalid(422, ApiError(code="invalid", message=result.rejected[task.id]))
+    if task.id in result.duplicates:
+        return result.duplicates[task.id], False, True
     view, same = result.existing[task.id]
     if not same:
         raise Invalid(
@@ -170,12 +181,19 @@ def _result_of(task: NewTask, result: InsertResult) -> tuple[Task, bool]:
                 field="idempotency_key",
             ),
         )
-    return view, False
+    return view, False, False
 
 
 async def get_task(request: web.Request) -> web.Response:
+    """One task; with ``?wait=S``, answered as soon as it has ended (succeeded, dead or
+    cancelled), or as it stands after S seconds (``waiters.py``: no polling)."""
     task_id = params.task_id(request)
-    view = await state.db(request).get_task(task_id, auth.principal(request).view)
+    tenant = auth.principal(request).view
+    wait = params.wait_seconds(request.query)
+    if wait is None:
+        view = await state.db(request).get_task(task_id, tenant)
+    else:
+        view = await state.waiters(request).wait(task_id, wait, tenant)
     if view is None:  # another tenant's task is no task at all to this one
         raise not_found(f"no task {task_id}")
     return json_response(view)
