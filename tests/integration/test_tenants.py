@@ -199,3 +199,39 @@ async def test_a_tenants_listing_uses_the_tenant_index_even_as_a_generic_plan(
         await conn.close()
     assert "tasks_tenant_id" in plan, plan
     assert "Sort" not in plan, plan  # newest first straight from the index
+
+
+SCHEDULE = {"every": "1h", "task": {"type": "report", "payload": {}}}
+
+
+async def test_schedules_are_per_tenant(
+    client: Client, db: Database, streams: Streams, auth_config: Config
+) -> None:
+    await streams.ensure_groups()
+    a, b = await key(db, "acme"), await key(db, "beta")
+    other = await key(db, "gamma")
+    admin = await key(db, "ops", "admin")
+    for headers in (a, b):
+        resp = await client.put("/v1/schedules/nightly", json=SCHEDULE, headers=headers)
+        assert resp.status == 201, await resp.text()
+        assert (await resp.json())["name"] == "nightly"
+    mine = await (await client.get("/v1/schedules", headers=a)).json()
+    assert [s["name"] for s in mine["schedules"]] == ["nightly"]
+    for method, path in (
+        ("GET", "/v1/schedules/nightly"),
+        ("POST", "/v1/schedules/nightly/pause"),
+        ("POST", "/v1/schedules/nightly/trigger"),
+        ("DELETE", "/v1/schedules/nightly"),
+    ):
+        assert (await client.request(method, path, headers=other)).status == 404, path
+    assert (await (await client.get("/v1/schedules", headers=other)).json())["schedules"] == []
+    sneaky = await client.get("/v1/schedules/acme%2Fnightly", headers=other)
+    assert sneaky.status in (400, 404)
+    fired = await client.post("/v1/schedules/nightly/trigger", headers=a)
+    assert fired.status == 201
+    made = await db.get_task((await fired.json())["task_id"])
+    assert made is not None and made.tenant == "acme"
+    assert (await client.delete("/v1/schedules/nightly", headers=a)).status == 200
+    assert (await client.get("/v1/schedules/nightly", headers=b)).status == 200  # B's stays
+    every = await (await client.get("/v1/schedules", headers=admin)).json()
+    assert [s["name"] for s in every["schedules"]] == ["beta/nightly"]
