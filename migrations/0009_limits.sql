@@ -61,3 +61,17 @@ CREATE TABLE concurrency_limits (
     updated_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (kind, name)
 );
+
+-- Tasks that were delivered while their type's or tenant's concurrency cap was full: still
+-- queued at the same attempt (nothing claimed, no attempt used), their entry acknowledged,
+-- waiting on the cap (kind, name) that was full. The watcher's unwait role re-publishes as
+-- many as the cap has free slots, oldest first.
+CREATE TABLE limit_waits (
+    task_id   uuid PRIMARY KEY,
+    attempt   integer NOT NULL,
+    priority  text NOT NULL,
+    kind      text NOT NULL,
+    name      text NOT NULL,
+    waited_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX limit_waits_cap ON limit_waits (kind, name, waited_at);

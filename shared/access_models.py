@@ -6,7 +6,12 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from taskstream.shared.domain.access import TENANT_PATTERN, ApiKey, TenantLimits
+from taskstream.shared.domain.access import (
+    TENANT_PATTERN,
+    ApiKey,
+    ConcurrencyLimit,
+    TenantLimits,
+)
 
 Scope = Literal["tasks:write", "tasks:read", "ops:read", "ops:write", "admin"]
 TenantName = Annotated[str, msgspec.Meta(pattern=TENANT_PATTERN)]
@@ -48,3 +53,13 @@ class TenantRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
 class TenantList(msgspec.Struct, frozen=True, kw_only=True):
     tenants: list[TenantLimits]
+
+
+class LimitRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Body of ``PUT /v1/limits/{kind}/{name}``."""
+
+    max_running: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
+
+
+class LimitList(msgspec.Struct, frozen=True, kw_only=True):
+    limits: list[ConcurrencyLimit]

@@ -221,6 +221,13 @@ class ExecutorConfig(msgspec.Struct, frozen=True, kw_only=True):
             "stops starting within this)."
         ),
     ] = 1000
+    limits_poll_ms: Annotated[
+        int,
+        _d(
+            "How often an executor reads the concurrency caps (`taskstream limits set` takes "
+            "hold within this)."
+        ),
+    ] = 1000
 
     def weights(self) -> dict[str, int]:
         """The weight of each priority, in ``PRIORITIES`` order."""
@@ -284,6 +291,13 @@ class WatcherConfig(msgspec.Struct, frozen=True, kw_only=True):
             "schedule's `catchup`, as `caught_up`; later still it is `missed`."
         ),
     ] = 30_000
+    unwait_interval_ms: Annotated[
+        int,
+        _d(
+            "How often the watcher re-publishes tasks waiting for a concurrency slot, as many "
+            "as their cap has free (the most a waiting task starts after a slot frees)."
+        ),
+    ] = 100
 
 
 class JanitorConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -413,6 +427,8 @@ NON_NEGATIVE = (
     "api_key_touch_ms",
     "jwt_leeway_s",
     "limits_cache_ms",
+    "limits_poll_ms",
+    "unwait_interval_ms",
     "prefetch",
     "prefetch_fast",
     "fast_handler_ms",

@@ -236,6 +236,17 @@ class Metrics:
             description="Requests ingest refused, by reason: `unauthorized` (401), `forbidden` "
             "(403), `rate_limited` and `quota` (429).",
         )
+        self.cap_waits = meter.create_counter(
+            "concurrency_waits",
+            unit="1",
+            description="Deliveries set aside because their type's or tenant's concurrency cap "
+            "was full (they wait, no attempt used).",
+        )
+        self.unwaited = meter.create_counter(
+            "concurrency_unwaited",
+            unit="1",
+            description="Tasks that waited for a concurrency slot, re-published as one freed.",
+        )
         self.rate_checks_skipped = meter.create_counter(
             "rate_checks_skipped",
             unit="1",
@@ -277,11 +288,13 @@ class Metrics:
                 self.snoozed.add(0, labels)
         for reason in REJECT_REASONS:
             self.rejected.add(0, {"reason": reason})
+        for kind in ("type", "tenant"):
+            self.cap_waits.add(0, {"kind": kind})
         for stage in ("claim", "complete", "reclaim"):
             self.fenced.add(0, {"stage": stage})
         for counter in (self.enqueued, self.publish_failures, self.acks, self.repaired,
                         self.outbox_published, self.parked, self.unparked,
-                        self.rate_checks_skipped):  # fmt: skip
+                        self.rate_checks_skipped, self.unwaited):  # fmt: skip
             counter.add(0)
         for outcome in SCHEDULE_OUTCOMES:
             self.schedule_runs.add(0, {"outcome": outcome})
@@ -381,6 +394,8 @@ LABELS: dict[str, str] = {
     "processing_inflight": "",
     "requests_rejected": "reason (unauthorized, forbidden, rate_limited, quota)",
     "rate_checks_skipped": "",
+    "concurrency_waits": "kind (type, tenant)",
+    "concurrency_unwaited": "",
 }
 
 

@@ -519,7 +519,7 @@ SWEEP_BOUND = "SELECT id FROM tasks WHERE id > $1 ORDER BY id OFFSET $2 LIMIT 1"
 # priority's cutoff ($3 priorities, $4 cutoffs): their entries are presumed lost; stamped so
 # they are not re-sent again soon, and returned. One batch of the repair's slow sweep, or,
 # with cutoffs in the far future, of the re-send of everything after Redis lost it all.
-# Parked tasks (their type paused) are left out.
+# Parked tasks (their type paused) and those waiting for a concurrency slot are left out.
 REPUBLISH_QUEUED = """
 WITH stale AS (
     SELECT t.id FROM tasks t
@@ -528,6 +528,8 @@ WITH stale AS (
         AND t.status = 'queued' AND t.updated_at < c.before
         -- A parked task (its type paused) has no entry on purpose: the unpark sends it.
         AND NOT EXISTS (SELECT 1 FROM parked_tasks p WHERE p.task_id = t.id)
+        -- Nor does a task waiting for a concurrency slot: the unwait role sends it.
+        AND NOT EXISTS (SELECT 1 FROM limit_waits w WHERE w.task_id = t.id)
     FOR UPDATE OF t SKIP LOCKED
 )
 UPDATE tasks t SET updated_at = now()

@@ -74,6 +74,76 @@ WHERE tenant = $1 AND NOT counted AND status IN ('scheduled', 'queued', 'running
 # Make sure a tenant has a counter row (before its tasks are marked counted).
 ENSURE_USAGE = "INSERT INTO tenant_usage (tenant) VALUES ($1) ON CONFLICT DO NOTHING"
 
+# Concurrency caps: every one (executors poll this), or one kind's.
+CONCURRENCY_LIMITS = """
+SELECT kind, name, max_running FROM concurrency_limits
+WHERE $1::text IS NULL OR kind = $1
+ORDER BY kind, name
+"""
+
+# Set a concurrency cap ($1 kind, $2 name, $3 most running at once).
+SET_CONCURRENCY_LIMIT = """
+INSERT INTO concurrency_limits (kind, name, max_running) VALUES ($1, $2, $3)
+ON CONFLICT (kind, name) DO UPDATE SET max_running = excluded.max_running, updated_at = now()
+RETURNING kind, name, max_running
+"""
+
+# Remove a concurrency cap; returns it.
+CLEAR_CONCURRENCY_LIMIT = """
+DELETE FROM concurrency_limits WHERE kind = $1 AND name = $2 RETURNING kind, name, max_running
+"""
+
+# Of these deliveries (ids $1, attempts $2), the tasks still queued at that attempt whose type
+# is in $3 or tenant in $4 (the capped ones), with their type and tenant.
+CAPPED_TASKS = """
+SELECT t.id, t.type, t.tenant
+FROM unnest($1::uuid[], $2::int[]) AS d(id, attempt)
+JOIN tasks t ON t.id = d.id AND t.attempt = d.attempt
+WHERE t.status = 'queued' AND (t.type = ANY($3::text[]) OR t.tenant = ANY($4::text[]))
+"""
+
+# Set delivered tasks aside to wait for a slot of a full cap (ids $1, attempts $2, the caps'
+# kinds $3 and names $4): only those still queued at that attempt. Returns the ids set aside.
+WAIT_FOR_SLOT = """
+INSERT INTO limit_waits (task_id, attempt, priority, kind, name)
+SELECT t.id, t.attempt, t.priority, w.kind, w.name
+FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[]) AS w(id, attempt, kind, name)
+JOIN tasks t ON t.id = w.id AND t.attempt = w.attempt
+WHERE t.status = 'queued'
+ON CONFLICT (task_id) DO UPDATE SET attempt = excluded.attempt, kind = excluded.kind,
+    name = excluded.name, waited_at = now()
+RETURNING task_id
+"""
+
+# The caps tasks are waiting on, with how many wait.
+WAITING_CAPS = "SELECT kind, name, count(*) AS n FROM limit_waits GROUP BY kind, name"
+
+# Release up to $3 tasks waiting on cap ($1 kind, $2 name), oldest first (rows another watcher
+# holds skipped): delete their rows, stamp those still queued at that attempt with an outbox
+# row; returns what to publish.
+UNWAIT = """
+WITH freed AS (
+    SELECT task_id FROM limit_waits
+    WHERE kind = $1 AND name = $2
+    ORDER BY waited_at
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM limit_waits w USING freed f WHERE w.task_id = f.task_id
+    RETURNING w.task_id, w.attempt
+), ready AS (
+    UPDATE tasks t SET updated_at = now()
+    FROM gone g
+    WHERE t.id = g.task_id AND t.attempt = g.attempt AND t.status = 'queued'
+    RETURNING t.id, t.attempt, t.priority, t.trace_context
+), outboxed AS (
+    INSERT INTO outbox (task_ids)
+    SELECT array_agg(id) FROM ready HAVING count(*) > 0
+    RETURNING id
+)
+SELECT ready.*, (SELECT id FROM outboxed) AS outbox_id FROM ready
+"""
+
 ALL: dict[str, str] = {
     name: value for name, value in globals().items() if name.isupper() and name != "ALL"
 }

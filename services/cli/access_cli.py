@@ -1,4 +1,5 @@
-"""The access commands: ``keys create|list|revoke`` and ``tenants set|list``.
+"""The access commands: ``keys create|list|revoke``, ``tenants set|list`` and
+``limits set|clear|list`` (concurrency caps).
 
 They talk to Postgres directly (whoever can reach the database is an admin already). A bad
 argument is one line on stderr and exit 2; an unreachable store is one line and exit 1. A new
@@ -19,7 +20,7 @@ import msgspec
 
 from taskstream.services.cli.format import format_time, parse_duration, table
 from taskstream.shared import config as config_mod
-from taskstream.shared.access_models import KeyCreated, KeyList, TenantList
+from taskstream.shared.access_models import KeyCreated, KeyList, LimitList, TenantList
 from taskstream.shared.config import Config
 from taskstream.shared.db import Database
 from taskstream.shared.domain.access import (
@@ -31,7 +32,7 @@ from taskstream.shared.domain.access import (
 )
 from taskstream.shared.errors import ConfigError, StoreUnavailable, TaskstreamError
 
-COMMANDS = ("keys", "tenants")
+COMMANDS = ("keys", "tenants", "limits")
 NONE = ("none", "off", "unlimited")
 _encode = msgspec.json.Encoder().encode
 
@@ -71,6 +72,8 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     parser = _Parser(prog=f"taskstream {command}", description=__doc__)
     if command == "tenants":
         return _tenants_parser(parser)
+    if command == "limits":
+        return _limits_parser(parser)
     sub = parser.add_subparsers(dest="action", required=True, metavar="create|list|revoke")
     create = sub.add_parser("create", help="a new API key, printed once")
     create.add_argument("--tenant", type=_tenant, required=True)
@@ -106,11 +109,52 @@ def _tenants_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
+def _limits_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    sub = parser.add_subparsers(dest="action", required=True, metavar="set|clear|list")
+    for action, text in (("set", "cap the tasks running at once"), ("clear", "remove a cap")):
+        p = sub.add_parser(action, help=text)
+        which = p.add_mutually_exclusive_group(required=True)
+        which.add_argument("--type", help="a task type")
+        which.add_argument("--tenant", type=_tenant, help="a tenant")
+        if action == "set":
+            p.add_argument(
+                "--max-running",
+                type=_positive_arg,
+                required=True,
+                help="at most this many running at once, across every executor",
+            )
+        _json_flag(p)
+    listing = sub.add_parser("list", help="every cap")
+    _json_flag(listing)
+    return parser
+
+
+async def _limits(args: argparse.Namespace, db: Database) -> int:
+    if args.action == "list":
+        return _print(args, LimitList(limits=await db.concurrency_limits()), _limits_text)
+    kind, name = ("type", args.type) if args.type else ("tenant", args.tenant)
+    if args.action == "set":
+        stored = await db.set_concurrency_limit(kind, name, args.max_running)
+        return _print(args, stored, lambda c: _limits_text(LimitList(limits=[c])))
+    cleared = await db.clear_concurrency_limit(kind, name)
+    if cleared is None:
+        print(f"taskstream limits: no cap on {kind} {name}", file=sys.stderr)
+        return 1
+    return _print(args, cleared, lambda c: f"removed the cap on {c.kind} {c.name}")
+
+
+def _limits_text(result: LimitList) -> str:
+    rows = [(c.kind, c.name, c.max_running) for c in result.limits]
+    return table(("KIND", "NAME", "MAX RUNNING"), rows)
+
+
 async def _run(command: str, args: argparse.Namespace, config: Config) -> int:
     db = await Database.connect(config.stores.database_url, min_size=1, max_size=2)
     try:
         if command == "tenants":
             return await _tenants(args, db)
+        if command == "limits":
+            return await _limits(args, db)
         return await _keys(args, db)
     finally:
         await db.close()
@@ -257,6 +301,13 @@ def _positive(text: str) -> int:
     if value < 1:
         raise ValueError(f"{text!r} is not a positive integer")
     return value
+
+
+def _positive_arg(text: str) -> int:
+    try:
+        return _positive(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _duration(text: str) -> int:

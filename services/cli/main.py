@@ -87,6 +87,7 @@ access:
   keys          API keys: create --tenant T --scopes S [--name N] [--expires 30d] | list | revoke ID
   tenants       limits: set T [--rate 200/s] [--burst 400] [--max-in-flight N]
                 [--max-payload 256KiB] [--weight W] | list
+  limits        concurrency caps: set (--type T | --tenant T) --max-running N | clear | list
 
 measuring:
   load          the load generator (the Go scheduler's flags: -n -w -url -pct-* …)
@@ -110,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return show_config(rest)
     if command == "load":
         return int(importlib.import_module("taskstream.services.cli.load").load_main(rest))
-    if command in ("keys", "tenants"):
+    if command in ("keys", "tenants", "limits"):
         module = importlib.import_module("taskstream.services.cli.access_cli")
         return int(module.access_main(command, rest))
     if command == "schedules":

@@ -297,15 +297,30 @@ def _access() -> tuple[dict[str, Any], dict[str, Any]]:
         KeyCreated,
         KeyList,
         KeyRequest,
+        LimitList,
+        LimitRequest,
         TenantList,
         TenantRequest,
     )
-    from taskstream.shared.domain.access import TENANT_PATTERN, ApiKey, TenantLimits
+    from taskstream.shared.domain.access import (
+        TENANT_PATTERN,
+        ApiKey,
+        ConcurrencyLimit,
+        TenantLimits,
+    )
 
     _, components = msgspec.json.schema_components(
-        [KeyRequest, KeyCreated, KeyList, ApiKey, TenantRequest, TenantLimits, TenantList],
+        [KeyRequest, KeyCreated, KeyList, ApiKey, TenantRequest, TenantLimits, TenantList,
+         LimitRequest, LimitList, ConcurrencyLimit],
         ref_template=REF,
-    )
+    )  # fmt: skip
+    cap = [
+        {"name": "kind", "in": "path", "required": True,
+         "schema": {"type": "string", "enum": ["type", "tenant"]}},
+        {"name": "name", "in": "path", "required": True,
+         "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,62}$"},
+         "description": "a task type, or a tenant (for fuzzing: names both kinds allow)"},
+    ]  # fmt: skip
     tenant_name = [
         {"name": "name", "in": "path", "required": True,
          "schema": {"type": "string", "pattern": TENANT_PATTERN}}
@@ -337,6 +352,40 @@ def _access() -> tuple[dict[str, Any], dict[str, Any]]:
                     **_resp("201", "Created", "KeyCreated"),
                     **_resp("400", "Malformed JSON"),
                     **_resp("422", "Body does not validate; `field` names the offending field"),
+                    **_resp("503", "Postgres unreachable"),
+                },
+            },
+        },
+        "/v1/limits": {
+            "get": {
+                "summary": "Concurrency caps: at most max_running tasks of a type, or of a "
+                "tenant, running at once across every executor",
+                "responses": {
+                    **_resp("200", "The caps", "LimitList"),
+                    **_resp("503", "Postgres unreachable"),
+                },
+            }
+        },
+        "/v1/limits/{kind}/{name}": {
+            "put": {
+                "summary": "Set a concurrency cap (executors obey it within LIMITS_POLL_MS); "
+                "a task over it waits, using no attempt, until a slot frees",
+                "parameters": cap,
+                "requestBody": {"required": True, **_json("LimitRequest")},
+                "responses": {
+                    **_resp("200", "Stored", "ConcurrencyLimit"),
+                    **_resp("400", "Malformed JSON or a bad kind or name"),
+                    **_resp("422", "Body does not validate; `field` names the offending field"),
+                    **_resp("503", "Postgres unreachable"),
+                },
+            },
+            "delete": {
+                "summary": "Remove a concurrency cap (its waiting tasks are released)",
+                "parameters": cap,
+                "responses": {
+                    **_resp("200", "Removed", "ConcurrencyLimit"),
+                    **_resp("400", "A bad kind or name"),
+                    **_resp("404", "No such cap"),
                     **_resp("503", "Postgres unreachable"),
                 },
             },

@@ -7,11 +7,14 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from taskstream.shared import sql
 from taskstream.shared import sql_access as q
 from taskstream.shared.db.base import Base
+from taskstream.shared.domain import Publisher, Ready
 from taskstream.shared.domain.access import (
     SHOWN_PREFIX,
     ApiKey,
+    ConcurrencyLimit,
     CreatedKey,
     StoredKey,
     TenantLimits,
@@ -110,3 +113,61 @@ class AccessQueries(Base):
     async def tenants(self, name: str | None = None) -> list[TenantLimits]:
         """Every tenant with limits (or the one named), with its counted tasks in flight."""
         return [_tenant(r) for r in await self._pool.fetch(q.LIST_TENANTS, name)]
+
+    async def concurrency_limits(self, kind: str | None = None) -> list[ConcurrencyLimit]:
+        rows = await self._pool.fetch(q.CONCURRENCY_LIMITS, kind)
+        return [ConcurrencyLimit(**dict(r)) for r in rows]
+
+    async def set_concurrency_limit(
+        self, kind: str, name: str, max_running: int
+    ) -> ConcurrencyLimit:
+        row = await self._pool.fetchrow(q.SET_CONCURRENCY_LIMIT, kind, name, max_running)
+        return ConcurrencyLimit(**dict(row))
+
+    async def clear_concurrency_limit(self, kind: str, name: str) -> ConcurrencyLimit | None:
+        row = await self._pool.fetchrow(q.CLEAR_CONCURRENCY_LIMIT, kind, name)
+        return None if row is None else ConcurrencyLimit(**dict(row))
+
+    async def capped_tasks(
+        self,
+        ids: Sequence[uuid.UUID],
+        attempts: Sequence[int],
+        types: Sequence[str],
+        tenants: Sequence[str],
+    ) -> dict[uuid.UUID, tuple[str, str]]:
+        """Of these deliveries, the queued tasks of a capped type or tenant: (type, tenant)."""
+        rows = await self._pool.fetch(
+            q.CAPPED_TASKS, list(ids), list(attempts), list(types), list(tenants)
+        )
+        return {r["id"]: (r["type"], r["tenant"]) for r in rows}
+
+    async def wait_for_slot(
+        self, waits: Sequence[tuple[uuid.UUID, int, str, str]]
+    ) -> set[uuid.UUID]:
+        """Set tasks aside until their cap ``(kind, name)`` has a free slot: ``(id, attempt,
+        kind, name)`` each; returns the ids set aside (still queued at that attempt)."""
+        if not waits:
+            return set()
+        ids, attempts, kinds, names = (list(c) for c in zip(*waits, strict=True))
+        rows = await self._pool.fetch(q.WAIT_FOR_SLOT, ids, attempts, kinds, names)
+        return {r["task_id"] for r in rows}
+
+    async def waiting_caps(self) -> dict[tuple[str, str], int]:
+        """The caps tasks wait on, and how many wait on each."""
+        rows = await self._pool.fetch(q.WAITING_CAPS)
+        return {(r["kind"], r["name"]): int(r["n"]) for r in rows}
+
+    async def unwait(self, kind: str, name: str, limit: int, publish: Publisher) -> list[Ready]:
+        """Release up to ``limit`` tasks waiting on a cap: commit, then ``publish`` them, then
+        delete their outbox row (a crash in between leaves them to the outbox's repair)."""
+        rows = await self._pool.fetch(q.UNWAIT, kind, name, limit)
+        ready = [
+            Ready(id=r["id"], attempt=r["attempt"], priority=r["priority"],
+                  trace_context=r["trace_context"], outbox_id=r["outbox_id"])
+            for r in rows
+        ]  # fmt: skip
+        if ready:
+            await publish(ready)
+            if ready[0].outbox_id is not None:
+                await self._pool.execute(sql.OUTBOX_DONE, [ready[0].outbox_id])
+        return ready

@@ -167,3 +167,15 @@ def parse_size(text: str) -> int:
     if m is None or int(m.group(1)) <= 0:
         raise ValueError(f"{text!r} is not a size (e.g. 256KiB, 1MiB, 65536)")
     return int(m.group(1)) * _BYTES[(m.group(2) or "b").lower()]
+
+
+CAP_KINDS = ("type", "tenant")
+
+
+class ConcurrencyLimit(msgspec.Struct, frozen=True, kw_only=True):
+    """At most ``max_running`` tasks of one type (``kind`` ``type``) or one tenant (``tenant``)
+    running at once across every executor."""
+
+    kind: str
+    name: str
+    max_running: int

@@ -23,11 +23,11 @@ from taskstream.shared.streams.base import (
 from taskstream.shared.streams.delivery import DeliveryOps
 from taskstream.shared.streams.inspect import InspectOps
 from taskstream.shared.streams.lease import LeaseExtender
-from taskstream.shared.streams.limits import LimitOps, RateDecision
+from taskstream.shared.streams.limits import LimitOps, RateDecision, SlotOps, SlotRequest
 from taskstream.shared.streams.upkeep import UpkeepOps
 
 
-class Streams(DeliveryOps, UpkeepOps, InspectOps, LimitOps):
+class Streams(DeliveryOps, UpkeepOps, InspectOps, LimitOps, SlotOps):
     """Typed operations on the priority streams of one namespace."""
 
 
@@ -40,6 +40,7 @@ __all__ = [
     "Publish",
     "RateDecision",
     "Reclaimed",
+    "SlotRequest",
     "StreamStats",
     "Streams",
     "entry_time_ms",

@@ -81,7 +81,7 @@ async def make_key(db: Database, tenant: str, *scopes: str, **kw: Any) -> str:
 
 def path_of(canonical: str) -> str:
     path = canonical.replace("{id}", str(uuid.uuid4())).replace("{priority}", "default")
-    return path.replace("{name}", "acme")
+    return path.replace("{name}", "acme").replace("{kind}", "type")
 
 
 def test_every_route_of_the_app_declares_a_scope(

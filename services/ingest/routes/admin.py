@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import msgspec
 from aiohttp import web
 
 from taskstream.services.ingest import auth, params, state
@@ -16,10 +17,13 @@ from taskstream.shared.access_models import (
     KeyCreated,
     KeyList,
     KeyRequest,
+    LimitList,
+    LimitRequest,
     TenantList,
     TenantRequest,
 )
-from taskstream.shared.domain.access import TenantLimits, valid_tenant
+from taskstream.shared.domain.access import CAP_KINDS, TenantLimits, valid_tenant
+from taskstream.shared.models import TaskType
 
 
 async def create_key(request: web.Request) -> web.Response:
@@ -78,7 +82,50 @@ async def set_tenant(request: web.Request) -> web.Response:
     return json_response(stored)
 
 
+_TYPE = msgspec.json.Decoder(TaskType)
+
+
+def _cap(request: web.Request) -> tuple[str, str]:
+    kind, name = request.match_info["kind"], request.match_info["name"]
+    if kind not in CAP_KINDS:
+        raise invalid(400, "kind must be type or tenant", "kind")
+    ok = valid_tenant(name) if kind == "tenant" else _valid_type(name)
+    if not ok:
+        raise invalid(400, f"not a {kind} name", "name")
+    return kind, name
+
+
+def _valid_type(name: str) -> bool:
+    try:
+        _TYPE.decode(msgspec.json.encode(name))
+    except msgspec.ValidationError:
+        return False
+    return True
+
+
+async def list_limits(request: web.Request) -> web.Response:
+    return json_response(LimitList(limits=await state.db(request).concurrency_limits()))
+
+
+async def set_limit(request: web.Request) -> web.Response:
+    kind, name = _cap(request)
+    body = decode_body(await request.read(), LimitRequest, ("max_running",))
+    stored = await state.db(request).set_concurrency_limit(kind, name, body.max_running)
+    return json_response(stored)
+
+
+async def clear_limit(request: web.Request) -> web.Response:
+    kind, name = _cap(request)
+    cleared = await state.db(request).clear_concurrency_limit(kind, name)
+    if cleared is None:
+        raise not_found(f"no cap on {kind} {name}")
+    return json_response(cleared)
+
+
 ROUTES: list[Route] = [
+    ("GET", "/v1/limits", list_limits),
+    ("PUT", "/v1/limits/{kind}/{name}", set_limit),
+    ("DELETE", "/v1/limits/{kind}/{name}", clear_limit),
     ("GET", "/v1/tenants", list_tenants),
     ("PUT", "/v1/tenants/{name}", set_tenant),
     ("GET", "/v1/keys", list_keys),
