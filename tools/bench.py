@@ -345,9 +345,17 @@ class Bench:
         )
         wal, cpu = used.per_task(report.succeeded)
         cpu_text = "unknown (server not readable here)" if cpu is None else f"{cpu:,.0f} µs"
+        hot = used.hot_share()
         self.result.rows.append(
             Row(measure="A: Postgres per task (WAL of the whole server; CPU of all its processes)",
                 result=f"{wal:,.0f} WAL bytes, {cpu_text} CPU", value=wal)
+        )  # fmt: skip
+        self.result.rows.append(
+            Row(measure="A: of that WAL, full-page images (after a checkpoint, the first change "
+                "of each page writes all of it); task updates that were HOT",
+                result=f"{used.fpi:,} images in {used.checkpoints} checkpoint(s); "
+                + ("HOT unknown" if hot is None else f"{hot:.0%} HOT of {used.updates:,}"),
+                value=used.fpi)
         )  # fmt: skip
         self._memory(f"after A ({n:,} tasks)")
 

@@ -74,12 +74,13 @@ def is_driver_error(exc: BaseException) -> bool:
     )
 
 
-def wrap(fn: F) -> F:
-    """``fn`` with driver exceptions translated, and lost races retried."""
+def wrap(fn: F, *, retries: int = CONFLICT_RETRIES) -> F:
+    """``fn`` with driver exceptions translated, and lost races retried ``retries`` times (0
+    for statements on a connection whose transaction is not ours to run again)."""
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        for attempt in range(CONFLICT_RETRIES + 1):
+        for attempt in range(retries + 1):
             try:
                 return await fn(*args, **kwargs)
             except TaskstreamError:
@@ -88,7 +89,7 @@ def wrap(fn: F) -> F:
                 if not is_driver_error(exc):
                     raise
                 error = translate(exc)
-                if isinstance(error, Conflict) and attempt < CONFLICT_RETRIES:
+                if isinstance(error, Conflict) and attempt < retries:
                     log.info(
                         "%s lost a race, retrying: %s",
                         fn.__qualname__,

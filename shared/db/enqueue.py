@@ -13,17 +13,16 @@ the application's transaction, which only the application can run again.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import asyncpg
 import asyncpg.pool
 
 from taskstream.shared import sql
-from taskstream.shared.db.boundary import is_driver_error, translate
+from taskstream.shared.db.boundary import wrap
 from taskstream.shared.domain import Enqueued, NewTask
-from taskstream.shared.errors import Conflict, TaskstreamError
+from taskstream.shared.errors import Conflict
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 _CONNECTIONS = (asyncpg.Connection, asyncpg.pool.PoolConnectionProxy)
@@ -31,19 +30,7 @@ _CONNECTIONS = (asyncpg.Connection, asyncpg.pool.PoolConnectionProxy)
 
 def _translated(fn: F) -> F:
     """``fn`` with driver exceptions translated (not retried: see the module's docstring)."""
-
-    @functools.wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return await fn(*args, **kwargs)
-        except TaskstreamError:
-            raise
-        except Exception as exc:
-            if not is_driver_error(exc):
-                raise
-            raise translate(exc) from exc
-
-    return cast(F, wrapper)
+    return wrap(fn, retries=0)
 
 
 @_translated
