@@ -236,6 +236,12 @@ class Metrics:
             description="Requests ingest refused, by reason: `unauthorized` (401), `forbidden` "
             "(403), `rate_limited` and `quota` (429).",
         )
+        self.tenants = meter.create_gauge(
+            "tenants",
+            unit="1",
+            description="Tenants: `known` (a working API key, or limits), `limited` (limits "
+            "set), `capped` (a concurrency cap). Never a tenant id as a label.",
+        )
         self.cap_waits = meter.create_counter(
             "concurrency_waits",
             unit="1",
@@ -395,6 +401,7 @@ LABELS: dict[str, str] = {
     "requests_rejected": "reason (unauthorized, forbidden, rate_limited, quota)",
     "rate_checks_skipped": "",
     "concurrency_waits": "kind (type, tenant)",
+    "tenants": "which (known, limited, capped)",
     "concurrency_unwaited": "",
 }
 

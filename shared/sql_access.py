@@ -144,6 +144,18 @@ WITH freed AS (
 SELECT ready.*, (SELECT id FROM outboxed) AS outbox_id FROM ready
 """
 
+# How many tenants there are: those with a key that still works, or with limits, and those
+# waiting on a cap (the tenants gauge; a few small tables, no task read).
+TENANT_COUNTS = """
+SELECT
+    (SELECT count(*) FROM (
+        SELECT tenant FROM api_keys WHERE revoked_at IS NULL
+        UNION SELECT name FROM tenants
+    ) t) AS known,
+    (SELECT count(*) FROM tenants) AS limited,
+    (SELECT count(*) FROM concurrency_limits WHERE kind = 'tenant') AS capped
+"""
+
 ALL: dict[str, str] = {
     name: value for name, value in globals().items() if name.isupper() and name != "ALL"
 }

@@ -3,7 +3,8 @@ never multiply them. The same figures as ``taskstream queues`` and ``GET /v1/que
 Postgres figures (retries and delayed tasks waiting, dead letters) are sums of the changes
 triggers record (``queue_counts``), compacted here: no query counts the tables. Paused queues
 (``queue_paused``, 1 or 0 per priority and per type that was ever seen paused) and schedules
-by state (``schedules``) are sampled here too."""
+by state (``schedules``) and the tenants (``tenants``: how many, never which) are sampled here
+too."""
 
 from __future__ import annotations
 
@@ -59,4 +60,6 @@ class Gauges(RoleBase):
         states = await self._db.schedule_states()
         for state in STATES:
             m.schedules.set(states.get(state, 0), {"state": state})
+        for which, n in (await self._db.tenant_counts()).items():
+            m.tenants.set(n, {"which": which})
         return Sampled(queues=snapshot)

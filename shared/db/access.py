@@ -171,3 +171,9 @@ class AccessQueries(Base):
             if ready[0].outbox_id is not None:
                 await self._pool.execute(sql.OUTBOX_DONE, [ready[0].outbox_id])
         return ready
+
+    async def tenant_counts(self) -> dict[str, int]:
+        """Tenants ``known`` (a working key, or limits), ``limited`` (limits set) and
+        ``capped`` (a concurrency cap)."""
+        row = await self._pool.fetchrow(q.TENANT_COUNTS)
+        return {k: int(row[k]) for k in ("known", "limited", "capped")}

@@ -235,3 +235,31 @@ async def test_schedules_are_per_tenant(
     assert (await client.get("/v1/schedules/nightly", headers=b)).status == 200  # B's stays
     every = await (await client.get("/v1/schedules", headers=admin)).json()
     assert [s["name"] for s in every["schedules"]] == ["beta/nightly"]
+
+
+async def test_the_tenants_gauge_counts_tenants_without_naming_them(
+    config: Config, db: Database, streams: Streams, metrics: Metrics, metric_reader: Any
+) -> None:
+    from taskstream.services.janitor.janitor import Janitor
+    from taskstream.shared.domain.access import TenantLimits
+    from tests.conftest import counter_value
+
+    await key(db, "acme")
+    await key(db, "beta")
+    revoked = await db.create_api_key("gone", ["tasks:read"])
+    assert revoked is not None
+    await db.revoke_api_key(revoked.api_key.id)
+    await db.set_tenant(TenantLimits(name="acme", rate_per_s=5))
+    await db.set_tenant(TenantLimits(name="delta", max_in_flight=5))
+    await db.set_concurrency_limit("tenant", "acme", 3)
+    await Janitor(config, db, streams, metrics, name="janitor-test").run_once()
+    assert counter_value(metric_reader, "tenants", which="known") == 3  # acme, beta, delta
+    assert counter_value(metric_reader, "tenants", which="limited") == 2
+    assert counter_value(metric_reader, "tenants", which="capped") == 1
+    data = metric_reader.get_metrics_data()
+    assert data is not None
+    for rm in data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                for point in metric.data.data_points:
+                    assert "tenant" not in dict(point.attributes or {}), metric.name
