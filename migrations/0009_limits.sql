@@ -75,3 +75,18 @@ CREATE TABLE limit_waits (
     waited_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX limit_waits_cap ON limit_waits (kind, name, waited_at);
+
+-- Fair shares (FAIR_SHARE_ENTRIES): a tenant has at most that many entries (times its weight)
+-- on the streams at once; the tasks submitted beyond it wait here, still queued at their
+-- attempt with no entry, and the watcher's fair role publishes them, oldest first, as the
+-- tenant's entries are read. So one tenant's backlog sits in Postgres, and another tenant's
+-- new task is behind at most the others' share, not behind the whole backlog.
+CREATE TABLE fair_held (
+    task_id       uuid PRIMARY KEY,
+    attempt       integer NOT NULL,
+    priority      text NOT NULL,
+    tenant        text NOT NULL,
+    trace_context text,
+    held_at       timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX fair_held_tenant ON fair_held (tenant, held_at);

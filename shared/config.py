@@ -130,6 +130,15 @@ class AccessConfig(msgspec.Struct, frozen=True, kw_only=True):
         str, _d("The claim holding the scopes (a space-separated string or a list).")
     ] = "scope"
     jwt_leeway_s: Annotated[int, _d("Clock skew allowed on `exp`, `nbf` and `iat`.")] = 30
+    fair_share_entries: Annotated[
+        int,
+        _d(
+            "Fair shares between tenants: each tenant may have at most this many entries (times "
+            "its weight, `tenants set --weight`) waiting on the streams; what it submits beyond "
+            "waits in Postgres and is released as its entries are read. 0: off (one queue for "
+            "everyone, nothing held back). Ingest and the watcher read it."
+        ),
+    ] = 0
     limits_cache_ms: Annotated[
         int,
         _d(
@@ -428,6 +437,7 @@ NON_NEGATIVE = (
     "jwt_leeway_s",
     "limits_cache_ms",
     "limits_poll_ms",
+    "fair_share_entries",
     "unwait_interval_ms",
     "prefetch",
     "prefetch_fast",

@@ -29,6 +29,10 @@ class Keys:
         ``task:attempt`` scored by lease expiry."""
         return f"{self.prefix}:slots:{kind}:{name}"
 
+    def fair(self, tenant: str) -> str:
+        """A tenant's entries on the streams not yet read (``lua/publish_fair.lua``)."""
+        return f"{self.prefix}:fair:{tenant}"
+
     def alive(self, consumer: str) -> str:
         """Set by an executor's heartbeat with a short expiry: the consumer is alive."""
         return f"{self.prefix}:alive:{consumer}"

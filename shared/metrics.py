@@ -253,6 +253,12 @@ class Metrics:
             unit="1",
             description="Tasks that waited for a concurrency slot, re-published as one freed.",
         )
+        self.fair_released = meter.create_counter(
+            "fair_released",
+            unit="1",
+            description="Tasks held back for their tenant's fair share, published as its "
+            "entries were read.",
+        )
         self.rate_checks_skipped = meter.create_counter(
             "rate_checks_skipped",
             unit="1",
@@ -300,7 +306,8 @@ class Metrics:
             self.fenced.add(0, {"stage": stage})
         for counter in (self.enqueued, self.publish_failures, self.acks, self.repaired,
                         self.outbox_published, self.parked, self.unparked,
-                        self.rate_checks_skipped, self.unwaited):  # fmt: skip
+                        self.rate_checks_skipped, self.unwaited,
+                        self.fair_released):  # fmt: skip
             counter.add(0)
         for outcome in SCHEDULE_OUTCOMES:
             self.schedule_runs.add(0, {"outcome": outcome})
@@ -403,6 +410,7 @@ LABELS: dict[str, str] = {
     "concurrency_waits": "kind (type, tenant)",
     "tenants": "which (known, limited, capped)",
     "concurrency_unwaited": "",
+    "fair_released": "",
 }
 
 

@@ -530,6 +530,8 @@ WITH stale AS (
         AND NOT EXISTS (SELECT 1 FROM parked_tasks p WHERE p.task_id = t.id)
         -- Nor does a task waiting for a concurrency slot: the unwait role sends it.
         AND NOT EXISTS (SELECT 1 FROM limit_waits w WHERE w.task_id = t.id)
+        -- Nor one held back for its tenant's fair share: the fair role sends it.
+        AND NOT EXISTS (SELECT 1 FROM fair_held h WHERE h.task_id = t.id)
     FOR UPDATE OF t SKIP LOCKED
 )
 UPDATE tasks t SET updated_at = now()

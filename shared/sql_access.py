@@ -156,6 +156,54 @@ SELECT
     (SELECT count(*) FROM concurrency_limits WHERE kind = 'tenant') AS capped
 """
 
+# Hold back tasks beyond their tenant's fair share of the streams (ids $1, attempts $2,
+# priorities $3, tenants $4, trace contexts $5): only those still queued at that attempt.
+HOLD_FAIR = """
+INSERT INTO fair_held (task_id, attempt, priority, tenant, trace_context)
+SELECT t.id, t.attempt, t.priority, h.tenant, h.trace_context
+FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[])
+    AS h(id, attempt, priority, tenant, trace_context)
+JOIN tasks t ON t.id = h.id AND t.attempt = h.attempt
+WHERE t.status = 'queued'
+ON CONFLICT (task_id) DO NOTHING
+"""
+
+# The tenants with tasks held back (a loose scan of the index: one probe per tenant).
+HELD_TENANTS = """
+WITH RECURSIVE t AS (
+    (SELECT tenant FROM fair_held ORDER BY tenant LIMIT 1)
+    UNION ALL
+    SELECT (SELECT h.tenant FROM fair_held h WHERE h.tenant > t.tenant ORDER BY h.tenant LIMIT 1)
+    FROM t WHERE t.tenant IS NOT NULL
+)
+SELECT tenant FROM t WHERE tenant IS NOT NULL
+"""
+
+# Release up to $2 of tenant $1's held tasks, oldest first (rows another watcher holds
+# skipped): delete their rows, stamp those still queued at that attempt with an outbox row;
+# returns what to publish.
+RELEASE_FAIR = """
+WITH freed AS (
+    SELECT task_id FROM fair_held WHERE tenant = $1
+    ORDER BY held_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM fair_held h USING freed f WHERE h.task_id = f.task_id
+    RETURNING h.task_id, h.attempt, h.trace_context
+), ready AS (
+    UPDATE tasks t SET updated_at = now()
+    FROM gone g
+    WHERE t.id = g.task_id AND t.attempt = g.attempt AND t.status = 'queued'
+    RETURNING t.id, t.attempt, t.priority, g.trace_context
+), outboxed AS (
+    INSERT INTO outbox (task_ids)
+    SELECT array_agg(id) FROM ready HAVING count(*) > 0
+    RETURNING id
+)
+SELECT ready.*, (SELECT id FROM outboxed) AS outbox_id FROM ready
+"""
+
 ALL: dict[str, str] = {
     name: value for name, value in globals().items() if name.isupper() and name != "ALL"
 }

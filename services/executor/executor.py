@@ -276,6 +276,13 @@ class Executor:
         deliveries = [d for d in batch if isinstance(d, Delivery)]
         self._inflight += len(batch)
         self.leases.hold((e.priority, e.entry_id) for e in batch)
+        fair = collections.Counter(d.tenant for d in deliveries if d.tenant is not None)
+        if fair and not own:  # entries counted toward their tenant's fair share were read
+            try:
+                await self._streams.fair_read(fair)
+            except StoreError as exc:  # the count fades (a TTL) rather than stick
+                log.warning("cannot count fair-share reads: %s", exc,
+                            extra={"event": "executor.fair_read_failed"})  # fmt: skip
         bad = [b for b in batch if isinstance(b, BadEntry)]
         if bad:
             await self._keep_bad(bad)

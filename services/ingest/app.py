@@ -65,9 +65,13 @@ def build_app(
     app[state.STREAMS] = streams
     app[state.METRICS] = metrics
     app[state.PUBLISHER] = publisher
+    fair = config.access.fair_share_entries
     app[state.COMMITTER] = GroupCommit(
-        db, publisher, metrics, key_ttl_ms=config.retention.idempotency_ttl_ms
+        db, publisher, metrics, key_ttl_ms=config.retention.idempotency_ttl_ms, fair=fair > 0
     )
+    if fair > 0:
+        limiter = app[state.LIMITER]
+        publisher.share_fairly(lambda tenant: fair * limiter.weight(tenant))
     app[state.WAITERS] = Waiters(db, config.stores.database_url)
     app.on_shutdown.append(_release_waiters)
     app.on_cleanup.append(_close_committer)

@@ -39,12 +39,14 @@ class GroupCommit:
         *,
         max_rows: int = 2000,
         key_ttl_ms: int = 24 * 3_600_000,
+        fair: bool = False,
     ) -> None:
         self._db = db
         self._publisher = publisher
         self._metrics = metrics
         self._max_rows = max_rows
         self._key_ttl_ms = key_ttl_ms
+        self._fair = fair  # entries carry their tenant: they count toward its fair share
         self._queue: list[Waiting] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -125,6 +127,7 @@ class GroupCommit:
                     task_id=v.id,
                     attempt=v.attempt,
                     trace_context=contexts.get(v.id),
+                    tenant=v.tenant if self._fair else None,
                 )
                 for v in result.inserted.values()
                 if v.status == "queued"

@@ -56,6 +56,11 @@ class Limiter:
             await self._reload()
         return self._limits.get(tenant)
 
+    def weight(self, tenant: str) -> int:
+        """The tenant's fair-share weight as last read (1 when it has no row)."""
+        limits = self._limits.get(tenant)
+        return limits.weight if limits is not None else 1
+
     def forget(self) -> None:
         """Read the limits again on the next request (after a change through this process)."""
         self._loaded_at = -math.inf

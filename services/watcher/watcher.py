@@ -1,10 +1,11 @@
-"""The watcher: six roles, the due mover (``due.py``: due retries and delayed tasks onto the
+"""The watcher: seven roles, the due mover (``due.py``: due retries and delayed tasks onto the
 streams, never early), the repair (``repair.py``: re-send what Redis lost), the outbox drain
 (``outbox.py``: publish what applications enqueued in their own transactions), the schedules
 (``schedules.py``: fire each tick once), the unpark (``unpark.py``: release tasks parked
 while their type was paused) and the unwait (``unwait.py``: release tasks that waited for a
-concurrency slot), run by the one supervise loop. ``Watcher`` composes them;
-``run_once()`` runs each once (tests)."""
+concurrency slot) and the fair release (``fair.py``: publish tasks held back for their
+tenant's fair share, with ``FAIR_SHARE_ENTRIES``), run by the one supervise loop.
+``Watcher`` composes them; ``run_once()`` runs each once (tests)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from collections.abc import Callable
 import msgspec
 
 from taskstream.services.watcher.due import DueMover
+from taskstream.services.watcher.fair import FairRelease
 from taskstream.services.watcher.outbox import OutboxDrain
 from taskstream.services.watcher.release import Release
 from taskstream.services.watcher.repair import Repair
@@ -35,6 +37,7 @@ class Report(msgspec.Struct, kw_only=True):
     fired: int = 0  # schedule ticks that made a task
     unparked: int = 0
     unwaited: int = 0  # tasks that waited for a concurrency slot, re-published
+    fair_released: int = 0  # tasks held back for their tenant's fair share, published
 
 
 class Watcher:
@@ -58,10 +61,15 @@ class Watcher:
         self.schedules = ScheduleFirer(config, db, release, metrics, clock=clock)
         self.unpark = Unpark(config, db, release, metrics)
         self.unwait = Unwait(config, db, streams, release, metrics)
+        self.fair = FairRelease(config, db, streams, metrics)
 
     @property
     def roles(self) -> list[Role]:
-        return [self.due, self.repairer, self.outbox, self.schedules, self.unpark, self.unwait]
+        roles: list[Role] = [self.due, self.repairer, self.outbox, self.schedules, self.unpark,
+                             self.unwait]  # fmt: skip
+        if self.config.access.fair_share_entries > 0:
+            roles.append(self.fair)
+        return roles
 
     async def start(self) -> None:
         await self.repairer.start()
@@ -97,6 +105,7 @@ class Watcher:
             if not unparked.more:
                 break
         report.unwaited = (await self.unwait.run_once()).unwaited
+        report.fair_released = (await self.fair.run_once()).released
         report.repaired = (await self.repairer.run_once()).repaired
         return report
 

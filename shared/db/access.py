@@ -177,3 +177,23 @@ class AccessQueries(Base):
         ``capped`` (a concurrency cap)."""
         row = await self._pool.fetchrow(q.TENANT_COUNTS)
         return {k: int(row[k]) for k in ("known", "limited", "capped")}
+
+    async def hold_fair(self, held: Sequence[tuple[uuid.UUID, int, str, str, str | None]]) -> None:
+        """Keep back tasks beyond their tenant's fair share, ``(id, attempt, priority, tenant,
+        trace context)`` each: they stay queued, with no entry, until the fair role publishes
+        them."""
+        if held:
+            await self._pool.execute(q.HOLD_FAIR, *(list(c) for c in zip(*held, strict=True)))
+
+    async def held_tenants(self) -> list[str]:
+        return [r["tenant"] for r in await self._pool.fetch(q.HELD_TENANTS)]
+
+    async def release_fair(self, tenant: str, limit: int) -> list[Ready]:
+        """Take up to ``limit`` of a tenant's held tasks off the table (committed): the
+        caller publishes them, then deletes their outbox row (``outbox_done``)."""
+        rows = await self._pool.fetch(q.RELEASE_FAIR, tenant, limit)
+        return [
+            Ready(id=r["id"], attempt=r["attempt"], priority=r["priority"],
+                  trace_context=r["trace_context"], outbox_id=r["outbox_id"])
+            for r in rows
+        ]  # fmt: skip

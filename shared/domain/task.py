@@ -100,6 +100,7 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     task_id: uuid.UUID
     attempt: int
     trace_context: str | None = None
+    tenant: str | None = None  # set when the entry counts toward its tenant's fair share
 
 
 class ClaimedTask(msgspec.Struct, frozen=True):
