@@ -59,9 +59,9 @@ def _pair(figures: dict[str, float]) -> str:
 
 
 async def _phase(bench: Bench, *, share: int, backlog: int, seconds: float) -> dict[str, float]:
-    """Restart the services with keys on and ``share``; queue ``backlog`` tasks for A with
-    no executor running, start the executors and B's open loop together; B's waits and A's
-    drain rate."""
+    """Restart the services with keys on and ``share``; queue ``backlog`` tasks for A (and one
+    warm-up task) with no executor running, start the executors, and once they have started
+    a task, B's open loop; B's waits and A's drain rate."""
     cluster = bench.cluster
     cluster.stop()
     cluster.env.update(AUTH_MODE="keys", API_KEY_BOOTSTRAP=KEY, FAIR_SHARE_ENTRIES=str(share))
@@ -71,8 +71,11 @@ async def _phase(bench: Bench, *, share: int, backlog: int, seconds: float) -> d
     bench.say(f"E: fair share {share or 'off'}, A's backlog {backlog:,}, B for {seconds:g} s")
     headers = {"Authorization": f"Bearer {KEY}"}
     async with httpx.AsyncClient(base_url=bench.url, headers=headers, timeout=60) as client:
+        warm = await client.post("/v1/tasks", json={"type": "noop"},
+                                 headers={"X-Taskstream-Tenant": "bench-warm"})  # fmt: skip
         a_ids = await _submit_backlog(client, backlog)
         cluster.start("executor")
+        await _wait_any_started(bench, [warm.json()["id"], *a_ids])
         b_ids = await _open_loop(client, seconds)
     db = bench.db
     assert db is not None
@@ -118,6 +121,17 @@ async def _open_loop(client: httpx.AsyncClient, seconds: float) -> list[str]:
         pending.append(asyncio.create_task(one()))
     await asyncio.gather(*pending)
     return ids
+
+
+async def _wait_any_started(bench: Bench, ids: list[str], timeout: float = 60) -> None:
+    """Until the executors are up: one of these tasks has started."""
+    deadline = time.monotonic() + timeout
+    query = "SELECT count(*) FROM tasks WHERE id = ANY($1::uuid[]) AND started_at IS NOT NULL"
+    while await _fetchval(bench, query, ids) == 0:
+        bench.cluster.check()
+        if time.monotonic() > deadline:
+            raise BenchError(f"E: the executors started nothing within {timeout:.0f} s")
+        await asyncio.sleep(0.05)
 
 
 async def _wait_started(bench: Bench, ids: list[str], *, timeout: float) -> None:
