@@ -431,3 +431,26 @@ async def test_the_keys_cli_creates_lists_and_revokes(
     bad = ["keys", "create", "--tenant", "acme", "--scopes", "tasks:everything"]
     assert await asyncio.to_thread(cli_main.main, bad) == 2
     assert "unknown scope" in capsys.readouterr().err
+
+
+async def test_metrics_need_ops_read_on_the_api_port_when_ingest_has_its_own_listener(
+    auth_config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    own = config_mod.replace(auth_config, metrics_addr="127.0.0.1:0")
+    reader = await make_key(db, "acme", "ops:read")
+    async with api_client(own, db, streams, metrics) as (c, _):
+        assert (await c.get("/metrics")).status == 401
+        assert (await c.get("/metrics", headers=bearer(reader))).status == 200
+        assert (await c.get("/healthz")).status == 200
+
+
+def test_ingest_exits_2_naming_the_setting_with_auth_off_on_a_public_address(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from taskstream.services.ingest.__main__ import main as ingest_main
+
+    monkeypatch.setenv("HTTP_HOST", "0.0.0.0")
+    monkeypatch.setenv("AUTH_MODE", "off")
+    monkeypatch.delenv("AUTH_ALLOW_INSECURE", raising=False)
+    assert ingest_main([]) == 2
+    assert "AUTH_MODE=off with HTTP_HOST=0.0.0.0" in capsys.readouterr().err

@@ -227,3 +227,37 @@ async def test_the_limits_cli(
     assert await asyncio.to_thread(cli_main.main, clear) == 1
     bad = ["limits", "set", "--type", "x", "--max-running", "0"]
     assert await asyncio.to_thread(cli_main.main, bad) == 2
+
+
+async def test_the_cap_holds_with_50_concurrent_submitters_and_4_executors(
+    fast: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    from tests.helpers import api_client
+
+    gauge = Gauge()
+    await db.set_concurrency_limit("type", "payments.charge", 4)
+    reg = registry(**{"payments.charge": gauge.handler("payments.charge", 10)})
+    stop = asyncio.Event()
+    runs = [
+        asyncio.create_task(Executor(fast, db, streams, reg, metrics, consumer=f"x-{i}").run(stop))
+        for i in range(4)
+    ]
+    watching = asyncio.create_task(Watcher(fast, db, streams, metrics).run(stop))
+    try:
+        async with api_client(fast, db, streams, metrics) as (client, _):
+
+            async def submitter() -> None:
+                for _ in range(2):
+                    resp = await client.post("/v1/tasks", json={"type": "payments.charge"})
+                    assert resp.status == 201
+
+            await asyncio.gather(*(submitter() for _ in range(50)))
+
+        async def done() -> bool:
+            return int((await query(fast.stores.database_url, TERMINAL))[0]["n"]) == 100
+
+        await wait_for(done, timeout=90)
+    finally:
+        stop.set()
+        await asyncio.gather(*runs, watching)
+    assert gauge.most["payments.charge"] == 4
