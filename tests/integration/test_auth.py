@@ -454,3 +454,28 @@ def test_ingest_exits_2_naming_the_setting_with_auth_off_on_a_public_address(
     monkeypatch.delenv("AUTH_ALLOW_INSECURE", raising=False)
     assert ingest_main([]) == 2
     assert "AUTH_MODE=off with HTTP_HOST=0.0.0.0" in capsys.readouterr().err
+
+
+def test_a_checked_jwt_is_remembered_only_until_its_exp() -> None:
+    from taskstream.services.ingest.credentials import JwtVerifier, Unauthorized
+
+    access = config_mod.load({"AUTH_MODE": "jwt", "JWT_SECRET": SECRET}).access
+    verifier = JwtVerifier(access)
+    exp = int(time.time()) + 60
+    good = jwt.encode({"tenant": "acme", "scope": "tasks:read", "exp": exp}, SECRET,
+                      algorithm="HS256")  # fmt: skip
+    calls = []
+    check = verifier._verify
+
+    def counted(token: str) -> Any:
+        calls.append(token)
+        return check(token)
+
+    verifier._verify = counted  # type: ignore[method-assign]
+    assert verifier.verify(good).tenant == "acme"
+    assert verifier.verify(good, now=exp - 1).tenant == "acme"
+    assert len(calls) == 1  # the second came from memory
+    verifier.verify(good, now=exp)  # at its exp: checked again (and by PyJWT's own clock)
+    assert len(calls) == 2
+    with pytest.raises(Unauthorized):
+        verifier.verify(good[:-2] + "xx")
