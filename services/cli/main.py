@@ -85,6 +85,12 @@ operating:
   workflow      workflows: show ID (the DAG as a tree, with states) | list [--status] |
                 cancel ID
 
+access:
+  keys          API keys: create --tenant T --scopes S [--name N] [--expires 30d] | list | revoke ID
+  tenants       limits: set T [--rate 200/s] [--burst 400] [--max-in-flight N]
+                [--max-payload 256KiB] [--weight W] | list
+  limits        concurrency caps: set (--type T | --tenant T) --max-running N | clear | list
+
 measuring:
   load          the load generator (the Go scheduler's flags: -n -w -url -pct-* …)
 
@@ -107,6 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return show_config(rest)
     if command == "load":
         return int(importlib.import_module("taskstream.services.cli.load").load_main(rest))
+    if command in ("keys", "tenants", "limits"):
+        module = importlib.import_module("taskstream.services.cli.access_cli")
+        return int(module.access_main(command, rest))
     if command == "schedules":
         module = importlib.import_module("taskstream.services.cli.schedules_cli")
         return int(module.schedules_main(rest))
