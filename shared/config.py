@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import msgspec
 
 from taskstream.shared.domain import PRIORITIES
+from taskstream.shared.domain.access import looks_like_key
 from taskstream.shared.errors import ConfigError
 
 
@@ -82,6 +83,73 @@ class IngestConfig(msgspec.Struct, frozen=True, kw_only=True):
         int,
         _d("How often ingest retries publishing tasks it committed while Redis was unreachable."),
     ] = 1000
+
+
+class AccessConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """Who may call ingest: API keys and JWTs, tenants and their limits (ingest only)."""
+
+    auth_mode: Annotated[
+        str,
+        _d(
+            "`off`, `keys`, `jwt` or `keys,jwt`. Off: every request is the `default` tenant "
+            "with every scope; ingest refuses it on a non-loopback `HTTP_HOST` unless "
+            "`AUTH_ALLOW_INSECURE=1`."
+        ),
+    ] = "off"
+    auth_allow_insecure: Annotated[
+        int, _d("1: let ingest serve with auth off on a non-loopback address.")
+    ] = 0
+    api_key_cache_ms: Annotated[
+        int,
+        _d(
+            "How long ingest trusts what it read of an API key: a key revoked elsewhere "
+            "works at most this much longer (0: read it on every request)."
+        ),
+    ] = 2000
+    api_key_touch_ms: Annotated[
+        int, _d("A key's `last_used_at` is written at most this often (per ingest process).")
+    ] = 60_000
+    api_key_bootstrap: Annotated[
+        str,
+        _d(
+            "An API key (`ts_live_…`) ingest makes sure exists at start, with the `admin` "
+            "scope for the `default` tenant (stored hashed): how Compose and Kubernetes get "
+            "a first key. Empty: none."
+        ),
+    ] = ""
+    jwt_algorithm: Annotated[
+        str, _d("The one algorithm JWTs may use: `HS256`, `RS256` or `ES256`.")
+    ] = "HS256"
+    jwt_secret: Annotated[str, _d("HS256: the shared secret (at least 32 bytes).")] = ""
+    jwt_public_key: Annotated[
+        str, _d("RS256/ES256: the PEM public key, or a path to a file holding it.")
+    ] = ""
+    jwt_jwks_file: Annotated[
+        str, _d("RS256/ES256: a JWKS file (keys chosen by the token's `kid`).")
+    ] = ""
+    jwt_issuer: Annotated[str, _d("When set, a JWT's `iss` must equal it.")] = ""
+    jwt_audience: Annotated[str, _d("When set, a JWT's `aud` must contain it.")] = ""
+    jwt_tenant_claim: Annotated[str, _d("The claim naming the tenant.")] = "tenant"
+    jwt_scopes_claim: Annotated[
+        str, _d("The claim holding the scopes (a space-separated string or a list).")
+    ] = "scope"
+    jwt_leeway_s: Annotated[int, _d("Clock skew allowed on `exp`, `nbf` and `iat`.")] = 30
+    fair_share_entries: Annotated[
+        int,
+        _d(
+            "Fair shares between tenants: each tenant may have at most this many entries (times "
+            "its weight, `tenants set --weight`) waiting on the streams; what it submits beyond "
+            "waits in Postgres and is released as its entries are read. 0: off (one queue for "
+            "everyone, nothing held back). Ingest and the watcher read it."
+        ),
+    ] = 0
+    limits_cache_ms: Annotated[
+        int,
+        _d(
+            "How long ingest uses the tenants' limits it read (`taskstream tenants set` "
+            "takes effect within this)."
+        ),
+    ] = 3000
 
 
 class TaskDefaults(msgspec.Struct, frozen=True, kw_only=True):
@@ -166,6 +234,13 @@ class ExecutorConfig(msgspec.Struct, frozen=True, kw_only=True):
             "stops starting within this)."
         ),
     ] = 1000
+    limits_poll_ms: Annotated[
+        int,
+        _d(
+            "How often an executor reads the concurrency caps (`taskstream limits set` takes "
+            "hold within this)."
+        ),
+    ] = 1000
 
     def weights(self) -> dict[str, int]:
         """The weight of each priority, in ``PRIORITIES`` order."""
@@ -229,6 +304,13 @@ class WatcherConfig(msgspec.Struct, frozen=True, kw_only=True):
             "schedule's `catchup`, as `caught_up`; later still it is `missed`."
         ),
     ] = 30_000
+    unwait_interval_ms: Annotated[
+        int,
+        _d(
+            "How often the watcher re-publishes tasks waiting for a concurrency slot, as many "
+            "as their cap has free (the most a waiting task starts after a slot frees)."
+        ),
+    ] = 100
 
 
 class JanitorConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -310,6 +392,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     stores: StoreConfig = msgspec.field(default_factory=StoreConfig)
     service: ServiceConfig = msgspec.field(default_factory=ServiceConfig)
     ingest: IngestConfig = msgspec.field(default_factory=IngestConfig)
+    access: AccessConfig = msgspec.field(default_factory=AccessConfig)
     tasks: TaskDefaults = msgspec.field(default_factory=TaskDefaults)
     lease: LeaseConfig = msgspec.field(default_factory=LeaseConfig)
     executor: ExecutorConfig = msgspec.field(default_factory=ExecutorConfig)
@@ -378,6 +461,13 @@ POSITIVE = (
     "console_sample_ms",
 )
 NON_NEGATIVE = (
+    "api_key_cache_ms",
+    "api_key_touch_ms",
+    "jwt_leeway_s",
+    "limits_cache_ms",
+    "limits_poll_ms",
+    "fair_share_entries",
+    "unwait_interval_ms",
     "prefetch",
     "prefetch_fast",
     "fast_handler_ms",
@@ -497,9 +587,42 @@ def validate(config: Config) -> None:
     _parse_weights(config.executor.priority_weights)
     if config.service.log_format not in ("auto", "json", "text"):
         raise ConfigError("LOG_FORMAT must be 'auto', 'json' or 'text'")
+    _validate_access(config.access)
     namespace = config.stores.namespace
     if not namespace or any(c in namespace for c in " {}"):
         raise ConfigError("TASKSTREAM_NAMESPACE must be non-empty, without spaces or braces")
+
+
+AUTH_MODES = ("off", "keys", "jwt", "keys,jwt")
+JWT_ALGORITHMS = ("HS256", "RS256", "ES256")
+
+
+def auth_kinds(access: AccessConfig) -> frozenset[str]:
+    """The credentials ingest accepts: ``keys``, ``jwt``, both, or none (auth off)."""
+    kinds = frozenset(m.strip() for m in access.auth_mode.split(","))
+    return frozenset() if kinds == {"off"} else kinds
+
+
+def _validate_access(a: AccessConfig) -> None:
+    kinds = auth_kinds(a)
+    mode = "off" if not kinds else ",".join(sorted(kinds, reverse=True))
+    if mode not in AUTH_MODES:
+        raise ConfigError("AUTH_MODE must be off, keys, jwt or keys,jwt")
+    if a.auth_allow_insecure not in (0, 1):
+        raise ConfigError("AUTH_ALLOW_INSECURE must be 0 or 1")
+    if a.jwt_algorithm not in JWT_ALGORITHMS:
+        raise ConfigError(f"JWT_ALGORITHM must be one of {', '.join(JWT_ALGORITHMS)}")
+    if "jwt" in mode:
+        if a.jwt_algorithm == "HS256" and len(a.jwt_secret.encode()) < 32:
+            raise ConfigError("JWT_SECRET must be at least 32 bytes for HS256")
+        if a.jwt_algorithm != "HS256" and not (a.jwt_public_key or a.jwt_jwks_file):
+            raise ConfigError(f"{a.jwt_algorithm} needs JWT_PUBLIC_KEY or JWT_JWKS_FILE")
+        if not a.jwt_tenant_claim or not a.jwt_scopes_claim:
+            raise ConfigError("JWT_TENANT_CLAIM and JWT_SCOPES_CLAIM must not be empty")
+    if a.api_key_bootstrap and not looks_like_key(a.api_key_bootstrap):
+        raise ConfigError(
+            "API_KEY_BOOTSTRAP must be ts_live_ followed by at least 32 of A-Z a-z 0-9 _ -"
+        )
 
 
 def _parse_weights(raw: str) -> list[int]:

@@ -50,3 +50,17 @@ class Conflict(StoreError):
 
 class Fenced(TaskstreamError):
     """The attempt was taken over before its transaction could commit; nothing was written."""
+
+
+class QuotaExceeded(TaskstreamError):
+    """A tenant's request would take its tasks in flight past its quota; nothing was
+    inserted."""
+
+    def __init__(self, tenant: str, in_flight: int, limit: int) -> None:
+        super().__init__(
+            f"tenant {tenant} has {in_flight} tasks in flight (scheduled, queued, running or "
+            f"retrying) and may have at most {limit}: wait for some to finish"
+        )
+        self.tenant = tenant
+        self.in_flight = in_flight
+        self.limit = limit

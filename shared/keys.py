@@ -20,6 +20,19 @@ class Keys:
         """Set by the one watcher that re-publishes everything after ``epoch`` began."""
         return f"{self.prefix}:repaired:{epoch}"
 
+    def rate(self, tenant: str) -> str:
+        """A tenant's submission-rate bucket (``lua/rate_limit.lua``)."""
+        return f"{self.prefix}:rate:{tenant}"
+
+    def slots(self, kind: str, name: str) -> str:
+        """Running slots of a concurrency limit (``type`` or ``tenant``): a sorted set of
+        ``task:attempt`` scored by lease expiry."""
+        return f"{self.prefix}:slots:{kind}:{name}"
+
+    def fair(self, tenant: str) -> str:
+        """A tenant's entries on the streams not yet read (``lua/publish_fair.lua``)."""
+        return f"{self.prefix}:fair:{tenant}"
+
     def alive(self, consumer: str) -> str:
         """Set by an executor's heartbeat with a short expiry: the consumer is alive."""
         return f"{self.prefix}:alive:{consumer}"

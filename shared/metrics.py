@@ -35,6 +35,9 @@ SCHEDULE_OUTCOMES = ("enqueued", "caught_up", "skipped", "missed", "triggered")
 # How a workflow ended (the label values of workflows_finished_total).
 WORKFLOW_OUTCOMES = ("succeeded", "failed", "cancelled")
 
+# Why ingest refused a request (the label values of requests_rejected_total).
+REJECT_REASONS = ("unauthorized", "forbidden", "rate_limited", "quota")
+
 SECONDS_BUCKETS = (
     0.0005,
     0.001,
@@ -241,6 +244,41 @@ class Metrics:
         self.dlq_depth = meter.create_gauge(
             "dlq_depth", unit="1", description="Dead letters held in Postgres."
         )
+        self.rejected = meter.create_counter(
+            "requests_rejected",
+            unit="1",
+            description="Requests ingest refused, by reason: `unauthorized` (401), `forbidden` "
+            "(403), `rate_limited` and `quota` (429).",
+        )
+        self.tenants = meter.create_gauge(
+            "tenants",
+            unit="1",
+            description="Tenants: `known` (a working API key, or limits), `limited` (limits "
+            "set), `capped` (a concurrency cap). Never a tenant id as a label.",
+        )
+        self.cap_waits = meter.create_counter(
+            "concurrency_waits",
+            unit="1",
+            description="Deliveries set aside because their type's or tenant's concurrency cap "
+            "was full (they wait, no attempt used).",
+        )
+        self.unwaited = meter.create_counter(
+            "concurrency_unwaited",
+            unit="1",
+            description="Tasks that waited for a concurrency slot, re-published as one freed.",
+        )
+        self.fair_released = meter.create_counter(
+            "fair_released",
+            unit="1",
+            description="Tasks held back for their tenant's fair share, published as its "
+            "entries were read.",
+        )
+        self.rate_checks_skipped = meter.create_counter(
+            "rate_checks_skipped",
+            unit="1",
+            description="Requests admitted without a rate check because Redis was unreachable "
+            "(rate limiting fails open).",
+        )
         self.queue_paused = meter.create_gauge(
             "queue_paused",
             unit="1",
@@ -274,10 +312,16 @@ class Metrics:
                 self.succeeded.add(0, labels)
                 self.failed.add(0, labels)
                 self.snoozed.add(0, labels)
+        for reason in REJECT_REASONS:
+            self.rejected.add(0, {"reason": reason})
+        for kind in ("type", "tenant"):
+            self.cap_waits.add(0, {"kind": kind})
         for stage in ("claim", "complete", "reclaim"):
             self.fenced.add(0, {"stage": stage})
         for counter in (self.enqueued, self.publish_failures, self.acks, self.repaired,
-                        self.outbox_published, self.parked, self.unparked):  # fmt: skip
+                        self.outbox_published, self.parked, self.unparked,
+                        self.rate_checks_skipped, self.unwaited,
+                        self.fair_released):  # fmt: skip
             counter.add(0)
         for outcome in SCHEDULE_OUTCOMES:
             self.schedule_runs.add(0, {"outcome": outcome})
@@ -380,6 +424,12 @@ LABELS: dict[str, str] = {
     "queue_paused": "kind (priority, type), queue",
     "schedules": "state",
     "processing_inflight": "",
+    "requests_rejected": "reason (unauthorized, forbidden, rate_limited, quota)",
+    "rate_checks_skipped": "",
+    "concurrency_waits": "kind (type, tenant)",
+    "tenants": "which (known, limited, capped)",
+    "concurrency_unwaited": "",
+    "fair_released": "",
 }
 
 

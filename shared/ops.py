@@ -128,9 +128,11 @@ async def pending(
     consumer: str | None = None,
     min_idle_ms: int = 0,
     limit: int = 50,
+    tenant: str | None = None,
 ) -> PendingList:
     """The oldest ``limit`` pending entries (of one priority, or all), optionally of one
-    consumer and idle at least ``min_idle_ms``, joined with their tasks (one query)."""
+    consumer and idle at least ``min_idle_ms``, joined with their tasks (one query). With
+    ``tenant``, only the entries of that tenant's tasks among them."""
     if priority is not None:
         _check_priority(priority)
     _check_range("min_idle_ms", min_idle_ms, 0, 365 * 24 * 3_600_000)
@@ -146,12 +148,22 @@ async def pending(
     found = found[:limit]
     ids = {e.task_id for e in found if e.task_id is not None}
     tasks = await db.task_summaries(list(ids)) if ids else {}
+    if tenant is not None:
+        found = [e for e in found if _tenant_of(e, tasks) == tenant]
     return PendingList(entries=[_pending_view(e, tasks) for e in found])
 
 
-async def task_history(db: Database, streams: Streams, task_id: uuid.UUID) -> TaskHistory | None:
-    """Everything known about one task; ``None`` if there is no such task."""
-    record = await db.task_record(task_id)
+def _tenant_of(entry: PendingEntry, tasks: dict[uuid.UUID, TaskSummary]) -> str | None:
+    task = tasks.get(entry.task_id) if entry.task_id is not None else None
+    return task.tenant if task is not None else None
+
+
+async def task_history(
+    db: Database, streams: Streams, task_id: uuid.UUID, tenant: str | None = None
+) -> TaskHistory | None:
+    """Everything known about one task; ``None`` if there is no such task (of ``tenant``,
+    when given)."""
+    record = await db.task_record(task_id, tenant)
     if record is None:
         return None
     task = record.task
@@ -228,8 +240,9 @@ async def remove_consumer(streams: Streams, priority: str, name: str) -> bool:
     return removed
 
 
-async def find_task(db: Database, lookup: str) -> uuid.UUID | None:
-    """The task a lookup names: a task id, else an idempotency key still held."""
+async def find_task(db: Database, lookup: str, tenant: str | None = None) -> uuid.UUID | None:
+    """The task a lookup names (of ``tenant``, when given): a task id, else an idempotency
+    key still held."""
     lookup = lookup.strip()
     if not lookup:
         raise BadRequest("give a task id or an idempotency key", "lookup")
@@ -239,9 +252,9 @@ async def find_task(db: Database, lookup: str) -> uuid.UUID | None:
         task_id = uuid.UUID(lookup)
     except ValueError:
         task_id = None
-    if task_id is not None and await db.get_task(task_id) is not None:
+    if task_id is not None and await db.get_task(task_id, tenant) is not None:
         return task_id
-    return await db.task_of_idempotency_key(lookup)
+    return await db.task_of_idempotency_key(lookup, tenant)
 
 
 async def dlq_list(
@@ -250,13 +263,15 @@ async def dlq_list(
     *,
     cursor: str | None = None,
     limit: int = 50,
+    tenant: str | None = None,
 ) -> DeadLetterPage:
-    """A page of dead letters, newest first; ``next_cursor`` continues it (null at the end)."""
+    """A page of dead letters (of ``tenant`` only, when given), newest first; ``next_cursor``
+    continues it (null at the end)."""
     _check_range("limit", limit, 1, DLQ_PAGE_MAX)
     where = where or DlqFilter()
     _check_filter(where)
     after = decode_cursor(cursor) if cursor else None
-    letters = await db.list_dead_letters(where, after=after, limit=limit)
+    letters = await db.list_dead_letters(where, after=after, limit=limit, tenant=tenant)
     last = letters[-1] if len(letters) == limit else None
     return DeadLetterPage(
         dead_letters=letters,
@@ -265,14 +280,21 @@ async def dlq_list(
 
 
 async def dlq_replay(
-    db: Database, streams: Streams, selection: DlqSelection, *, dry_run: bool
+    db: Database,
+    streams: Streams,
+    selection: DlqSelection,
+    *,
+    dry_run: bool,
+    tenant: str | None = None,
 ) -> DlqResult:
     """Replay the selected dead letters (or, with ``dry_run``, say which would be and change
     nothing): each task is queued with fresh attempts, its letter deleted, its history kept,
     and exactly one entry published per task."""
     ids, where = check_selection(selection)
     if dry_run:
-        total, refs = await db.match_dead_letters(ids, where, replayable=True, limit=MAX_IDS)
+        total, refs = await db.match_dead_letters(
+            ids, where, replayable=True, limit=MAX_IDS, tenant=tenant
+        )
         return _result("replay", True, total, refs, ids)
 
     async def publish(rows: list[Ready]) -> None:
@@ -296,21 +318,27 @@ async def dlq_replay(
     # Redis unreachable: refuse before changing anything, rather than leave it to the repair.
     await streams.ping()
     where = await _as_of(db, where)
-    count, refs = await _in_batches(lambda: db.replay_dead_letters(ids, where, BATCH, publish))
+    count, refs = await _in_batches(
+        lambda: db.replay_dead_letters(ids, where, BATCH, publish, tenant)
+    )
     if count:
         log.info("replayed %d dead letters", count, extra={"event": "ops.dlq_replayed"})
     return _result("replay", False, count, refs, ids)
 
 
-async def dlq_purge(db: Database, selection: DlqSelection, *, dry_run: bool) -> DlqResult:
+async def dlq_purge(
+    db: Database, selection: DlqSelection, *, dry_run: bool, tenant: str | None = None
+) -> DlqResult:
     """Delete the selected dead-letter records (or, with ``dry_run``, say which would be).
     The tasks stay ``dead`` with their history; they just leave the dead letters."""
     ids, where = check_selection(selection)
     if dry_run:
-        total, refs = await db.match_dead_letters(ids, where, replayable=False, limit=MAX_IDS)
+        total, refs = await db.match_dead_letters(
+            ids, where, replayable=False, limit=MAX_IDS, tenant=tenant
+        )
         return _result("purge", True, total, refs, ids)
     where = await _as_of(db, where)
-    count, refs = await _in_batches(lambda: db.purge_dead_letters(ids, where, BATCH))
+    count, refs = await _in_batches(lambda: db.purge_dead_letters(ids, where, BATCH, tenant))
     if count:
         log.info("purged %d dead letters", count, extra={"event": "ops.dlq_purged"})
     return _result("purge", False, count, refs, ids)

@@ -74,6 +74,7 @@ class TaskSummary(msgspec.Struct, frozen=True, kw_only=True):
     first_attempt: int
     created_at: datetime
     age_ms: int  # by the database's clock
+    tenant: str = "default"
 
 
 class PendingView(msgspec.Struct, frozen=True, kw_only=True):
@@ -184,6 +185,15 @@ class DlqFilter(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 
 
 TaskIds = Annotated[list[uuid.UUID], msgspec.Meta(min_length=1, max_length=MAX_IDS)]
+
+
+class FailedJobs(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /failedJobs``: one numbered page of dead letters, newest first."""
+
+    jobs: list[DeadLetterView]
+    page: int
+    limit: int
+    has_more: bool
 
 
 class DlqSelection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

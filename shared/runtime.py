@@ -41,17 +41,21 @@ def main(
     argv: Sequence[str] | None = None,
     *,
     flags: Mapping[str, str] | None = None,
+    check: Callable[[Config], None] | None = None,
 ) -> int:
     """A service's whole ``__main__``: parse ``flags`` (boolean options passed to ``serve`` as
     keywords), read the configuration (a bad value: one line naming it, exit 2), set up
     logging, metrics and tracing, and run ``serve(config, metrics, stop, **flags)`` until
-    SIGTERM/SIGINT. Returns the process exit code."""
+    SIGTERM/SIGINT. ``check`` refuses a configuration this service cannot serve with
+    (``ConfigError``: one line, exit 2). Returns the process exit code."""
     parser = argparse.ArgumentParser(prog=f"taskstream {name}")
     for flag, text in (flags or {}).items():
         parser.add_argument(f"--{flag}", action="store_true", help=text)
     args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
     try:
         config = config_mod.load()
+        if check is not None:
+            check(config)
         tracing.setup(name)
     except TaskstreamError as exc:
         print(f"taskstream {name}: {exc}", file=sys.stderr)

@@ -23,6 +23,7 @@ from taskstream.shared.config import TaskDefaults
 from taskstream.shared.db import Database, Run
 from taskstream.shared.db.schedules import Decide
 from taskstream.shared.domain import NewTask, Ready, schedule
+from taskstream.shared.domain.access import DEFAULT_TENANT, valid_tenant
 from taskstream.shared.domain.recurrence import format_duration
 from taskstream.shared.domain.schedule import NAME_PATTERN, Spec, SpecError, Stored, Write
 from taskstream.shared.errors import StoreError, TaskstreamError
@@ -65,11 +66,33 @@ class InvalidSchedule(TaskstreamError):
 
 
 def check_name(name: str) -> str:
-    if not (1 <= len(name) <= 200) or not _NAME.match(name):
+    """A schedule's stored name: its name, after ``<tenant>/`` for a tenant other than the
+    default (see ``stored_name``)."""
+    tenant, _, own = name.rpartition("/")
+    if tenant and not valid_tenant(tenant):
+        raise InvalidSchedule("not a tenant's schedule name", "name")
+    if not (1 <= len(own) <= 200) or not _NAME.match(own):
         raise InvalidSchedule(
             "a schedule name is 1-200 letters, digits and . _ : - characters", "name"
         )
     return name
+
+
+def stored_name(tenant: str, name: str) -> str:
+    """Schedules are per tenant: another tenant's ``nightly`` is stored as ``acme/nightly``
+    (a schedule name holds no ``/``), the default tenant's as it is. The tasks a schedule makes
+    belong to its tenant (``FIRE_RUNS`` reads it from the name)."""
+    return name if tenant == DEFAULT_TENANT else f"{tenant}/{name}"
+
+
+def tenant_of(stored: str) -> str:
+    tenant, _, _ = stored.rpartition("/")
+    return tenant or DEFAULT_TENANT
+
+
+def shown_name(stored: str) -> str:
+    """The name a schedule's own tenant knows it by."""
+    return stored.rpartition("/")[2]
 
 
 def parse_request(obj: Any, prefix: str = "") -> ScheduleRequest:
@@ -121,7 +144,8 @@ def task_request_of(task: Any) -> TaskRequest:
 
 def build_for(stored: Stored, defaults: TaskDefaults) -> NewTask:
     """The task one run of ``stored`` makes (as the watcher builds it)."""
-    return new_task(msgspec.json.decode(stored.task, type=TaskRequest), defaults)
+    request = msgspec.json.decode(stored.task, type=TaskRequest)
+    return new_task(request, defaults, tenant=tenant_of(stored.name))
 
 
 def view(
@@ -209,9 +233,12 @@ async def get(db: Database, name: str) -> ScheduleView | None:
     return await _full_view(db, stored) if stored is not None else None
 
 
-async def list_all(db: Database) -> ScheduleList:
+async def list_all(db: Database, tenant: str | None = None) -> ScheduleList:
+    """Every schedule, or ``tenant``'s only."""
     views = []
     for stored in await db.list_schedules():
+        if tenant is not None and tenant_of(stored.name) != tenant:
+            continue
         views.append(view(stored, await db.schedule_runs(stored.name, 1), next_n=1))
     return ScheduleList(schedules=views)
 

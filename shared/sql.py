@@ -6,6 +6,8 @@ A test prepares each of these against a migrated database.
 """
 
 # Insert new tasks, skipping those whose idempotency key is already taken; returns inserted rows.
+# $16 the unique states, $17 the tenants, $18 whether the tasks count toward their tenant's
+# in-flight quota (INSERT_TASKS_NOW: $16 the tenants, $17 the counting).
 # Postgres's clock decides when a task is due (run_at, or now() + delay_ms) and so whether it
 # is queued now or scheduled (with a due row).
 INSERT_TASKS = """
@@ -13,34 +15,36 @@ WITH input AS (
     SELECT * FROM unnest(
         $1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::int[],
         $7::int[], $8::int[], $9::int[], $10::text[], $11::bytea[], $12::timestamptz[],
-        $13::text[], $14::bigint[], $16::int[]
+        $13::text[], $14::bigint[], $16::int[], $17::text[]
     ) WITH ORDINALITY AS i(id, type, priority, payload, max_attempts, retry_base_ms,
         retry_max_ms, retry_jitter_ms, timeout_ms, idempotency_key, request_hash, run_at,
-        trace_context, delay_ms, unique_states, n)
+        trace_context, delay_ms, unique_states, tenant, n)
 ), timed AS (
     SELECT *, coalesce(run_at, now() + coalesce(delay_ms, 0) * interval '1 millisecond')
         AS due_at
     FROM input
 ), keys AS (
     -- One row per key (a batch may repeat one: the first takes it, the rest find it).
-    INSERT INTO idempotency_keys (key, task_id, request_hash)
-    SELECT DISTINCT ON (idempotency_key) idempotency_key, id, request_hash FROM input
+    INSERT INTO idempotency_keys (tenant, key, task_id, request_hash)
+    SELECT DISTINCT ON (tenant, idempotency_key) tenant, idempotency_key, id, request_hash
+    FROM input
     WHERE idempotency_key IS NOT NULL
-    ORDER BY idempotency_key, n
+    ORDER BY tenant, idempotency_key, n
     -- A key older than the TTL ($15 ms) is free again: it now names this task.
-    ON CONFLICT (key) DO UPDATE
+    ON CONFLICT (tenant, key) DO UPDATE
         SET task_id = excluded.task_id, request_hash = excluded.request_hash, created_at = now()
         WHERE idempotency_keys.created_at < now() - $15 * interval '1 millisecond'
     RETURNING task_id
 ), inserted AS (
     INSERT INTO tasks (id, type, priority, payload, status, max_attempts, retry_base_ms,
         retry_max_ms, retry_jitter_ms, timeout_ms, idempotency_key, run_at, queued_at,
-        trace_context, unique_states)
+        trace_context, unique_states, tenant, counted)
     SELECT id, type, priority, payload,
         CASE WHEN due_at > now() THEN 'scheduled' ELSE 'queued' END,
         max_attempts, retry_base_ms, retry_max_ms, retry_jitter_ms, timeout_ms,
         idempotency_key, greatest(due_at, now()),
-        CASE WHEN due_at > now() THEN NULL ELSE now() END, trace_context, unique_states
+        CASE WHEN due_at > now() THEN NULL ELSE now() END, trace_context, unique_states,
+        tenant, $18
     FROM timed
     WHERE idempotency_key IS NULL OR id IN (SELECT task_id FROM keys)
     ORDER BY n
@@ -66,34 +70,35 @@ WITH input AS (
     SELECT * FROM unnest(
         $1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::int[],
         $7::int[], $8::int[], $9::int[], $10::text[], $11::bytea[], $12::timestamptz[],
-        $13::text[], $14::bigint[]
+        $13::text[], $14::bigint[], $16::text[]
     ) WITH ORDINALITY AS i(id, type, priority, payload, max_attempts, retry_base_ms,
         retry_max_ms, retry_jitter_ms, timeout_ms, idempotency_key, request_hash, run_at,
-        trace_context, delay_ms, n)
+        trace_context, delay_ms, tenant, n)
 ), timed AS (
     SELECT *, coalesce(run_at, now() + coalesce(delay_ms, 0) * interval '1 millisecond')
         AS due_at
     FROM input
 ), keys AS (
     -- One row per key (a batch may repeat one: the first takes it, the rest find it).
-    INSERT INTO idempotency_keys (key, task_id, request_hash)
-    SELECT DISTINCT ON (idempotency_key) idempotency_key, id, request_hash FROM input
+    INSERT INTO idempotency_keys (tenant, key, task_id, request_hash)
+    SELECT DISTINCT ON (tenant, idempotency_key) tenant, idempotency_key, id, request_hash
+    FROM input
     WHERE idempotency_key IS NOT NULL
-    ORDER BY idempotency_key, n
+    ORDER BY tenant, idempotency_key, n
     -- A key older than the TTL ($15 ms) is free again: it now names this task.
-    ON CONFLICT (key) DO UPDATE
+    ON CONFLICT (tenant, key) DO UPDATE
         SET task_id = excluded.task_id, request_hash = excluded.request_hash, created_at = now()
         WHERE idempotency_keys.created_at < now() - $15 * interval '1 millisecond'
     RETURNING task_id
 ), inserted AS (
     INSERT INTO tasks (id, type, priority, payload, status, max_attempts, retry_base_ms,
         retry_max_ms, retry_jitter_ms, timeout_ms, idempotency_key, run_at, queued_at,
-        trace_context)
+        trace_context, tenant, counted)
     SELECT id, type, priority, payload,
         CASE WHEN due_at > now() THEN 'scheduled' ELSE 'queued' END,
         max_attempts, retry_base_ms, retry_max_ms, retry_jitter_ms, timeout_ms,
         idempotency_key, greatest(due_at, now()),
-        CASE WHEN due_at > now() THEN NULL ELSE now() END, trace_context
+        CASE WHEN due_at > now() THEN NULL ELSE now() END, trace_context, tenant, $17
     FROM timed
     WHERE idempotency_key IS NULL OR id IN (SELECT task_id FROM keys)
     ORDER BY n
@@ -109,14 +114,17 @@ FROM inserted
 """
 
 # The commonest group, inserted for the least: no task asks for a time or carries a key, and
-# their attempts, backoff, timeout and trace context are the same (scalars $5..$10 instead of
-# arrays: an array costs the client per element). All queued now; returns one row: the ids,
-# the statement's now() (every row's created, updated, queued and run time) and the outbox row.
+# their attempts, backoff, timeout, trace context, tenant and counting are the same (scalars
+# $5..$12 instead of arrays: an array costs the client per element). All queued now; returns
+# one row: the ids, the statement's now() (every row's created, updated, queued and run time)
+# and the outbox row.
 INSERT_TASKS_PLAIN = """
 WITH inserted AS (
     INSERT INTO tasks (id, type, priority, payload, status, max_attempts, retry_base_ms,
-        retry_max_ms, retry_jitter_ms, timeout_ms, run_at, queued_at, trace_context)
-    SELECT i.id, i.type, i.priority, i.payload, 'queued', $5, $6, $7, $8, $9, now(), now(), $10
+        retry_max_ms, retry_jitter_ms, timeout_ms, run_at, queued_at, trace_context, tenant,
+        counted)
+    SELECT i.id, i.type, i.priority, i.payload, 'queued', $5, $6, $7, $8, $9, now(), now(), $10,
+        $11, $12
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[]) AS i(id, type, priority, payload)
     RETURNING id
 ), outboxed AS (
@@ -126,13 +134,18 @@ SELECT (SELECT array_agg(id) FROM inserted) AS ids, now() AS at,
     (SELECT id FROM outboxed) AS outbox_id
 """
 
-# Look up idempotency keys: the task each names and the digest of the request that took it.
+# Look up idempotency keys of one tenant ($1): the task each names and the digest of the
+# request that took it.
 SELECT_IDEMPOTENCY_KEYS = """
-SELECT key, task_id, request_hash FROM idempotency_keys WHERE key = ANY($1::text[])
+SELECT key, task_id, request_hash FROM idempotency_keys
+WHERE tenant = $1 AND key = ANY($2::text[])
 """
 
 # One task by id.
 SELECT_TASK = "SELECT * FROM tasks WHERE id = $1"
+
+# One task by id if it is tenant $2's (null: anyone's).
+SELECT_TASK_OF = "SELECT * FROM tasks WHERE id = $1 AND ($2::text IS NULL OR tenant = $2)"
 
 # Several tasks by id.
 SELECT_TASKS = "SELECT * FROM tasks WHERE id = ANY($1::uuid[])"
@@ -189,9 +202,10 @@ WITH input AS (
             AS due_at,
         $14::text AS trace_context, $16::int AS unique_states
 ), keys AS (
+    -- The application's own enqueue is the default tenant's.
     INSERT INTO idempotency_keys (key, task_id, request_hash)
     SELECT idempotency_key, id, request_hash FROM input WHERE idempotency_key IS NOT NULL
-    ON CONFLICT (key) DO UPDATE
+    ON CONFLICT (tenant, key) DO UPDATE
         SET task_id = excluded.task_id, request_hash = excluded.request_hash, created_at = now()
         WHERE idempotency_keys.created_at < now() - $15 * interval '1 millisecond'
     RETURNING task_id
@@ -232,21 +246,24 @@ WHERE ($1::text IS NULL OR status = $1)
   AND ($2::text IS NULL OR type = $2)
   AND ($3::text IS NULL OR priority = $3)
   AND ($4::uuid IS NULL OR id < $4)
-  AND ($6::uuid IS NULL OR id >= $6)
+  AND ($6::text IS NULL OR tenant = $6)
+  AND ($7::uuid IS NULL OR id >= $7)
 ORDER BY id DESC
 LIMIT $5
 """
 
-# The console's filtered page: LIST_TASKS's filters applied to at most $7 tasks of the key range,
-# newest first, so a filter that matches rarely or never costs a bounded walk, not the table.
-# The inner LIMIT bounds the walk; the outer one stops it as soon as the page is full.
+# The console's filtered page: LIST_TASKS's filters applied to at most $8 tasks of the key range
+# (of tenant $6 when given), newest first, so a filter that matches rarely or never costs a
+# bounded walk, not the table. The inner LIMIT bounds the walk; the outer one stops it as soon
+# as the page is full.
 LIST_TASKS_BOUNDED = """
 SELECT * FROM (
     SELECT * FROM tasks
     WHERE ($4::uuid IS NULL OR id < $4)
-      AND ($6::uuid IS NULL OR id >= $6)
+      AND ($7::uuid IS NULL OR id >= $7)
+      AND ($6::text IS NULL OR tenant = $6)
     ORDER BY id DESC
-    LIMIT $7
+    LIMIT $8
 ) AS walked
 WHERE ($1::text IS NULL OR status = $1)
   AND ($2::text IS NULL OR type = $2)
@@ -255,19 +272,68 @@ ORDER BY id DESC
 LIMIT $5
 """
 
-# The last id such a walk looked at, when it looked at all $3 (none when the range ended
+# LIST_TASKS_BOUNDED of one tenant other than the default ($6), walking its (tenant, id) index.
+LIST_TASKS_BOUNDED_OF_TENANT = """
+SELECT * FROM (
+    SELECT * FROM tasks
+    WHERE tenant = $6 AND tenant <> 'default'
+      AND ($4::uuid IS NULL OR id < $4)
+      AND ($7::uuid IS NULL OR id >= $7)
+    ORDER BY tenant DESC, id DESC
+    LIMIT $8
+) AS walked
+WHERE ($1::text IS NULL OR status = $1)
+  AND ($2::text IS NULL OR type = $2)
+  AND ($3::text IS NULL OR priority = $3)
+ORDER BY id DESC
+LIMIT $5
+"""
+
+# The last id such a walk looked at, when it looked at all $4 (none when the range ended
 # first): where a short page goes on from. Reads the primary key only.
 TASKS_WALK_END = """
 SELECT id FROM tasks
 WHERE ($1::uuid IS NULL OR id < $1)
   AND ($2::uuid IS NULL OR id >= $2)
+  AND ($3::text IS NULL OR tenant = $3)
 ORDER BY id DESC
-OFFSET $3 - 1
+OFFSET $4 - 1
 LIMIT 1
 """
 
-# The task an idempotency key names, if the key is still held (the console's lookup).
-TASK_OF_IDEMPOTENCY_KEY = "SELECT task_id FROM idempotency_keys WHERE key = $1"
+# TASKS_WALK_END of one tenant other than the default, on its (tenant, id) index.
+TASKS_WALK_END_OF_TENANT = """
+SELECT id FROM tasks
+WHERE tenant = $3 AND tenant <> 'default'
+  AND ($1::uuid IS NULL OR id < $1)
+  AND ($2::uuid IS NULL OR id >= $2)
+ORDER BY tenant DESC, id DESC
+OFFSET $4 - 1
+LIMIT 1
+"""
+
+# The task an idempotency key names while the key is held, of tenant $2 (any tenant's, the
+# newest, when null: an admin's lookup).
+TASK_OF_IDEMPOTENCY_KEY = """
+SELECT task_id FROM idempotency_keys
+WHERE key = $1 AND ($2::text IS NULL OR tenant = $2)
+ORDER BY created_at DESC
+LIMIT 1
+"""
+
+# LIST_TASKS of one tenant other than the default ($6), through its (tenant, id) index (the
+# index's own condition is written out so the planner may use it).
+LIST_TASKS_OF_TENANT = """
+SELECT * FROM tasks
+WHERE tenant = $6 AND tenant <> 'default'
+  AND ($1::text IS NULL OR status = $1)
+  AND ($2::text IS NULL OR type = $2)
+  AND ($3::text IS NULL OR priority = $3)
+  AND ($4::uuid IS NULL OR id < $4)
+  AND ($7::uuid IS NULL OR id >= $7)
+ORDER BY tenant DESC, id DESC
+LIMIT $5
+"""
 
 # The tail of every statement that ends tasks (CTE `done`, returning their ids): one
 # notification on commit for ingest's waiters (GET /v1/tasks/{id}?wait=), naming up to 200 of
@@ -294,13 +360,14 @@ _RELEASE = """released AS (
 # could deadlock with it. Taking the same order, one simply waits for the other.
 LOCK_DUE_OF_TASK = "SELECT 1 FROM due WHERE task_id = $1 FOR UPDATE"
 
-# Cancel a task that has not started (scheduled, queued, retrying, or a waiting workflow step);
-# drops its due row,
-# releases its unique identity, tells the waiters.
+# Cancel a task of tenant $2 (null: anyone's) that has not started (scheduled, queued, retrying,
+# or a waiting workflow step); drops its due row, releases its unique identity, tells the
+# waiters.
 CANCEL_TASK = f"""
 WITH done AS (
     UPDATE tasks SET status = 'cancelled', updated_at = now(), finished_at = now()
     WHERE id = $1 AND status IN ('scheduled', 'queued', 'retrying', 'waiting')
+        AND ($2::text IS NULL OR tenant = $2)
     RETURNING *
 ), undue AS (
     DELETE FROM due WHERE task_id IN (SELECT id FROM done)
@@ -423,13 +490,13 @@ WITH c AS (
     FROM c
     WHERE t.id = c.id AND t.attempt = c.attempt AND t.status = 'running'
     RETURNING t.id, c.attempt, t.priority, t.type, t.consumer, t.started_at, c.error,
-        c.outcome, c.reason, t.unique_states
+        c.outcome, c.reason, t.unique_states, t.tenant
 ), hist AS (
     INSERT INTO task_attempts (task_id, attempt, outcome, consumer, started_at, error)
     SELECT id, attempt, outcome, consumer, started_at, error FROM done
 ), letter AS (
-    INSERT INTO dead_letters (task_id, priority, type, attempt, reason, error)
-    SELECT id, priority, type, attempt, reason, error FROM done
+    INSERT INTO dead_letters (task_id, priority, type, attempt, reason, error, tenant)
+    SELECT id, priority, type, attempt, reason, error, tenant FROM done
     ON CONFLICT (task_id) DO UPDATE SET priority = excluded.priority, attempt = excluded.attempt,
         reason = excluded.reason, error = excluded.error, dead_at = now()
 ), {_RELEASE.format(bit=32)}, {_TOLD}
@@ -525,7 +592,7 @@ SWEEP_BOUND = "SELECT id FROM tasks WHERE id > $1 ORDER BY id OFFSET $2 LIMIT 1"
 # priority's cutoff ($3 priorities, $4 cutoffs): their entries are presumed lost; stamped so
 # they are not re-sent again soon, and returned. One batch of the repair's slow sweep, or,
 # with cutoffs in the far future, of the re-send of everything after Redis lost it all.
-# Parked tasks (their type paused) are left out.
+# Parked tasks (their type paused) and those waiting for a concurrency slot are left out.
 REPUBLISH_QUEUED = """
 WITH stale AS (
     SELECT t.id FROM tasks t
@@ -534,6 +601,10 @@ WITH stale AS (
         AND t.status = 'queued' AND t.updated_at < c.before
         -- A parked task (its type paused) has no entry on purpose: the unpark sends it.
         AND NOT EXISTS (SELECT 1 FROM parked_tasks p WHERE p.task_id = t.id)
+        -- Nor does a task waiting for a concurrency slot: the unwait role sends it.
+        AND NOT EXISTS (SELECT 1 FROM limit_waits w WHERE w.task_id = t.id)
+        -- Nor one held back for its tenant's fair share: the fair role sends it.
+        AND NOT EXISTS (SELECT 1 FROM fair_held h WHERE h.task_id = t.id)
     FOR UPDATE OF t SKIP LOCKED
 )
 UPDATE tasks t SET updated_at = now()
@@ -601,9 +672,9 @@ WHERE t.id = ANY($1::uuid[])
 """
 
 
-# Operators (shared/ops.py). The dead-letter queries share one filter, $1..$7: task ids,
+# Operators (shared/ops.py). The dead-letter queries share one filter, $1..$8: task ids,
 # priority, type, reason, error substring (of the error's type or message, any case),
-# died at or after, died before.
+# died at or after, died before, and the tenant (null: every tenant).
 
 # Per priority: due rows waiting by kind (retry, delayed), and dead letters held ("dead"):
 # the sum of the counted changes, never a count of the tables.
@@ -620,7 +691,7 @@ INSERT INTO queue_counts SELECT priority, kind, sum(n) FROM folded GROUP BY prio
 # Several tasks without their payload, with their age by the database's clock (pending view).
 TASK_SUMMARIES = """
 SELECT id, type, status, attempt, first_attempt, created_at,
-    (extract(epoch FROM now() - created_at) * 1000)::bigint AS age_ms
+    (extract(epoch FROM now() - created_at) * 1000)::bigint AS age_ms, tenant
 FROM tasks WHERE id = ANY($1::uuid[])
 """
 
@@ -633,7 +704,7 @@ WHERE d.task_id = $1
 """
 
 # The dead-letter filter shared by the queries below: ids, priority, type, reason, an error
-# substring, and a dead_at range ($1..$7).
+# substring, a dead_at range and the tenant ($1..$8).
 DLQ_FILTER = """  AND ($1::uuid[] IS NULL OR d.task_id = ANY($1::uuid[]))
   AND ($2::text IS NULL OR d.priority = $2)
   AND ($3::text IS NULL OR d.type = $3)
@@ -641,7 +712,8 @@ DLQ_FILTER = """  AND ($1::uuid[] IS NULL OR d.task_id = ANY($1::uuid[]))
   AND ($5::text IS NULL OR strpos(lower(concat_ws(': ', d.error->>'type',
       d.error->>'message')), lower($5)) > 0)
   AND ($6::timestamptz IS NULL OR d.dead_at >= $6)
-  AND ($7::timestamptz IS NULL OR d.dead_at < $7)"""
+  AND ($7::timestamptz IS NULL OR d.dead_at < $7)
+  AND ($8::text IS NULL OR d.tenant = $8)"""
 
 # A page of dead letters, newest first, filtered; the cursor is the last (dead_at, task_id).
 LIST_DEAD_LETTERS = f"""
@@ -650,9 +722,21 @@ SELECT d.task_id, d.priority, d.type, d.attempt, d.attempt - t.first_attempt + 1
 FROM dead_letters d JOIN tasks t ON t.id = d.task_id
 WHERE true
 {DLQ_FILTER}
-  AND ($8::timestamptz IS NULL OR (d.dead_at, d.task_id) < ($8, $9::uuid))
+  AND ($9::timestamptz IS NULL OR (d.dead_at, d.task_id) < ($9, $10::uuid))
 ORDER BY d.dead_at DESC, d.task_id DESC
-LIMIT $10
+LIMIT $11
+"""
+
+# A page of dead letters by number (the seeds' GET /failedJobs), newest first: $9 rows after
+# skipping $10.
+PAGE_DEAD_LETTERS = f"""
+SELECT d.task_id, d.priority, d.type, d.attempt, d.attempt - t.first_attempt + 1 AS attempts,
+    d.reason, d.error, d.dead_at, t.created_at
+FROM dead_letters d JOIN tasks t ON t.id = d.task_id
+WHERE true
+{DLQ_FILTER}
+ORDER BY d.dead_at DESC, d.task_id DESC
+LIMIT $9 OFFSET $10
 """
 
 # Dead letters a replay would take (dry run), oldest first, with how many match in all.
@@ -662,7 +746,7 @@ FROM dead_letters d JOIN tasks t ON t.id = d.task_id
 WHERE t.status = 'dead'
 {DLQ_FILTER}
 ORDER BY d.dead_at, d.task_id
-LIMIT $8
+LIMIT $9
 """
 
 # Dead letters a purge would delete (dry run), oldest first, with how many match in all.
@@ -672,7 +756,7 @@ FROM dead_letters d
 WHERE true
 {DLQ_FILTER}
 ORDER BY d.dead_at, d.task_id
-LIMIT $8
+LIMIT $9
 """
 
 # Replay a batch of dead letters, oldest first: delete the letters and queue their tasks with
@@ -685,7 +769,7 @@ WITH picked AS (
     WHERE t.status = 'dead'
 {DLQ_FILTER}
     ORDER BY d.dead_at, d.task_id
-    LIMIT $8
+    LIMIT $9
     FOR UPDATE OF d, t SKIP LOCKED
 ), gone AS (
     DELETE FROM dead_letters d USING picked p WHERE d.task_id = p.task_id
@@ -718,7 +802,7 @@ WITH picked AS (
     WHERE true
 {DLQ_FILTER}
     ORDER BY d.dead_at, d.task_id
-    LIMIT $8
+    LIMIT $9
     FOR UPDATE SKIP LOCKED
 )
 DELETE FROM dead_letters d USING picked p
@@ -806,8 +890,8 @@ SELECT (SELECT count(*) FROM due_now) AS looked, (SELECT count(*) FROM gone) AS 
 
 # Retention: expire up to $2 idempotency keys older than $1 ms (after that the key is free).
 EXPIRE_IDEMPOTENCY_KEYS = """
-DELETE FROM idempotency_keys WHERE key IN (
-    SELECT key FROM idempotency_keys
+DELETE FROM idempotency_keys WHERE (tenant, key) IN (
+    SELECT tenant, key FROM idempotency_keys
     WHERE created_at < now() - $1 * interval '1 millisecond'
     ORDER BY created_at LIMIT $2
 )

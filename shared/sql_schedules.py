@@ -105,10 +105,14 @@ WITH input AS (
     RETURNING task_id, scheduled_for
 ), inserted AS (
     INSERT INTO tasks (id, type, priority, payload, status, max_attempts, retry_base_ms,
-        retry_max_ms, retry_jitter_ms, timeout_ms, run_at, queued_at, schedule, scheduled_for)
+        retry_max_ms, retry_jitter_ms, timeout_ms, run_at, queued_at, schedule, scheduled_for,
+        tenant)
     SELECT i.id, i.type, i.priority, i.payload, 'queued', i.max_attempts, i.retry_base_ms,
         i.retry_max_ms, i.retry_jitter_ms, i.timeout_ms, now(), now(), i.schedule,
-        r.scheduled_for
+        r.scheduled_for,
+        -- A tenant's schedule is stored as "<tenant>/<name>" (shared/schedule_ops.py).
+        CASE WHEN strpos(i.schedule, '/') > 0 THEN split_part(i.schedule, '/', 1)
+            ELSE 'default' END
     FROM input i JOIN runs r ON r.task_id = i.id
     RETURNING id, attempt, priority, trace_context
 ), outboxed AS (

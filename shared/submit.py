@@ -8,6 +8,7 @@ ingest answers it with its ``status``.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -83,7 +84,11 @@ def convert_task(item: Any, prefix: str = "") -> TaskRequest:
 
 
 def new_task(
-    req: TaskRequest, defaults: TaskDefaults, *, trace_context: str | None = None
+    req: TaskRequest,
+    defaults: TaskDefaults,
+    *,
+    trace_context: str | None = None,
+    tenant: str = "default",
 ) -> NewTask:
     """Resolve defaults and the start time; raise ``SubmitError`` for a contradictory
     request."""
@@ -99,7 +104,7 @@ def new_task(
     backoff = req.backoff or Backoff()
     identity: tuple[bytes, int, int | None] | None = None
     if req.unique is not None:
-        identity = _unique(req)
+        identity = _unique(req, tenant)
     return NewTask(
         id=new_id(),
         type=req.type,
@@ -118,11 +123,14 @@ def new_task(
         unique_hash=identity[0] if identity else None,
         unique_states=identity[1] if identity else None,
         unique_for_ms=identity[2] if identity else None,
+        tenant=tenant,
     )
 
 
-def _unique(req: TaskRequest) -> tuple[bytes, int, int | None]:
-    """The unique identity's hash, states mask and period (ms) of a request."""
+def _unique(req: TaskRequest, tenant: str) -> tuple[bytes, int, int | None]:
+    """The unique identity's hash, states mask and period (ms) of a request. Identities are
+    per tenant: another tenant's hash is taken over the tenant's name too (the default
+    tenant's is the plain one, as before tenants)."""
     options = req.unique
     assert options is not None
     states = options.states if options.states is not None else unique.DEFAULT_STATES
@@ -136,6 +144,8 @@ def _unique(req: TaskRequest) -> tuple[bytes, int, int | None]:
         )
     period = unique.period_ms(options.period) if options.period is not None else None
     key = unique.identity(req.type, req.priority, req.payload, options.key, options.by)
+    if tenant != "default":
+        key = hashlib.sha256(b"tenant\x00" + tenant.encode() + b"\x00" + key).digest()
     return key, unique.states_mask(states), period
 
 

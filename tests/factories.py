@@ -21,6 +21,7 @@ def new_task(
     priority: str = "default",
     max_attempts: int | None = None,
     timeout_ms: int | None = None,
+    tenant: str = "default",
 ) -> NewTask:
     return NewTask(
         id=uuid.uuid4(),
@@ -35,6 +36,7 @@ def new_task(
         idempotency_key=None,
         request_hash=None,
         run_at=None,
+        tenant=tenant,
     )
 
 

@@ -11,7 +11,8 @@ environment.
 Order: the raw ceilings (plain clients, a minimal table), the same loop through taskstream's
 code (then the database is made fresh again) → the peers (``--peers``) → ingest and the
 movers → C (load 100k, then start the executors and time the drain) → A (with the WAL and the
-Postgres CPU it cost) → B → D → memory.
+Postgres CPU it cost) → B → D → E (fair shares between tenants, ``bench_fair.py``: the
+services restarted with API keys and ``FAIR_SHARE_ENTRIES``) → memory.
 """
 
 from __future__ import annotations
@@ -43,12 +44,12 @@ from taskstream.shared.domain import retry_delay_ms
 from taskstream.shared.errors import TaskstreamError
 from taskstream.shared.keys import Keys
 from taskstream.shared.streams import Streams
-from tools import bench_ceilings, bench_pg, bench_raw
+from tools import bench_ceilings, bench_fair, bench_pg, bench_raw
 from tools.bench_system import BenchError, Cluster, Machine, free_port, machine, wait_ready
 from tools.stores import StoreError, ensure
 
 BENCH_DB = "taskstream_bench"
-SCENARIOS = ("A", "B", "C", "D")
+SCENARIOS = ("A", "B", "C", "D", "E")
 A_TARGET, C_TARGET, A_SHARE, PEER_MULTIPLE = 20_000, 22_000, 0.70, 5.0
 B_P50_MS, B_P99_MS, D_SLACK_S = 2.0, 10.0, 3.0
 
@@ -290,6 +291,9 @@ class Bench:
             await self._scenario_b(30 / self.scale)
         if "D" in self.args.only:
             await self._scenario_d(10_000 // self.scale)
+        if "E" in self.args.only:
+            # Last: it restarts the services with API keys on and fair shares.
+            await bench_fair.scenario_e(self, n)
         if self.args.memory_1m:
             million = self._noop(n=100_000, batch=500, w=4)
             for i in range(10):

@@ -137,6 +137,15 @@ class Cluster:
                 out[child.name] = round(value, 1)
         return out
 
+    def stop_service(self, service: str) -> None:
+        """Stop one service (``executor``: all of them) gracefully."""
+        group = [c for c in self.children if c.name.split("-")[0] == service]
+        for child in group:
+            child.terminate()
+        for child in group:
+            child.wait(STOP_TIMEOUT)
+        self.children = [c for c in self.children if c not in group]
+
     def stop(self) -> None:
         """Stop every service gracefully, in ``up``'s order (ingest first)."""
         for service in ORDER:

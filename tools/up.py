@@ -133,11 +133,19 @@ def _supervise(
 ) -> int:
     n = args.executors
     base = dict(os.environ, REDIS_URL=redis_url, DATABASE_URL=database_url)
+    # A local run listens on loopback only, where auth may stay off (AUTH_MODE): ingest
+    # refuses auth off on an address others can reach.
+    base.setdefault("HTTP_HOST", "127.0.0.1")
     host = socket.gethostname()
     children: list[Child] = []
     targets: list[tuple[str, str]] = []
     port = args.metrics_port
     lines = [f"API         http://127.0.0.1:{config.ingest.http_port}  (metrics at /metrics)"]
+    if not config_mod.auth_kinds(config.access):
+        lines.append(
+            "warning     auth is off (AUTH_MODE=off): anyone on this machine acts as the "
+            "default tenant with every scope"
+        )
     supervisor = Supervisor(children, STOP_ORDER, backoff_s=args.backoff)
     supervisor.install_signals()  # before the first child: a Ctrl-C from now on stops in order
     for service in available():

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from typing import NamedTuple
 from urllib.parse import urlsplit
+
+from taskstream.shared.config import env_name
 
 MAX_HEAD = 64 * 1024  # a response head larger than this is an error
 
@@ -34,7 +37,9 @@ Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 class HttpClient:
     """Up to ``size`` requests at once to one ``http://host:port``, over reused connections."""
 
-    def __init__(self, url: str, size: int, *, timeout: float = 120.0) -> None:
+    def __init__(
+        self, url: str, size: int, *, timeout: float = 120.0, api_key: str | None = None
+    ) -> None:
         parts = urlsplit(url)
         try:
             port = parts.port
@@ -49,12 +54,15 @@ class HttpClient:
         self._timeout = timeout
         self._slots = asyncio.Semaphore(max(1, size))
         self._idle: list[Connection] = []
+        # Ingest with AUTH_MODE on takes a bearer key: TASKSTREAM_API_KEY, as the client's.
+        key = api_key if api_key is not None else os.environ.get(env_name("api_key"), "")
+        self._auth = f"Authorization: Bearer {key}\r\n" if key else ""
 
     async def post(self, path: str, body: bytes) -> Response:
         """POST a JSON ``body`` to ``path``; any status comes back as a ``Response``."""
         request = (
             f"POST {self._prefix}{path} HTTP/1.1\r\nHost: {self._host_header}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            f"Content-Type: application/json\r\n{self._auth}Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
         async with self._slots:
             try:

@@ -85,6 +85,12 @@ operating:
   workflow      workflows: show ID (the DAG as a tree, with states) | list [--status] |
                 cancel ID
 
+access:
+  keys          API keys: create --tenant T --scopes S [--name N] [--expires 30d] | list | revoke ID
+  tenants       limits: set T [--rate 200/s] [--burst 400] [--max-in-flight N]
+                [--max-payload 256KiB] [--weight W] | list
+  limits        concurrency caps: set (--type T | --tenant T) --max-running N | clear | list
+
 agents:
   mcp           an MCP server over the API (stdio; --http HOST:PORT for streamable HTTP)
 
@@ -122,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 2
         return int(server.mcp_main(rest))
+    if command in ("keys", "tenants", "limits"):
+        module = importlib.import_module("taskstream.services.cli.access_cli")
+        return int(module.access_main(command, rest))
     if command == "schedules":
         module = importlib.import_module("taskstream.services.cli.schedules_cli")
         return int(module.schedules_main(rest))

@@ -27,6 +27,7 @@ import logging
 import random
 import uuid
 
+from taskstream.services.executor.caps import Caps
 from taskstream.services.executor.completer import Completer, Finished
 from taskstream.services.executor.heartbeat import Heartbeat
 from taskstream.services.executor.leases import Key, Leases
@@ -98,6 +99,13 @@ class Executor:
         metrics.track_inflight(lambda: len(self._running))
         self.processed = 0
         self.pauses = Pauses(db, poll_s=config.executor.pause_poll_ms / 1000)
+        self.caps = Caps(
+            db,
+            streams,
+            metrics,
+            poll_s=config.executor.limits_poll_ms / 1000,
+            lease_ms=config.lease.vis_timeout_ms,
+        )
 
     def _new_completer(self) -> Completer:
         return Completer(
@@ -107,8 +115,12 @@ class Executor:
             batch_max=self.config.executor.complete_batch_max,
             linger_ms=self.config.executor.complete_linger_ms,
             on_done=self._done,
-            on_acked=self.leases.release,
+            on_acked=self._acked,
         )
+
+    def _acked(self, keys: list[Key]) -> None:
+        self.leases.release(keys)
+        self.caps.forget(keys)
 
     async def run_once(self) -> int:
         """Burst mode: process what is on the streams now and return how many deliveries
@@ -128,6 +140,8 @@ class Executor:
             self.consumer,
             period=max(0.05, self.config.lease.vis_timeout_ms / 3000),
             leases=self.leases,
+            slots=self.caps.snapshot,
+            slot_lease_ms=self.config.lease.vis_timeout_ms,
         )
         heartbeat.start()
         try:
@@ -156,6 +170,8 @@ class Executor:
             watchdog = tg.create_task(self._watchdog())
             await self.pauses.refresh()
             polling = tg.create_task(self.pauses.run())
+            await self.caps.refresh()
+            capping = tg.create_task(self.caps.run())
             await self._take_back_own_when_possible(stop)
             await self._read_loop(stop, burst)
             self._stopping = True
@@ -180,6 +196,8 @@ class Executor:
             stopping.cancel()
             watchdog.cancel()
             polling.cancel()
+            capping.cancel()
+        await self.caps.close()
         return self.processed
 
     async def _on_stop(self, stop: asyncio.Event) -> None:
@@ -258,11 +276,24 @@ class Executor:
         deliveries = [d for d in batch if isinstance(d, Delivery)]
         self._inflight += len(batch)
         self.leases.hold((e.priority, e.entry_id) for e in batch)
+        fair = collections.Counter(d.tenant for d in deliveries if d.tenant is not None)
+        if fair and not own:  # entries counted toward their tenant's fair share were read
+            try:
+                await self._streams.fair_read(fair)
+            except StoreError as exc:  # the count fades (a TTL) rather than stick
+                log.warning("cannot count fair-share reads: %s", exc,
+                            extra={"event": "executor.fair_read_failed"})  # fmt: skip
         bad = [b for b in batch if isinstance(b, BadEntry)]
         if bad:
             await self._keep_bad(bad)
         if deliveries and self.pauses.types:
             deliveries = await self._park(deliveries)
+        if deliveries and self.caps.active:  # no cap: nothing more than this test
+            capped = await self._cap(deliveries)
+            if capped is None:  # stopping while a store is down: left pending, unclaimed
+                self._let_go([(d.priority, d.entry_id) for d in deliveries])
+                return
+            deliveries = capped
         if not deliveries:
             return
         claimed = await self._claim(deliveries, own)
@@ -326,6 +357,26 @@ class Executor:
             extra={"event": "executor.parked"},
         )
         return keep
+
+    async def _cap(self, deliveries: list[Delivery]) -> list[Delivery] | None:
+        """The deliveries whose caps gave them slots (or that have none); those whose cap is
+        full are set aside to wait and their entries acknowledged. None if the executor
+        stopped while a store could not answer (nothing taken)."""
+        while True:
+            try:
+                go, waiting = await self.caps.admit(deliveries)
+                break
+            except StoreError as exc:
+                if self._stopping:
+                    return None
+                log.warning("cannot take slots: %s", exc, extra={"event": "executor.cap_retry"})
+                await asyncio.sleep(RETRY_PAUSE_S)
+        for d in waiting:
+            self._completer.submit(Finished(priority=d.priority, entry_id=d.entry_id, outcome=None))
+        if waiting:
+            log.info("%d tasks wait for a concurrency slot", len(waiting),
+                     extra={"event": "executor.cap_waits"})  # fmt: skip
+        return go
 
     async def _keep_bad(self, bad: list[BadEntry]) -> None:
         """Undecodable entries are kept in ``dead_entries`` and acknowledged, one by one."""
@@ -507,6 +558,7 @@ class Executor:
     def _let_go(self, keys: list[Key]) -> None:
         """Stop holding entries this executor leaves pending for someone else."""
         self.leases.release(keys)
+        self.caps.forget(keys)
         self._done(len(keys))
 
     def _done(self, n: int) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from taskstream.services.ingest.service import serve
+from taskstream.services.ingest.service import check, serve
 from taskstream.shared import runtime
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runtime.main("ingest", serve, argv)
+    return runtime.main("ingest", serve, argv, check=check)
 
 
 if __name__ == "__main__":

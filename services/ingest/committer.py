@@ -39,12 +39,14 @@ class GroupCommit:
         *,
         max_rows: int = 2000,
         key_ttl_ms: int = 24 * 3_600_000,
+        fair: bool = False,
     ) -> None:
         self._db = db
         self._publisher = publisher
         self._metrics = metrics
         self._max_rows = max_rows
         self._key_ttl_ms = key_ttl_ms
+        self._fair = fair  # entries carry their tenant: they count toward its fair share
         self._queue: list[Waiting] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -59,6 +61,21 @@ class GroupCommit:
         self._queue.append((tasks, future))
         self._wake.set()
         return await future
+
+    async def insert_counted(
+        self, tasks: list[NewTask], tenant: str, max_in_flight: int
+    ) -> InsertResult:
+        """Commit the tasks of a tenant with an in-flight quota in a transaction of their own
+        (the quota is checked against the tenant's counter under its lock: ``QuotaExceeded``
+        refuses the whole request), then publish the queued ones."""
+        if not tasks:
+            return InsertResult(inserted={}, existing={})
+        result = await self._db.insert_tasks_counted(
+            tasks, tenant, max_in_flight, key_ttl_ms=self._key_ttl_ms
+        )
+        self._metrics.enqueued.add(len(result.inserted))
+        self._publish(tasks, result)
+        return result
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -95,6 +112,12 @@ class GroupCommit:
             return
         self._metrics.enqueued.add(len(result.inserted))
         crash_point("ingest.after_commit")
+        self._publish(tasks, result)
+        for _, future in group:
+            if not future.done():  # a client that went away: its tasks are committed anyway
+                future.set_result(result)
+
+    def _publish(self, tasks: list[NewTask], result: InsertResult) -> None:
         contexts = {t.id: t.trace_context for t in tasks}
         # Published off the answer's path: a Redis that hangs cannot hold requests.
         self._publisher.submit(
@@ -104,15 +127,13 @@ class GroupCommit:
                     task_id=v.id,
                     attempt=v.attempt,
                     trace_context=contexts.get(v.id),
+                    tenant=v.tenant if self._fair else None,
                 )
                 for v in result.inserted.values()
                 if v.status == "queued"
             ],
             result.outbox_ids,
         )
-        for _, future in group:
-            if not future.done():  # a client that went away: its tasks are committed anyway
-                future.set_result(result)
 
     async def _insert(self, tasks: list[NewTask], *, split: bool) -> InsertResult:
         """Insert ``tasks`` in one statement; if Postgres refuses a value, one by one."""

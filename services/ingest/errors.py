@@ -30,10 +30,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class Invalid(Exception):
     """A request that cannot be served as sent: its status and the API error to answer."""
 
-    def __init__(self, status: int, error: ApiError) -> None:
+    def __init__(self, status: int, error: ApiError, headers: dict[str, str] | None = None) -> None:
         super().__init__(error.message)
         self.status = status
         self.error = error
+        self.headers = headers
 
 
 def invalid(status: int, message: str, field: str | None = None, code: str = "invalid") -> Invalid:
@@ -64,7 +65,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         return await handler(request)
     except Invalid as exc:
-        return json_response(ErrorBody(error=exc.error), exc.status)
+        return json_response(ErrorBody(error=exc.error), exc.status, exc.headers)
     except ops.BadRequest as exc:
         return error_response(400, "invalid", str(exc), exc.field)
     except schedule_ops.InvalidSchedule as exc:

@@ -180,6 +180,19 @@ def spec() -> dict[str, Any]:
                 },
             }
         },
+        "/addJob": {
+            "post": {
+                "summary": "The seed scheduler's submit route: the Go scheduler's body and "
+                "answers (as POST /tasks)",
+                "requestBody": {"required": True, **_json("GoTaskRequest")},
+                "responses": {
+                    **_resp("202", "Queued", "GoTaskResponse"),
+                    **_resp("200", "Duplicate idempotency key", "GoTaskResponse"),
+                    **_resp("409", "Same idempotency key, different body"),
+                    **ERRORS,
+                },
+            }
+        },
         "/healthz": {
             "get": {"summary": "Process alive", "responses": {"200": {"description": "ok"}}}
         },
@@ -233,12 +246,193 @@ def spec() -> dict[str, Any]:
     workflow_paths, workflow_components = _workflows(components["TaskRequest"])
     paths.update(workflow_paths)
     components.update(workflow_components)
+    access_paths, access_components = _access()
+    paths.update(access_paths)
+    components.update(access_components)
+    _secure(paths)
     return {
         "openapi": "3.1.0",
         "info": {"title": "taskstream ingest", "version": "1"},
         "paths": paths,
-        "components": {"schemas": components},
+        "components": {"schemas": components, "securitySchemes": SECURITY_SCHEMES},
+        "security": [{"bearer": []}],
     }
+
+
+SECURITY_SCHEMES = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key (`ts_live_…`, from `taskstream keys create` or "
+        "`POST /v1/keys`) or a JWT signed with the configured algorithm (`JWT_ALGORITHM`), "
+        "whose `JWT_TENANT_CLAIM` names the tenant and `JWT_SCOPES_CLAIM` holds the scopes. "
+        "Each operation names the scope it needs (`x-scope`); `admin` satisfies every scope, "
+        "and an admin may act for another tenant with the header `X-Taskstream-Tenant`. With "
+        "`AUTH_MODE=off` nothing is checked.",
+    }
+}
+
+
+def _secure(paths: dict[str, Any]) -> None:
+    """Every operation's scope from the one table (``auth.SCOPES``): public ones take no
+    credential, the others say which scope they need and answer 401 and 403."""
+    from taskstream.services.ingest import auth
+    from taskstream.shared.domain.access import PUBLIC
+
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            scope = auth.SCOPES.get((method.upper(), path))
+            if scope in (PUBLIC, auth.METRICS_SCOPED):
+                operation["security"] = []
+                continue
+            operation["x-scope"] = scope
+            operation["responses"].update(
+                {
+                    **_resp("401", "No credential, or one that is unknown, revoked or expired"),
+                    **_resp("403", f"The credential lacks the {scope!r} scope"),
+                }
+            )
+
+
+def _access() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The admin routes (keys) and their schemas."""
+    from taskstream.shared.access_models import (
+        KeyCreated,
+        KeyList,
+        KeyRequest,
+        LimitList,
+        LimitRequest,
+        TenantList,
+        TenantRequest,
+    )
+    from taskstream.shared.domain.access import (
+        TENANT_PATTERN,
+        ApiKey,
+        ConcurrencyLimit,
+        TenantLimits,
+    )
+
+    _, components = msgspec.json.schema_components(
+        [KeyRequest, KeyCreated, KeyList, ApiKey, TenantRequest, TenantLimits, TenantList,
+         LimitRequest, LimitList, ConcurrencyLimit],
+        ref_template=REF,
+    )  # fmt: skip
+    cap = [
+        {"name": "kind", "in": "path", "required": True,
+         "schema": {"type": "string", "enum": ["type", "tenant"]}},
+        {"name": "name", "in": "path", "required": True,
+         "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,62}$"},
+         "description": "a task type, or a tenant (for fuzzing: names both kinds allow)"},
+    ]  # fmt: skip
+    tenant_name = [
+        {"name": "name", "in": "path", "required": True,
+         "schema": {"type": "string", "pattern": TENANT_PATTERN}}
+    ]  # fmt: skip
+    key_id = [{"name": "id", "in": "path", "required": True, "schema": UUID}]
+    paths: dict[str, Any] = {
+        "/v1/keys": {
+            "get": {
+                "summary": "API keys (never the keys themselves), newest first",
+                "parameters": [
+                    {
+                        "name": "revoked",
+                        "in": "query",
+                        "required": False,
+                        "schema": optional({"type": "string", "enum": ["true", "false"]}),
+                        "description": "true: revoked keys too",
+                    }
+                ],
+                "responses": {
+                    **_resp("200", "The keys", "KeyList"),
+                    **_resp("400", "Bad parameter"),
+                    **_resp("503", "Postgres unreachable"),
+                },
+            },
+            "post": {
+                "summary": "Create an API key: the answer is the only time it is shown",
+                "requestBody": {"required": True, **_json("KeyRequest")},
+                "responses": {
+                    **_resp("201", "Created", "KeyCreated"),
+                    **_resp("400", "Malformed JSON"),
+                    **_resp("422", "Body does not validate; `field` names the offending field"),
+                    **_resp("503", "Postgres unreachable"),
+                },
+            },
+        },
+        "/v1/limits": {
+            "get": {
+                "summary": "Concurrency caps: at most max_running tasks of a type, or of a "
+                "tenant, running at once across every executor",
+                "responses": {
+                    **_resp("200", "The caps", "LimitList"),
+                    **_resp("503", "Postgres unreachable"),
+                },
+            }
+        },
+        "/v1/limits/{kind}/{name}": {
+            "put": {
+                "summary": "Set a concurrency cap (executors obey it within LIMITS_POLL_MS); "
+                "a task over it waits, using no attempt, until a slot frees",
+                "parameters": cap,
+                "requestBody": {"required": True, **_json("LimitRequest")},
+                "responses": {
+                    **_resp("200", "Stored", "ConcurrencyLimit"),
+                    **_resp("400", "Malformed JSON or a bad kind or name"),
+                    **_resp("422", "Body does not validate; `field` names the offending field"),
+                    **_resp("503", "Postgres unreachable"),
+                },
+            },
+            "delete": {
+                "summary": "Remove a concurrency cap (its waiting tasks are released)",
+                "parameters": cap,
+                "responses": {
+                    **_resp("200", "Removed", "ConcurrencyLimit"),
+                    **_resp("400", "A bad kind or name"),
+                    **_resp("404", "No such cap"),
+                    **_resp("503", "Postgres unreachable"),
+                },
+            },
+        },
+        "/v1/tenants": {
+            "get": {
+                "summary": "Tenants with limits: rate, burst, in-flight quota (with the tasks "
+                "counted in flight), payload cap, share weight",
+                "responses": {
+                    **_resp("200", "The tenants", "TenantList"),
+                    **_resp("503", "Postgres unreachable"),
+                },
+            }
+        },
+        "/v1/tenants/{name}": {
+            "put": {
+                "summary": "Set a tenant's limits (replacing them; an absent limit is none). "
+                "Other ingest processes apply them within LIMITS_CACHE_MS",
+                "parameters": tenant_name,
+                "requestBody": {"required": True, **_json("TenantRequest")},
+                "responses": {
+                    **_resp("200", "Stored", "TenantLimits"),
+                    **_resp("400", "Malformed JSON or a bad tenant name"),
+                    **_resp("404", "Acting for another tenant"),
+                    **_resp("422", "Body does not validate; `field` names the offending field"),
+                    **_resp("503", "Postgres unreachable"),
+                },
+            }
+        },
+        "/v1/keys/{id}": {
+            "delete": {
+                "summary": "Revoke an API key at once (other ingest processes within "
+                "API_KEY_CACHE_MS)",
+                "parameters": key_id,
+                "responses": {
+                    **_resp("200", "Revoked", "ApiKey"),
+                    **_resp("404", "No such key"),
+                    **_resp("400", "Bad parameter"),
+                    **_resp("503", "Postgres unreachable"),
+                },
+            }
+        },
+    }
+    return paths, components
 
 
 def _ops() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -248,6 +442,7 @@ def _ops() -> tuple[dict[str, Any], dict[str, Any]]:
     from taskstream.shared.ops_models import (
         DeadLetterPage,
         DlqResult,
+        FailedJobs,
         PendingList,
         Queues,
         ReplayRequest,
@@ -255,7 +450,16 @@ def _ops() -> tuple[dict[str, Any], dict[str, Any]]:
     )
 
     _, components = msgspec.json.schema_components(
-        [Queues, PendingList, TaskHistory, DeadLetterPage, ReplayRequest, DlqResult, ConsumerList],
+        [
+            Queues,
+            PendingList,
+            TaskHistory,
+            DeadLetterPage,
+            ReplayRequest,
+            DlqResult,
+            ConsumerList,
+            FailedJobs,
+        ],
         ref_template=REF,
     )
 
@@ -376,6 +580,28 @@ def _ops() -> tuple[dict[str, Any], dict[str, Any]]:
                 "responses": {
                     **_resp("200", "Purged", "DlqResult"),
                     **_resp("404", "Not in the dead letters"),
+                    **bad_params,
+                    **unavailable,
+                },
+            }
+        },
+        "/failedJobs": {
+            "get": {
+                "summary": "The seed scheduler's dead-letter route: numbered pages, newest first",
+                "parameters": query(
+                    (
+                        "page",
+                        {"type": "integer", "minimum": 1, "maximum": 100_000},
+                        "1-based page number, default 1",
+                    ),
+                    (
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": 100},
+                        "1-100, default 20; page * limit at most 100000",
+                    ),
+                ),
+                "responses": {
+                    **_resp("200", "A page of dead letters", "FailedJobs"),
                     **bad_params,
                     **unavailable,
                 },

@@ -16,7 +16,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from taskstream.shared.db import Database
 from taskstream.shared.errors import StoreError
@@ -42,6 +42,13 @@ class Publisher:
         self._drain: asyncio.Task[None] | None = None
         self._failing = False
         self._closing = False
+        self._fair_cap: Callable[[str], int] | None = None
+
+    def share_fairly(self, cap: Callable[[str], int]) -> None:
+        """Publish entries that carry a tenant within their tenant's fair share of the
+        streams (``cap(tenant)`` unread entries at most); the rest are held back in Postgres
+        for the watcher's fair role."""
+        self._fair_cap = cap
 
     @property
     def backlog(self) -> int:
@@ -69,7 +76,7 @@ class Publisher:
                 return 0
             self._sending = len(batch)
             try:
-                await self._streams.publish(batch)
+                held_ok = await self._publish(batch)
             except StoreError as exc:
                 self._pending = batch + self._pending
                 self._outbox = outbox + self._outbox
@@ -81,13 +88,42 @@ class Publisher:
                 raise
             finally:
                 self._sending = 0
-            await self._outbox_done(outbox)
+            if held_ok:  # else the outbox rows stay, and the watcher sends their tasks
+                await self._outbox_done(outbox)
         if self._failing:
             self._failing = False
             log.info("published %d deferred tasks", len(batch), extra={"event": "ingest.published"})
         for priority, n in collections.Counter(e.priority for e in batch).items():
             self._metrics.published.add(n, {"priority": priority})
         return len(batch)
+
+    async def _publish(self, batch: list[Publish]) -> bool:
+        """Add the entries; in fair mode those beyond their tenant's share are held back in
+        Postgres. False when the held ones could not be written down."""
+        cap = self._fair_cap
+        if cap is None:
+            await self._streams.publish(batch)
+            return True
+        fair = [e for e in batch if e.tenant is not None]
+        plain = [e for e in batch if e.tenant is None]
+        if plain:
+            await self._streams.publish(plain)
+        if not fair:
+            return True
+        caps = {t: cap(t) for t in {e.tenant or "default" for e in fair}}
+        held = await self._streams.publish_fair(fair, caps)
+        if not held or self._db is None:
+            return True
+        try:
+            await self._db.hold_fair(
+                [(e.task_id, e.attempt, e.priority, e.tenant or "default", e.trace_context)
+                 for e in held]
+            )  # fmt: skip
+        except StoreError as exc:
+            log.warning("could not hold back %d tasks: the watcher will send them: %s",
+                        len(held), exc, extra={"event": "ingest.fair_hold_failed"})  # fmt: skip
+            return False
+        return True
 
     async def _outbox_done(self, ids: list[int]) -> None:
         """Delete the outbox rows of what was just published. If Postgres cannot be reached

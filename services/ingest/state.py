@@ -6,6 +6,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from taskstream.services.ingest.committer import GroupCommit
+from taskstream.services.ingest.credentials import Authenticator
+from taskstream.services.ingest.limits import Limiter
 from taskstream.services.ingest.publisher import Publisher
 from taskstream.services.ingest.waiters import Waiters
 from taskstream.shared.config import Config
@@ -19,6 +21,8 @@ STREAMS: web.AppKey[Streams] = web.AppKey("streams", Streams)
 PUBLISHER: web.AppKey[Publisher] = web.AppKey("publisher", Publisher)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 COMMITTER: web.AppKey[GroupCommit] = web.AppKey("committer", GroupCommit)
+AUTH: web.AppKey[Authenticator] = web.AppKey("auth", Authenticator)
+LIMITER: web.AppKey[Limiter] = web.AppKey("limiter", Limiter)
 WAITERS: web.AppKey[Waiters] = web.AppKey("waiters", Waiters)
 
 
@@ -36,6 +40,14 @@ def streams(request: web.Request) -> Streams:
 
 def committer(request: web.Request) -> GroupCommit:
     return request.app[COMMITTER]
+
+
+def authenticator(request: web.Request) -> Authenticator:
+    return request.app[AUTH]
+
+
+def limiter(request: web.Request) -> Limiter:
+    return request.app[LIMITER]
 
 
 def waiters(request: web.Request) -> Waiters:

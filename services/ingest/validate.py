@@ -4,7 +4,7 @@ HTTP bodies and answers ``SubmitError`` as ``Invalid``."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -15,6 +15,7 @@ from taskstream.shared.domain import NewTask
 from taskstream.shared.models import ApiError, GoTaskRequest, TaskRequest
 from taskstream.shared.submit import integral
 
+T = TypeVar("T")
 _task_decoder = msgspec.json.Decoder(TaskRequest)
 _go_decoder = msgspec.json.Decoder(GoTaskRequest)
 _any_decoder = msgspec.json.Decoder()
@@ -46,6 +47,32 @@ def decode_task(body: bytes) -> TaskRequest:
         return msgspec.convert(integral(_any_decoder.decode(body)), TaskRequest)
     except msgspec.ValidationError:
         raise Invalid(422, describe(first)) from None
+    except msgspec.DecodeError as exc:  # a valid start and then garbage (``1 x``)
+        raise Invalid(400, ApiError(code="invalid_json", message=str(exc))) from None
+
+
+def decode_body(body: bytes, cls: type[T], integers: tuple[str, ...] = ()) -> T:
+    """A request body of type ``cls``: 400 for malformed JSON, 422 naming the field for one
+    that does not validate. Integral floats (``3.0``) in the top-level ``integers`` fields are
+    taken as the integers JSON Schema says they are."""
+    try:
+        return msgspec.json.decode(body, type=cls)
+    except msgspec.ValidationError as exc:
+        first = exc
+    except msgspec.DecodeError as exc:
+        raise Invalid(400, ApiError(code="invalid_json", message=str(exc))) from None
+    try:
+        item = _any_decoder.decode(body)
+        if isinstance(item, dict):
+            for name in integers:
+                value = item.get(name)
+                if isinstance(value, float) and value.is_integer():
+                    item[name] = int(value)
+        return msgspec.convert(item, cls)
+    except msgspec.ValidationError:
+        raise Invalid(422, describe(first)) from None
+    except msgspec.DecodeError as exc:
+        raise Invalid(400, ApiError(code="invalid_json", message=str(exc))) from None
 
 
 def convert_task(item: Any, prefix: str = "") -> TaskRequest:
@@ -65,6 +92,8 @@ def decode_go_task(body: bytes) -> TaskRequest:
             go = msgspec.convert(integral(_any_decoder.decode(body)), GoTaskRequest)
         except msgspec.ValidationError:
             raise Invalid(422, describe(exc)) from None
+        except msgspec.DecodeError as bad:  # a valid start and then garbage (``1 x``)
+            raise Invalid(400, ApiError(code="invalid_json", message=str(bad))) from None
     except msgspec.DecodeError as exc:
         raise Invalid(400, ApiError(code="invalid_json", message=str(exc))) from None
     return TaskRequest(
@@ -81,9 +110,10 @@ def new_task(
     config: Config,
     *,
     trace_context: str | None = None,
+    tenant: str = "default",
 ) -> NewTask:
     """Resolve defaults and the start time; raise ``Invalid`` for a contradictory request."""
     try:
-        return submit.new_task(req, config.tasks, trace_context=trace_context)
+        return submit.new_task(req, config.tasks, trace_context=trace_context, tenant=tenant)
     except submit.SubmitError as exc:
         raise invalid(exc) from None

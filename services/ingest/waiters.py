@@ -48,23 +48,25 @@ class Waiters:
         """Requests waiting now."""
         return sum(len(futures) for futures in self._waiting.values())
 
-    async def wait(self, task_id: uuid.UUID, timeout_s: float) -> Task | None:
+    async def wait(
+        self, task_id: uuid.UUID, timeout_s: float, tenant: str | None = None
+    ) -> Task | None:
         """The task as soon as it has ended, or as it stands after ``timeout_s``; None if
-        there is no such task."""
+        there is no such task (of ``tenant``, when given)."""
         if self.listener is None:
             self.listener = Listener(self._url, [DONE_CHANNEL], self._notified, self._reconnected)
             await self.listener.start()
         future: Woken = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(task_id, set()).add(future)
         try:
-            view = await self._db.get_task(task_id)
+            view = await self._db.get_task(task_id, tenant)
             if view is None or view.status in TERMINAL:
                 return view
             with contextlib.suppress(TimeoutError):
                 ended = await asyncio.wait_for(asyncio.shield(future), timeout_s)
                 if ended is not None:
                     return ended
-            return await self._db.get_task(task_id)
+            return await self._db.get_task(task_id, tenant)
         finally:
             futures = self._waiting.get(task_id)
             if futures is not None:

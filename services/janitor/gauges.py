@@ -3,9 +3,9 @@ never multiply them. The same figures as ``taskstream queues`` and ``GET /v1/que
 Postgres figures (retries and delayed tasks waiting, dead letters) are sums of the changes
 triggers record (``queue_counts``), compacted here: no query counts the tables. Paused queues
 (``queue_paused``, 1 or 0 per priority and per type that was ever seen paused) and schedules
-by state (``schedules``) are sampled here too, and the workflows whose end no executor or
-cancel counted (ended by a task cancel or a dead letter of the janitor's) are counted in
-``workflows_finished_total``."""
+by state (``schedules``) and the tenants (``tenants``: how many, never which) are sampled here
+too, and the workflows whose end no executor or cancel counted (ended by a task cancel or a dead
+letter of the janitor's) are counted in ``workflows_finished_total``."""
 
 from __future__ import annotations
 
@@ -63,4 +63,6 @@ class Gauges(RoleBase):
             m.schedules.set(states.get(state, 0), {"state": state})
         for outcome in await self._db.count_ended_workflows():
             m.workflows_finished.add(1, {"outcome": outcome})
+        for which, n in (await self._db.tenant_counts()).items():
+            m.tenants.set(n, {"which": which})
         return Sampled(queues=snapshot)

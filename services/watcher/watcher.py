@@ -1,9 +1,11 @@
-"""The watcher: five roles, the due mover (``due.py``: due retries and delayed tasks onto the
+"""The watcher: seven roles, the due mover (``due.py``: due retries and delayed tasks onto the
 streams, never early), the repair (``repair.py``: re-send what Redis lost), the outbox drain
 (``outbox.py``: publish what applications enqueued in their own transactions), the schedules
-(``schedules.py``: fire each tick once) and the unpark (``unpark.py``: release tasks parked
-while their type was paused), run by the one supervise loop. ``Watcher`` composes them;
-``run_once()`` runs each once (tests)."""
+(``schedules.py``: fire each tick once), the unpark (``unpark.py``: release tasks parked
+while their type was paused) and the unwait (``unwait.py``: release tasks that waited for a
+concurrency slot) and the fair release (``fair.py``: publish tasks held back for their
+tenant's fair share, with ``FAIR_SHARE_ENTRIES``), run by the one supervise loop.
+``Watcher`` composes them; ``run_once()`` runs each once (tests)."""
 
 from __future__ import annotations
 
@@ -14,11 +16,13 @@ from collections.abc import Callable
 import msgspec
 
 from taskstream.services.watcher.due import DueMover
+from taskstream.services.watcher.fair import FairRelease
 from taskstream.services.watcher.outbox import OutboxDrain
 from taskstream.services.watcher.release import Release
 from taskstream.services.watcher.repair import Repair
 from taskstream.services.watcher.schedules import ScheduleFirer
 from taskstream.services.watcher.unpark import Unpark
+from taskstream.services.watcher.unwait import Unwait
 from taskstream.shared.config import Config
 from taskstream.shared.db import Database
 from taskstream.shared.metrics import Metrics
@@ -32,6 +36,8 @@ class Report(msgspec.Struct, kw_only=True):
     enqueued: int = 0  # tasks of transactional enqueues published
     fired: int = 0  # schedule ticks that made a task
     unparked: int = 0
+    unwaited: int = 0  # tasks that waited for a concurrency slot, re-published
+    fair_released: int = 0  # tasks held back for their tenant's fair share, published
 
 
 class Watcher:
@@ -54,10 +60,16 @@ class Watcher:
         self.outbox = OutboxDrain(config, db, release, metrics)
         self.schedules = ScheduleFirer(config, db, release, metrics, clock=clock)
         self.unpark = Unpark(config, db, release, metrics)
+        self.unwait = Unwait(config, db, streams, release, metrics)
+        self.fair = FairRelease(config, db, streams, metrics)
 
     @property
     def roles(self) -> list[Role]:
-        return [self.due, self.repairer, self.outbox, self.schedules, self.unpark]
+        roles: list[Role] = [self.due, self.repairer, self.outbox, self.schedules, self.unpark,
+                             self.unwait]  # fmt: skip
+        if self.config.access.fair_share_entries > 0:
+            roles.append(self.fair)
+        return roles
 
     async def start(self) -> None:
         await self.repairer.start()
@@ -92,6 +104,8 @@ class Watcher:
             report.unparked += unparked.unparked
             if not unparked.more:
                 break
+        report.unwaited = (await self.unwait.run_once()).unwaited
+        report.fair_released = (await self.fair.run_once()).released
         report.repaired = (await self.repairer.run_once()).repaired
         return report
 

@@ -4,13 +4,14 @@ Services call typed methods (``insert_tasks``, ``claim``, ``complete``…) of ``
 SQL lives in ``shared.sql`` as named constants, and migrations in ``migrations/`` as numbered
 files. The methods come in families, one module each: ``tasks`` (ingest and executors),
 ``movers`` (watcher and janitor), ``operators``, ``load`` (the load generator),
-``schedules`` (recurring schedules), ``pauses`` (queue pauses, parked tasks) and
-``workflows``; ``schema``
-creates and migrates. ``boundary`` translates every driver error into the project's own.
+``schedules`` (recurring schedules), ``pauses`` (queue pauses, parked tasks), ``workflows``
+and ``access`` (API keys, tenants, limits); ``schema`` creates and migrates. ``boundary``
+translates every driver error into the project's own.
 """
 
 from __future__ import annotations
 
+from taskstream.shared.db.access import AccessQueries
 from taskstream.shared.db.base import task_view
 from taskstream.shared.db.load import LoadQueries
 from taskstream.shared.db.movers import MoverQueries
@@ -38,6 +39,7 @@ class Database(
     LoadQueries,
     ScheduleQueries,
     PauseQueries,
+    AccessQueries,
     WorkflowQueries,
 ):
     """A pool of connections and every typed operation on it."""

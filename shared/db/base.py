@@ -12,7 +12,7 @@ from typing import Any, Self
 import asyncpg
 import msgspec
 
-from taskstream.shared import sql, sql_schedules, sql_workflows
+from taskstream.shared import sql, sql_access, sql_schedules, sql_workflows
 from taskstream.shared.db.boundary import is_driver_error, translate, wrap_public
 from taskstream.shared.domain import ErrorInfo, Task
 from taskstream.shared.errors import StoreUnavailable
@@ -102,7 +102,7 @@ class Base:
 
     async def prepare_all(self) -> list[str]:
         """Prepare every named query (a test runs this against a migrated database)."""
-        queries = {**sql.ALL, **sql_schedules.ALL, **sql_workflows.ALL}
+        queries = {**sql.ALL, **sql_schedules.ALL, **sql_workflows.ALL, **sql_access.ALL}
         async with self._pool.acquire() as conn:
             for name, query in queries.items():
                 try:
@@ -151,6 +151,7 @@ def task_view(row: asyncpg.Record) -> Task:
         finished_at=row["finished_at"],
         timeout_ms=row["timeout_ms"],
         last_error=_error_info(error),
+        tenant=row["tenant"],
         result=msgspec.json.decode(result) if (result := row["result"]) is not None else None,
         schedule=row["schedule"],
         scheduled_for=row["scheduled_for"],
@@ -192,8 +193,10 @@ def _dlq_ref(row: asyncpg.Record) -> DlqRef:
     )
 
 
-def _dlq_args(ids: Sequence[uuid.UUID] | None, where: DlqFilter) -> tuple[Any, ...]:
-    """Parameters $1..$7 of the dead-letter queries (see ``shared.sql``)."""
+def _dlq_args(
+    ids: Sequence[uuid.UUID] | None, where: DlqFilter, tenant: str | None = None
+) -> tuple[Any, ...]:
+    """Parameters $1..$8 of the dead-letter queries (see ``shared.sql``)."""
     return (
         list(ids) if ids is not None else None,
         where.priority,
@@ -202,4 +205,5 @@ def _dlq_args(ids: Sequence[uuid.UUID] | None, where: DlqFilter) -> tuple[Any, .
         where.error,
         where.since,
         where.until,
+        tenant,
     )

@@ -80,7 +80,7 @@ async def _insert_unique(conn: Any, task: NewTask, key_ttl_ms: int) -> tuple[Enq
 
 
 async def _by_key(conn: Any, task: NewTask) -> tuple[Enqueued, bool] | None:
-    keys = await conn.fetch(sql.SELECT_IDEMPOTENCY_KEYS, [task.idempotency_key])
+    keys = await conn.fetch(sql.SELECT_IDEMPOTENCY_KEYS, task.tenant, [task.idempotency_key])
     if not keys:
         return None
     row = await conn.fetchrow(sql.SELECT_TASK_STATUS, keys[0]["task_id"])

@@ -42,11 +42,12 @@ class OperatorQueries(Base):
         rows = await self._pool.fetch(sql.TASK_SUMMARIES, list(ids))
         return {r["id"]: TaskSummary(**dict(r)) for r in rows}
 
-    async def task_record(self, task_id: uuid.UUID) -> TaskRecord | None:
-        """A task row, its failed attempts and its dead letter, read in one snapshot."""
+    async def task_record(self, task_id: uuid.UUID, tenant: str | None = None) -> TaskRecord | None:
+        """A task row (if it is ``tenant``'s, when given), its failed attempts and its dead
+        letter, read in one snapshot."""
         snapshot = {"isolation": "repeatable_read", "readonly": True}
         async with self._pool.acquire() as conn, conn.transaction(**snapshot):
-            row = await conn.fetchrow(sql.SELECT_TASK, task_id)
+            row = await conn.fetchrow(sql.SELECT_TASK_OF, task_id, tenant)
             if row is None:
                 return None
             attempts = await conn.fetch(sql.SELECT_ATTEMPTS, task_id)
@@ -76,11 +77,21 @@ class OperatorQueries(Base):
         *,
         after: tuple[dt.datetime, uuid.UUID] | None,
         limit: int,
+        tenant: str | None = None,
     ) -> list[DeadLetterView]:
         """A page of dead letters, newest first; ``after`` is the last (dead_at, task_id)."""
         dead_at, task_id = after if after is not None else (None, None)
         rows = await self._pool.fetch(
-            sql.LIST_DEAD_LETTERS, *_dlq_args(None, where), dead_at, task_id, limit
+            sql.LIST_DEAD_LETTERS, *_dlq_args(None, where, tenant), dead_at, task_id, limit
+        )
+        return [_dead_letter_view(r) for r in rows]
+
+    async def page_dead_letters(
+        self, *, offset: int, limit: int, tenant: str | None = None
+    ) -> list[DeadLetterView]:
+        """Dead letters ``offset`` to ``offset + limit``, newest first (numbered pages)."""
+        rows = await self._pool.fetch(
+            sql.PAGE_DEAD_LETTERS, *_dlq_args(None, DlqFilter(), tenant), limit, offset
         )
         return [_dead_letter_view(r) for r in rows]
 
@@ -91,11 +102,12 @@ class OperatorQueries(Base):
         *,
         replayable: bool,
         limit: int,
+        tenant: str | None = None,
     ) -> tuple[int, list[DlqRef]]:
         """How many dead letters match (only those a replay would take if ``replayable``),
         and the first ``limit`` of them, oldest first. Changes nothing (dry runs)."""
         query = sql.MATCH_DEAD_LETTERS if replayable else sql.MATCH_DEAD_LETTERS_ANY
-        rows = await self._pool.fetch(query, *_dlq_args(ids, where), limit)
+        rows = await self._pool.fetch(query, *_dlq_args(ids, where, tenant), limit)
         return (int(rows[0]["total"]) if rows else 0), [_dlq_ref(r) for r in rows]
 
     async def replay_dead_letters(
@@ -104,13 +116,16 @@ class OperatorQueries(Base):
         where: DlqFilter,
         limit: int,
         publish: Publisher,
+        tenant: str | None = None,
     ) -> list[DlqRef]:
         """Replay up to ``limit`` matching dead letters, oldest first, in one transaction:
         each task is queued with fresh attempts (``first_attempt = attempt = attempt + 1``)
         and its letter deleted; after the commit ``publish`` adds the entries (see
         ``move_due`` for why after). A crash or failed publish in between leaves queued
         tasks without entries, which the watcher's repair re-sends."""
-        rows = await self._pool.fetch(sql.REPLAY_DEAD_LETTERS, *_dlq_args(ids, where), limit)
+        rows = await self._pool.fetch(
+            sql.REPLAY_DEAD_LETTERS, *_dlq_args(ids, where, tenant), limit
+        )
         if rows:
             await publish(
                 [
@@ -128,9 +143,13 @@ class OperatorQueries(Base):
         return [_dlq_ref(r) for r in rows]
 
     async def purge_dead_letters(
-        self, ids: Sequence[uuid.UUID] | None, where: DlqFilter, limit: int
+        self,
+        ids: Sequence[uuid.UUID] | None,
+        where: DlqFilter,
+        limit: int,
+        tenant: str | None = None,
     ) -> list[DlqRef]:
         """Delete up to ``limit`` matching dead-letter records, oldest first; the tasks stay
         ``dead`` with their history."""
-        rows = await self._pool.fetch(sql.PURGE_DEAD_LETTERS, *_dlq_args(ids, where), limit)
+        rows = await self._pool.fetch(sql.PURGE_DEAD_LETTERS, *_dlq_args(ids, where, tenant), limit)
         return [_dlq_ref(r) for r in rows]

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from taskstream.shared import sql
+from taskstream.shared import sql, sql_access
 from taskstream.shared.db.base import (
     Base,
     Settlement,
@@ -19,7 +19,7 @@ from taskstream.shared.db.base import (
 )
 from taskstream.shared.db.boundary import is_driver_error, translate
 from taskstream.shared.domain import ClaimedTask, InsertResult, NewTask, Outcome, Task
-from taskstream.shared.errors import Fenced
+from taskstream.shared.errors import Fenced, QuotaExceeded
 
 
 def _inserted_view(task: NewTask, row: Any) -> Task:
@@ -42,6 +42,7 @@ def _inserted_view(task: NewTask, row: Any) -> Task:
         finished_at=None,
         timeout_ms=task.timeout_ms,
         last_error=None,
+        tenant=task.tenant,
     )
 
 
@@ -52,7 +53,10 @@ class _NowRow(dict[str, Any]):
         super().__init__(status="queued", run_at=at, created_at=at, updated_at=at, queued_at=at)
 
 
-def _plain(tasks: Sequence[NewTask]) -> tuple[int, int, int, int, int, str | None] | None:
+Shared = tuple[int, int, int, int, int, str | None, str]
+
+
+def _plain(tasks: Sequence[NewTask]) -> Shared | None:
     """The shared settings of a group ``INSERT_TASKS_PLAIN`` can take, or None."""
     first = tasks[0]
     shared = (
@@ -62,6 +66,7 @@ def _plain(tasks: Sequence[NewTask]) -> tuple[int, int, int, int, int, str | Non
         first.retry_jitter_ms,
         first.timeout_ms,
         first.trace_context,
+        first.tenant,
     )
     for t in tasks:
         if (
@@ -70,13 +75,15 @@ def _plain(tasks: Sequence[NewTask]) -> tuple[int, int, int, int, int, str | Non
             or t.delay_ms
             or t.unique_hash is not None
             or (t.max_attempts, t.retry_base_ms, t.retry_max_ms, t.retry_jitter_ms,
-                t.timeout_ms, t.trace_context) != shared
+                t.timeout_ms, t.trace_context, t.tenant) != shared
         ):  # fmt: skip
             return None
     return shared
 
 
-def _insert_args(tasks: Sequence[NewTask], key_ttl_ms: int) -> tuple[str, list[Any]]:
+def _insert_args(
+    tasks: Sequence[NewTask], key_ttl_ms: int, counted: bool = False
+) -> tuple[str, list[Any]]:
     """The statement inserting ``tasks`` (in this order) and its arguments."""
     cols: list[list[Any]] = [[] for _ in range(14)]
     for t in tasks:
@@ -99,9 +106,11 @@ def _insert_args(tasks: Sequence[NewTask], key_ttl_ms: int) -> tuple[str, list[A
         for col, value in zip(cols, row, strict=True):
             col.append(value)
     timed = any(t.run_at is not None or t.delay_ms for t in tasks)
+    tenants = [t.tenant for t in tasks]
     if timed or any(t.unique_states is not None for t in tasks):
-        return sql.INSERT_TASKS, [*cols, key_ttl_ms, [t.unique_states for t in tasks]]
-    return sql.INSERT_TASKS_NOW, [*cols, key_ttl_ms]
+        states = [t.unique_states for t in tasks]
+        return sql.INSERT_TASKS, [*cols, key_ttl_ms, states, tenants, counted]
+    return sql.INSERT_TASKS_NOW, [*cols, key_ttl_ms, tenants, counted]
 
 
 class TaskQueries(Base):
@@ -113,21 +122,49 @@ class TaskQueries(Base):
         """Insert tasks in one statement (all or nothing); a taken idempotency key inserts
         nothing and returns the task that holds it (a key older than ``key_ttl_ms`` is free
         again)."""
+        return await self._insert(self._pool, tasks, key_ttl_ms, counted=False)
+
+    async def insert_tasks_counted(
+        self,
+        tasks: Sequence[NewTask],
+        tenant: str,
+        max_in_flight: int,
+        *,
+        key_ttl_ms: int = 24 * 3_600_000,
+    ) -> InsertResult:
+        """``insert_tasks`` for one tenant with an in-flight quota: in one transaction, the
+        tenant's counter row is locked (so concurrent submitters take turns), the request is
+        refused whole with ``QuotaExceeded`` if it would take the tenant past
+        ``max_in_flight``, and the tasks inserted are added to the counter (the triggers of
+        migration 0009 take them off as they end)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            in_flight = int(await conn.fetchval(sql_access.LOCK_USAGE, tenant))
+            if in_flight + len(tasks) > max_in_flight:
+                raise QuotaExceeded(tenant, in_flight, max_in_flight)
+            result = await self._insert(conn, tasks, key_ttl_ms, counted=True)
+            if result.inserted:
+                await conn.execute(sql_access.ADD_USAGE, tenant, len(result.inserted))
+        return result
+
+    async def _insert(
+        self, conn: Any, tasks: Sequence[NewTask], key_ttl_ms: int, *, counted: bool
+    ) -> InsertResult:
+        """Insert on ``conn`` (the pool, or a connection in a transaction)."""
         if not tasks:
             return InsertResult(inserted={}, existing={})
         plain = _plain(tasks)
         if plain is not None:
-            return await self._insert_plain(tasks, plain)
+            return await self._insert_plain(conn, tasks, plain, counted)
         # Sorted by key so that concurrent batches take key locks in one order (no deadlock).
-        ordered = sorted(tasks, key=lambda t: t.idempotency_key or "")
+        ordered = sorted(tasks, key=lambda t: (t.tenant, t.idempotency_key or ""))
         lost: list[NewTask] = []
         if any(t.unique_hash is not None for t in tasks):
-            rows, lost = await self._insert_claiming(tasks, ordered, key_ttl_ms)
+            rows, lost = await self._insert_claiming(conn, tasks, ordered, key_ttl_ms, counted)
         else:
             # One statement, so it commits on its own: no BEGIN and COMMIT round trips. A
             # taken key was committed before ON CONFLICT skipped it (it waits for an in-flight
             # holder), so the lookups below, in statements of their own, always find it.
-            rows = await self._pool.fetch(*_flat(_insert_args(ordered, key_ttl_ms)))
+            rows = await conn.fetch(*_flat(_insert_args(ordered, key_ttl_ms, counted)))
         by_request = {t.id: t for t in tasks}
         inserted = {r["id"]: _inserted_view(by_request[r["id"]], r) for r in rows}
         outbox = [rows[0]["outbox_id"]] if rows and rows[0]["outbox_id"] is not None else []
@@ -137,20 +174,20 @@ class TaskQueries(Base):
         rejected: dict[uuid.UUID, str] = {}
         if taken:
             # Compared per requested task: one batch may repeat a key with other bodies.
+            by_tenant: dict[str, list[str]] = {}
+            for t in taken:
+                by_tenant.setdefault(t.tenant, []).append(t.idempotency_key or "")
             keys = {
-                k["key"]: k
-                for k in await self._pool.fetch(
-                    sql.SELECT_IDEMPOTENCY_KEYS, [t.idempotency_key for t in taken]
-                )
+                (tenant, k["key"]): k
+                for tenant, names in by_tenant.items()
+                for k in await conn.fetch(sql.SELECT_IDEMPOTENCY_KEYS, tenant, names)
             }
             by_id = {
                 r["id"]: task_view(r)
-                for r in await self._pool.fetch(
-                    sql.SELECT_TASKS, [k["task_id"] for k in keys.values()]
-                )
+                for r in await conn.fetch(sql.SELECT_TASKS, [k["task_id"] for k in keys.values()])
             }
             for t in taken:
-                k = keys.get(t.idempotency_key)
+                k = keys.get((t.tenant, t.idempotency_key or ""))
                 holder = by_id.get(k["task_id"]) if k is not None else None
                 if k is None or holder is None:
                     if t.id in lost_ids:
@@ -160,7 +197,7 @@ class TaskQueries(Base):
                     rejected[t.id] = "this idempotency key's task no longer exists; retry"
                     continue
                 existing[t.id] = (holder, bytes(k["request_hash"]) == t.request_hash)
-        duplicates = await self._holders([t for t in lost if t.id not in existing], rejected)
+        duplicates = await self._holders(conn, [t for t in lost if t.id not in existing], rejected)
         return InsertResult(
             inserted=inserted,
             existing=existing,
@@ -170,7 +207,12 @@ class TaskQueries(Base):
         )
 
     async def _insert_claiming(
-        self, tasks: Sequence[NewTask], ordered: Sequence[NewTask], key_ttl_ms: int
+        self,
+        on: Any,
+        tasks: Sequence[NewTask],
+        ordered: Sequence[NewTask],
+        key_ttl_ms: int,
+        counted: bool,
     ) -> tuple[list[Any], list[NewTask]]:
         """Insert a group with unique tasks: their identities first (``CLAIM_UNIQUE``), then
         the tasks that got theirs and the plain ones, then give back the identities of those
@@ -178,7 +220,13 @@ class TaskQueries(Base):
         before keys, each in sorted order, so concurrent groups cannot deadlock. Returns the
         inserted rows and the unique tasks another task's identity kept out."""
         unique = [t for t in tasks if t.unique_hash is not None]  # request order: first wins
-        async with self._pool.acquire() as conn, conn.transaction():
+        in_transaction = on is not self._pool
+        async with contextlib.AsyncExitStack() as stack:
+            if in_transaction:  # the caller's transaction (a counted insert)
+                conn = on
+            else:
+                conn = await stack.enter_async_context(self._pool.acquire())
+                await stack.enter_async_context(conn.transaction())
             won = {
                 r["task_id"]
                 for r in await conn.fetch(
@@ -189,7 +237,8 @@ class TaskQueries(Base):
                 )
             }
             keep = [t for t in ordered if t.unique_hash is None or t.id in won]
-            rows = list(await conn.fetch(*_flat(_insert_args(keep, key_ttl_ms)))) if keep else []
+            args = _flat(_insert_args(keep, key_ttl_ms, counted))
+            rows = list(await conn.fetch(*args)) if keep else []
             made = {r["id"] for r in rows}
             unused = [t.id for t in unique if t.id in won and t.id not in made]
             if unused:
@@ -197,15 +246,13 @@ class TaskQueries(Base):
         return rows, [t for t in unique if t.id not in won]
 
     async def _holders(
-        self, lost: Sequence[NewTask], rejected: dict[uuid.UUID, str]
+        self, conn: Any, lost: Sequence[NewTask], rejected: dict[uuid.UUID, str]
     ) -> dict[uuid.UUID, Task]:
         """The task holding each lost task's unique identity (those found in no task go to
         ``rejected``)."""
         if not lost:
             return {}
-        rows = await self._pool.fetch(
-            sql.SELECT_UNIQUE_HOLDERS, list({t.unique_hash for t in lost})
-        )
+        rows = await conn.fetch(sql.SELECT_UNIQUE_HOLDERS, list({t.unique_hash for t in lost}))
         holders = {bytes(r["unique_hash"]): task_view(r) for r in rows}
         out: dict[uuid.UUID, Task] = {}
         for t in lost:
@@ -217,24 +264,26 @@ class TaskQueries(Base):
         return out
 
     async def _insert_plain(
-        self, tasks: Sequence[NewTask], shared: tuple[int, int, int, int, int, str | None]
+        self, conn: Any, tasks: Sequence[NewTask], shared: Shared, counted: bool
     ) -> InsertResult:
         """``INSERT_TASKS_PLAIN``: every task queued, one timestamp for all of them."""
-        row = await self._pool.fetchrow(
+        row = await conn.fetchrow(
             sql.INSERT_TASKS_PLAIN,
             [t.id for t in tasks],
             [t.type for t in tasks],
             [t.priority for t in tasks],
             [t.payload.decode() for t in tasks],
             *shared,
+            counted,
         )
         at = row["at"]
         inserted = {t.id: _inserted_view(t, _NowRow(at)) for t in tasks}
         outbox = [row["outbox_id"]] if row["outbox_id"] is not None else []
         return InsertResult(inserted=inserted, existing={}, outbox_ids=outbox)
 
-    async def get_task(self, task_id: uuid.UUID) -> Task | None:
-        row = await self._pool.fetchrow(sql.SELECT_TASK, task_id)
+    async def get_task(self, task_id: uuid.UUID, tenant: str | None = None) -> Task | None:
+        """A task by id, if it is ``tenant``'s (None: anyone's)."""
+        row = await self._pool.fetchrow(sql.SELECT_TASK_OF, task_id, tenant)
         return task_view(row) if row is not None else None
 
     async def list_tasks(
@@ -246,11 +295,14 @@ class TaskQueries(Base):
         after: uuid.UUID | None,
         limit: int,
         since: uuid.UUID | None = None,
+        tenant: str | None = None,
     ) -> list[Task]:
         """Newest first: ids are time-ordered (version 7), so the id is the order and the
         cursor (``after``: the last id of the previous page); ``since`` is the smallest id
-        wanted (``ids.floor`` of a creation time), so a time range is a range of the key."""
-        rows = await self._pool.fetch(sql.LIST_TASKS, status, type, priority, after, limit, since)
+        wanted (``ids.floor`` of a creation time), so a time range is a range of the key.
+        Only ``tenant``'s tasks, when given."""
+        query = sql.LIST_TASKS_OF_TENANT if tenant not in (None, "default") else sql.LIST_TASKS
+        rows = await self._pool.fetch(query, status, type, priority, after, limit, tenant, since)
         return [task_view(r) for r in rows]
 
     async def list_tasks_bounded(
@@ -263,30 +315,41 @@ class TaskQueries(Base):
         limit: int,
         since: uuid.UUID | None,
         scan: int,
+        tenant: str | None = None,
     ) -> tuple[list[Task], uuid.UUID | None]:
         """``list_tasks`` looking at no more than ``scan`` tasks (newest first from
-        ``after``): the matches, and where to continue when the walk ended before the page
-        was full (the oldest id looked at; None when the key range is exhausted)."""
+        ``after``; of ``tenant`` when given): the matches, and where to continue when the walk
+        ended before the page was full (the oldest id looked at; None when the key range is
+        exhausted)."""
+        own = tenant not in (None, "default")
+        query = sql.LIST_TASKS_BOUNDED_OF_TENANT if own else sql.LIST_TASKS_BOUNDED
         rows = await self._pool.fetch(
-            sql.LIST_TASKS_BOUNDED, status, type, priority, after, limit, since, scan
+            query, status, type, priority, after, limit, tenant, since, scan
         )
         tasks = [task_view(r) for r in rows]
         if len(tasks) == limit:
             return tasks, None
-        end: uuid.UUID | None = await self._pool.fetchval(sql.TASKS_WALK_END, after, since, scan)
+        end_query = sql.TASKS_WALK_END_OF_TENANT if own else sql.TASKS_WALK_END
+        end: uuid.UUID | None = await self._pool.fetchval(end_query, after, since, tenant, scan)
         return tasks, end
 
-    async def task_of_idempotency_key(self, key: str) -> uuid.UUID | None:
-        """The task an idempotency key names, while the key is held."""
-        found: uuid.UUID | None = await self._pool.fetchval(sql.TASK_OF_IDEMPOTENCY_KEY, key)
+    async def task_of_idempotency_key(
+        self, key: str, tenant: str | None = None
+    ) -> uuid.UUID | None:
+        """The task an idempotency key names, while the key is held (of ``tenant`` when
+        given; else any tenant's, the newest)."""
+        found: uuid.UUID | None = await self._pool.fetchval(
+            sql.TASK_OF_IDEMPOTENCY_KEY, key, tenant
+        )
         return found
 
-    async def cancel_task(self, task_id: uuid.UUID) -> Task | None:
-        """Cancel a task that has not started; ``None`` if it is missing or past that. Locks
-        in the watcher's order (due rows, then the task row): see ``LOCK_DUE_OF_TASK``."""
+    async def cancel_task(self, task_id: uuid.UUID, tenant: str | None = None) -> Task | None:
+        """Cancel a task (of ``tenant`` only, when given) that has not started; ``None`` if
+        it is missing or past that. Locks in the watcher's order (due rows, then the task
+        row): see ``LOCK_DUE_OF_TASK``."""
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(sql.LOCK_DUE_OF_TASK, task_id)
-            row = await conn.fetchrow(sql.CANCEL_TASK, task_id)
+            row = await conn.fetchrow(sql.CANCEL_TASK, task_id, tenant)
         return task_view(row) if row is not None else None
 
     async def attempts(self, task_id: uuid.UUID) -> list[dict[str, Any]]:

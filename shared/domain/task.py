@@ -60,6 +60,7 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
     finished_at: dt.datetime | None
     timeout_ms: int
     last_error: ErrorInfo | None
+    tenant: str = "default"
     result: Any = None  # what the handler returned (JSON), once it succeeded; None: nothing
     schedule: str | None = None
     scheduled_for: dt.datetime | None = None
@@ -85,6 +86,7 @@ class NewTask(msgspec.Struct, frozen=True, kw_only=True):
     run_at: dt.datetime | None  # None: now, or ``delay_ms`` from now (the database's clock)
     trace_context: str | None = None
     delay_ms: int | None = None  # added to Postgres's now(); scheduled if that is ahead
+    tenant: str = "default"  # from the credential; never changes
     # A unique task (the `unique` option): the hash of its identity, the statuses it holds it
     # in (a bitmask, see ``domain.unique``) and how long it holds it regardless (ms).
     unique_hash: bytes | None = None
@@ -100,6 +102,7 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     task_id: uuid.UUID
     attempt: int
     trace_context: str | None = None
+    tenant: str | None = None  # set when the entry counts toward its tenant's fair share
 
 
 class ClaimedTask(msgspec.Struct, frozen=True):

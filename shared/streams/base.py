@@ -72,6 +72,7 @@ class Publish(msgspec.Struct, frozen=True, kw_only=True):
     task_id: uuid.UUID
     attempt: int
     trace_context: str | None = None
+    tenant: str | None = None  # set: it counts toward its tenant's fair share
 
 
 class StreamStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -193,6 +194,7 @@ class Base:
                         task_id=uuid.UUID(fields[b"t"].decode()),
                         attempt=attempt,
                         trace_context=fields[b"tp"].decode() if b"tp" in fields else None,
+                        tenant=fields[b"tn"].decode() if b"tn" in fields else None,
                     )
                 except (KeyError, ValueError, UnicodeDecodeError):
                     yield BadEntry(priority=priority, entry_id=eid, fields=_strs(fields))

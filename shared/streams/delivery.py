@@ -43,6 +43,45 @@ class DeliveryOps(Base):
             added += int(await script(keys=keys, args=[lines]))
         return added
 
+    async def publish_fair(
+        self, entries: Sequence[Publish], caps: Mapping[str, int], *, ttl_ms: int = 600_000
+    ) -> list[Publish]:
+        """``publish`` for entries that count toward their tenant's fair share (each has a
+        ``tenant`` in ``caps``): a tenant's entries beyond its cap of unread ones are not added
+        but returned, to be held back (``lua/publish_fair.lua``)."""
+        script = self._script("publish_fair")
+        streams = list(self.keys.streams.values())
+        held: list[Publish] = []
+        for start in range(0, len(entries), PUBLISH_CHUNK):
+            chunk = entries[start : start + PUBLISH_CHUNK]
+            tenants = sorted({e.tenant or "default" for e in chunk})
+            number = {t: i + 1 for i, t in enumerate(tenants)}
+            lines = "".join(
+                f"{STREAM_INDEX[e.priority]} {e.task_id} {e.attempt} "
+                f"{number[e.tenant or 'default']} {e.trace_context or ''}\n"
+                for e in chunk
+            )
+            keys = streams + [self.keys.fair(t) for t in tenants]
+            args = [lines, ",".join(str(caps[t]) for t in tenants), " ".join(tenants), ttl_ms]
+            out = {_s(x) for x in await script(keys=keys, args=args)}
+            held += [e for e in chunk if str(e.task_id) in out]
+        return held
+
+    async def fair_read(self, counts: Mapping[str, int]) -> None:
+        """Entries of these tenants' fair shares were read: take them off their counts."""
+        if counts:
+            tenants = list(counts)
+            await self._script("fair_read")(
+                keys=[self.keys.fair(t) for t in tenants], args=[counts[t] for t in tenants]
+            )
+
+    async def fair_counts(self, tenants: Sequence[str]) -> dict[str, int]:
+        """How many entries of each tenant's fair share are on the streams, unread."""
+        if not tenants:
+            return {}
+        values = await self._r.mget([self.keys.fair(t) for t in tenants])
+        return {t: int(v or 0) for t, v in zip(tenants, values, strict=True)}
+
     async def read(
         self, consumer: str, counts: Mapping[str, int]
     ) -> dict[str, list[Delivery | BadEntry]]:

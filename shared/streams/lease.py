@@ -27,16 +27,30 @@ class LeaseExtender:
 
     @wrap_sync
     def extend(
-        self, consumer: str, entries: Iterable[tuple[str, str]], *, alive_ms: int
+        self,
+        consumer: str,
+        entries: Iterable[tuple[str, str]],
+        *,
+        alive_ms: int,
+        slots: Iterable[tuple[str, str]] = (),
+        slot_lease_ms: int = 0,
     ) -> list[tuple[str, str]]:
         """Reset the idle time of ``entries`` this consumer still holds (``(priority,
-        entry_id)``), mark the consumer alive for ``alive_ms``, and return the entries it no
+        entry_id)``), mark the consumer alive for ``alive_ms``, push the lease of its running
+        slots (``(cap key, member)``) ``slot_lease_ms`` ahead, and return the entries it no
         longer holds."""
         by_priority: dict[str, list[str]] = {}
         for priority, entry_id in entries:
             by_priority.setdefault(priority, []).append(entry_id)
         pipe = self._r.pipeline(transaction=False)
         pipe.set(self._keys.alive(consumer), "1", px=alive_ms)
+        slot_list = list(slots)
+        if slot_list:
+            # Redis's clock, as the acquire script's: a lease ahead of its TIME.
+            seconds, micros = self._r.time()
+            expiry = int(seconds) * 1000 + int(micros) // 1000 + slot_lease_ms
+            for key, member in slot_list:
+                pipe.zadd(key, {member: expiry}, xx=True)
         calls: list[str] = []
         for priority, ids in by_priority.items():
             for start in range(0, len(ids), UNPACK_MAX):
@@ -48,7 +62,7 @@ class LeaseExtender:
                 calls.append(priority)
         replies = pipe.execute()
         lost: list[tuple[str, str]] = []
-        for priority, reply in zip(calls, replies[1:], strict=True):
+        for priority, reply in zip(calls, replies[1 + len(slot_list) :], strict=True):
             lost.extend((priority, i.decode() if isinstance(i, bytes) else i) for i in reply)
         return lost
 

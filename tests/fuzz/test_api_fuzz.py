@@ -1,7 +1,8 @@
 """Fuzzing the HTTP API from its own OpenAPI document (schemathesis): every route, bounded and
 seeded, against a real ingest on the real Postgres and Redis. No input may give a server error,
 and the answers must agree with the document (status codes, content types, bodies); inputs the
-document allows must not be rejected as invalid."""
+document allows must not be rejected as invalid. The ingest runs with API keys on, the fuzzer
+sending an admin key (and schemathesis checking that a request without it is refused)."""
 
 from __future__ import annotations
 
@@ -54,6 +55,19 @@ EXCLUDED = {
     # delay): a body the document allows may still be refused, naming the steps.
     "POST /v1/workflows": _GRAMMAR,
 }
+ADMIN_KEY = "ts_live_" + "fuzz" * 11
+
+
+@schema.auth()
+class _AdminKey:
+    """Every generated request carries the admin key (schemathesis knows it is the auth, so
+    its own checks send some without it and expect 401)."""
+
+    def get(self, case: Any, ctx: Any) -> str:
+        return ADMIN_KEY
+
+    def set(self, case: Any, data: str, ctx: Any) -> None:
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
 
 
 class Server:
@@ -84,9 +98,10 @@ class Server:
         namespace = f"fuzz-{uuid.uuid4().hex[:8]}"
         config = config_mod.load(
             {}, redis_url=REDIS_URL, database_url=self.database_url, namespace=namespace,
-            read_block_ms=50,
+            read_block_ms=50, auth_mode="keys",
         )  # fmt: skip
         db = await Database.connect(self.database_url, min_size=1, max_size=4)
+        await db.create_api_key("default", ["admin"], name="fuzz", key=ADMIN_KEY)
         streams = Streams.connect(REDIS_URL, Keys(namespace))
         metrics = metrics_mod.noop()
         app = build_app(config, db, streams, metrics, Publisher(streams, metrics, retry_ms=100))

@@ -262,3 +262,46 @@ async def test_a_workflow_submitted_then_followed_to_its_end(
         listed = {t.name: t for t in (await mcp.list_tools()).tools}
         step_schema = json.dumps(listed["submit_workflow"].input_schema)
         assert "depends_on" in step_schema and "on_parent_failure" in step_schema
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+async def test_a_scope_error_is_a_tool_error(
+    transport: str, config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    from taskstream.shared import config as config_mod
+
+    keyed = config_mod.replace(config, auth_mode="keys", api_key_cache_ms=0)
+    created = await db.create_api_key("acme", ["tasks:read", "ops:read"], name="agent")
+    assert created is not None
+    await streams.ensure_groups()
+    async with api_client(keyed, db, streams, metrics) as (client, _):
+        url = str(client.make_url("")).rstrip("/")
+        env = {**_env(url), "TASKSTREAM_API_KEY": created.key}
+        command = [sys.executable, "-m", "taskstream", "mcp"]
+        if transport == "stdio":
+            server = StdioServerParameters(command=command[0], args=command[1:], env=env)
+            async with Client(server) as mcp:
+                await _read_only_agent(mcp)
+            return
+        port = free_port()
+        proc = await asyncio.create_subprocess_exec(
+            *command, "--http", f"127.0.0.1:{port}", env=env,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            await wait_for(lambda: _listening(port, proc), timeout=30, every=0.1)
+            async with Client(f"http://127.0.0.1:{port}/mcp") as mcp:
+                await _read_only_agent(mcp)
+        finally:
+            proc.terminate()
+            await proc.wait()
+
+
+async def _read_only_agent(mcp: Client) -> None:
+    """A key with tasks:read and ops:read: it reads, and its writes are the API's 403."""
+    refused = await mcp.call_tool("submit_task", {"type": "noop"})
+    assert "HTTP 403 forbidden" in error_text(refused) and "tasks:write" in error_text(refused)
+    replay = await mcp.call_tool("replay_dead_letters", {"all": True, "confirm": True})
+    assert "HTTP 403 forbidden" in error_text(replay)
+    assert body(await mcp.call_tool("list_tasks", {}))["tasks"] == []
+    assert body(await mcp.call_tool("queue_overview", {}))["queues"]

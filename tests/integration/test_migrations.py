@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from taskstream.shared import db as db_mod
-from taskstream.shared import sql, sql_schedules, sql_workflows
+from taskstream.shared import sql, sql_access, sql_schedules, sql_workflows
 from taskstream.shared.db import Database
 from tests.conftest import SERVER_URL
 
@@ -37,7 +37,9 @@ async def test_two_migrators_at_once_apply_each_file_once() -> None:
 
 async def test_every_named_query_prepares(db: Database) -> None:
     prepared = await db.prepare_all()
-    assert set(prepared) == set(sql.ALL) | set(sql_schedules.ALL) | set(sql_workflows.ALL)
+    assert set(prepared) == (
+        set(sql.ALL) | set(sql_schedules.ALL) | set(sql_workflows.ALL) | set(sql_access.ALL)
+    )
     assert "CLAIM" in prepared and "INSERT_TASKS" in prepared and "FIRE_RUNS" in prepared
 
 

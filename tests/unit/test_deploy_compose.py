@@ -147,3 +147,12 @@ def test_grafana_mounts_provisioning_and_dashboards_where_provisioning_looks() -
     providers = load_yaml(DEPLOY / "grafana/provisioning/dashboards/dashboards.yml")
     path = providers["providers"][0]["options"]["path"]
     assert f"./deploy/grafana/dashboards:{path}:ro" in volumes
+
+
+def test_ingest_runs_with_api_keys_and_an_example_bootstrap_key() -> None:
+    from taskstream.shared.domain.access import looks_like_key
+
+    env = _services()["ingest"]["environment"]
+    assert env["AUTH_MODE"] == "keys"
+    assert looks_like_key(env["API_KEY_BOOTSTRAP"])
+    assert "change-me" in env["API_KEY_BOOTSTRAP"]

@@ -133,7 +133,8 @@ def test_migrate_job_runs_once() -> None:
 def test_config_and_secret_hold_only_config_knobs() -> None:
     assert set(_config_map()) - KNOBS == {"REDIS_ADDRESS"}  # read by KEDA, not by taskstream
     secret = _one("Secret", "taskstream-secrets")
-    assert set(secret["stringData"]) == {"REDIS_URL", "DATABASE_URL"}
+    assert set(secret["stringData"]) == {"REDIS_URL", "DATABASE_URL", "API_KEY_BOOTSTRAP"}
+    assert _config_map()["AUTH_MODE"] == "keys"  # ingest runs with API keys
     for deployment in SERVICES:
         sources = _container(_one("Deployment", f"taskstream-{deployment}"))["envFrom"]
         assert {"configMapRef": {"name": "taskstream-config"}} in sources

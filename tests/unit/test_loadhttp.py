@@ -271,3 +271,31 @@ async def test_an_unreachable_server_is_an_http_error() -> None:
 def test_only_plain_http_urls(url: str) -> None:
     with pytest.raises(HttpError, match="only http://"):
         HttpClient(url, 1)
+
+
+async def test_sends_the_api_key_as_a_bearer_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str | None] = []
+
+    async def echo(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        return web.json_response({}, status=201)
+
+    app = web.Application()
+    app.router.add_post("/v1/tasks", echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        monkeypatch.setenv("TASKSTREAM_API_KEY", "ts_live_" + "k" * 43)
+        from_env = HttpClient(f"http://127.0.0.1:{port}", 1)
+        given = HttpClient(f"http://127.0.0.1:{port}", 1, api_key="")
+        try:
+            await from_env.post("/v1/tasks", b"{}")
+            await given.post("/v1/tasks", b"{}")
+        finally:
+            await from_env.close()
+            await given.close()
+    finally:
+        await runner.cleanup()
+    assert seen == ["Bearer ts_live_" + "k" * 43, None]

@@ -87,6 +87,16 @@ def test_decode_task_malformed_json_is_400_invalid_json() -> None:
     assert info.value.error.code == "invalid_json"
 
 
+@pytest.mark.parametrize("decode", [decode_task, decode_go_task])
+@pytest.mark.parametrize("body", [b"1 x", b"[] ]", b'"a" 2'])
+def test_a_valid_json_start_followed_by_garbage_is_400_not_500(decode: Any, body: bytes) -> None:
+    # The typed decoder stops at the wrong type before it sees the garbage (found by the fuzzer).
+    with pytest.raises(Invalid) as info:
+        decode(body)
+    assert info.value.status == 400
+    assert info.value.error.code == "invalid_json"
+
+
 def test_decode_task_wrong_shape_is_422_naming_the_field() -> None:
     with pytest.raises(Invalid) as info:
         decode_task(b'{"type": "ok", "delay_ms": -1}')

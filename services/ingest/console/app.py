@@ -107,7 +107,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     request[state.SESSION] = session
     response: web.StreamResponse
     try:
-        if session.principal is not None and not await access.still_valid(session.principal):
+        principal = session.principal
+        if access.required and principal is not None and not await access.still_valid(principal):
             # A revoked or expired key: its session ends here.
             session = sessions.new(None)
             request[state.SESSION] = session

@@ -35,7 +35,13 @@ async def _page(
     result: DlqResult | None = None,
 ) -> web.Response:
     where = _filter(q)
-    page = await ops.dlq_list(state.db(request), where, cursor=forms.text(q, "cursor"), limit=PAGE)
+    page = await ops.dlq_list(
+        state.db(request),
+        where,
+        cursor=forms.text(q, "cursor"),
+        limit=PAGE,
+        tenant=state.tenant(request),
+    )
     return render.page(
         request,
         "dlq.html",
@@ -82,10 +88,10 @@ async def apply(request: web.Request) -> web.Response:
 async def _run(
     request: web.Request, action: str, selection: DlqSelection, *, dry_run: bool
 ) -> DlqResult:
-    db, streams = state.db(request), state.streams(request)
+    db, streams, tenant = state.db(request), state.streams(request), state.tenant(request)
     if action == "replay":
-        return await ops.dlq_replay(db, streams, selection, dry_run=dry_run)
-    return await ops.dlq_purge(db, selection, dry_run=dry_run)
+        return await ops.dlq_replay(db, streams, selection, dry_run=dry_run, tenant=tenant)
+    return await ops.dlq_purge(db, selection, dry_run=dry_run, tenant=tenant)
 
 
 def _selection(form: MultiDictProxy[Any]) -> tuple[str, DlqSelection, DlqFilter]:

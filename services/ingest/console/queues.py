@@ -37,6 +37,7 @@ async def _page(request: web.Request, notice: str | None = None, status: int = 2
         consumer=consumer,
         min_idle_ms=min_idle_s * 1000,
         limit=PENDING_PAGE,
+        tenant=state.tenant(request),
     )
     consumers = sorted(
         (await ops.consumers(streams)).consumers,

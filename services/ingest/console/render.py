@@ -13,7 +13,7 @@ import msgspec
 from aiohttp import web
 
 from taskstream.services.ingest.console import state
-from taskstream.services.ingest.console.session import WRITE
+from taskstream.services.ingest.console.session import ADMIN, WRITE
 
 NONE = "\u2013"  # an en dash: no value
 PAYLOAD_MAX_CHARS = 64 * 1024  # a payload or result shown in a page is cut past this
@@ -44,6 +44,7 @@ def page(request: web.Request, template: str, status: int = 200, **context: Any)
         .render(
             principal=principal,
             can_write=principal is not None and principal.can(WRITE),
+            is_admin=principal is not None and principal.can(ADMIN),
             signed_in=principal is not None,
             sign_in_required=state.access(request).required,
             csrf=state.sessions(request).csrf(session),

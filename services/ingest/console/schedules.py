@@ -5,6 +5,7 @@ runs; pause (with a note), resume and trigger now. The same functions as
 
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
 
 from taskstream.services.ingest import state as ingest_state
@@ -19,8 +20,9 @@ NOTE_MAX = 1000
 
 
 async def schedules_page(request: web.Request) -> web.Response:
-    listed = await schedule_ops.list_all(state.db(request))
-    return render.page(request, "schedules.html", schedules=listed.schedules, notice=None)
+    listed = await schedule_ops.list_all(state.db(request), state.tenant(request))
+    shown = [_shown(request, v) for v in listed.schedules]
+    return render.page(request, "schedules.html", schedules=shown, notice=None)
 
 
 async def schedule_page(request: web.Request) -> web.Response:
@@ -28,11 +30,30 @@ async def schedule_page(request: web.Request) -> web.Response:
 
 
 async def _get(request: web.Request) -> ScheduleView:
-    name = request.match_info["name"]
-    found = await schedule_ops.get(state.db(request), name)
+    found = await schedule_ops.get(state.db(request), _stored(request))
     if found is None:
+        raise PageError(404, f"There is no schedule {request.match_info['name']}.")
+    return _shown(request, found)
+
+
+def _stored(request: web.Request) -> str:
+    """The stored name of the schedule the path names. A tenant's user names its own
+    schedules as they know them; an admin (every tenant) by their stored names, another
+    tenant's as ``<tenant>/<name>``."""
+    name = request.match_info["name"]
+    tenant = state.tenant(request)
+    if tenant is None:
+        return name
+    if "/" in name:
         raise PageError(404, f"There is no schedule {name}.")
-    return found
+    return schedule_ops.stored_name(tenant, name)
+
+
+def _shown(request: web.Request, view: ScheduleView) -> ScheduleView:
+    """``view`` under the name its user knows it by."""
+    if state.tenant(request) is None:
+        return view
+    return msgspec.structs.replace(view, name=schedule_ops.shown_name(view.name))
 
 
 async def _one(
@@ -44,7 +65,7 @@ async def _one(
 async def pause(request: web.Request) -> web.Response:
     require(request, WRITE)
     note = _note(await request.post())
-    done = await schedule_ops.pause(state.db(request), request.match_info["name"], note)
+    done = await schedule_ops.pause(state.db(request), _stored(request), note)
     if done is None:
         raise PageError(404, f"There is no schedule {request.match_info['name']}.")
     return await _one(request, await _get(request), "Paused." if done.change == "updated" else
@@ -54,7 +75,7 @@ async def pause(request: web.Request) -> web.Response:
 async def resume(request: web.Request) -> web.Response:
     require(request, WRITE)
     note = _note(await request.post())
-    done = await schedule_ops.resume(state.db(request), request.match_info["name"], note)
+    done = await schedule_ops.resume(state.db(request), _stored(request), note)
     if done is None:
         raise PageError(404, f"There is no schedule {request.match_info['name']}.")
     return await _one(request, await _get(request), "Resumed." if done.change == "updated" else
@@ -65,7 +86,8 @@ async def trigger(request: web.Request) -> web.Response:
     require(request, WRITE)
     name = request.match_info["name"]
     publish = schedule_ops.stream_publisher(state.streams(request))
-    made = await schedule_ops.trigger(state.db(request), name, state.config(request).tasks, publish)
+    config = state.config(request)
+    made = await schedule_ops.trigger(state.db(request), _stored(request), config.tasks, publish)
     if made is None:
         raise PageError(404, f"There is no schedule {name}.")
     request.config_dict[ingest_state.METRICS].schedule_runs.add(1, {"outcome": "triggered"})
@@ -79,7 +101,7 @@ def _note(form: object) -> str | None:
     return note
 
 
-NAME = "/schedules/{name:[A-Za-z0-9_.:\\-]+}"
+NAME = "/schedules/{name:[A-Za-z0-9_.:/\\-]+}"  # an admin's view: <tenant>/<name> too
 ROUTES: list[Route] = [
     ("GET", "/schedules", schedules_page),
     ("GET", NAME, schedule_page),

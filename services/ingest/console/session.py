@@ -26,6 +26,7 @@ import msgspec
 COOKIE = "taskstream_console"
 WRITE = "ops:write"
 READ = "ops:read"
+ADMIN = "admin"
 ALL_SCOPES = frozenset({"tasks:write", "tasks:read", "ops:read", "ops:write", "admin"})
 
 

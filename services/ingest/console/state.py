@@ -53,3 +53,10 @@ def session(request: web.Request) -> Session:
 
 def principal(request: web.Request) -> Principal | None:
     return session(request).principal
+
+
+def tenant(request: web.Request) -> str | None:
+    """The tenant whose tasks, dead letters, pending entries and schedules the pages show:
+    the signed-in key's, or None (every tenant) for an admin or with authentication off."""
+    who = session(request).principal
+    return who.tenant if who is not None else None

@@ -30,9 +30,12 @@ SCAN = 50_000  # tasks one filtered page looks at, at most (then it offers to lo
 
 async def task_list(request: web.Request) -> web.StreamResponse:
     q = request.query
+    tenant = state.tenant(request)
+    if tenant is None:  # an admin (or auth off) may look at one tenant
+        tenant = forms.text(q, "tenant")
     lookup = forms.text(q, "lookup")
     if lookup is not None:
-        found = await ops.find_task(state.db(request), lookup)
+        found = await ops.find_task(state.db(request), lookup, tenant)
         if found is not None:
             return web.Response(status=303, headers={"Location": f"/ui/tasks/{found}"})
     status = forms.choice(q, "status", STATUSES)
@@ -47,7 +50,13 @@ async def task_list(request: web.Request) -> web.StreamResponse:
     db, further = state.db(request), None
     if status is None and type_ is None and priority is None:
         tasks = await db.list_tasks(
-            status=None, type=None, priority=None, after=after, limit=PAGE, since=lower
+            status=None,
+            type=None,
+            priority=None,
+            after=after,
+            limit=PAGE,
+            since=lower,
+            tenant=tenant,
         )
     else:  # no index on these columns: each page walks a bounded stretch of the key
         tasks, further = await db.list_tasks_bounded(
@@ -58,6 +67,7 @@ async def task_list(request: web.Request) -> web.StreamResponse:
             limit=PAGE,
             since=lower,
             scan=SCAN,
+            tenant=tenant,
         )
     filters = {
         "status": status or "",
@@ -65,6 +75,7 @@ async def task_list(request: web.Request) -> web.StreamResponse:
         "priority": priority or "",
         "since": forms.local(since),
         "until": forms.local(until),
+        "tenant": (tenant or "") if state.tenant(request) is None else "",
     }
     shown = {k: v for k, v in filters.items() if v}
     return render.page(
@@ -97,7 +108,9 @@ async def _task(
     notice: str | None = None,
     status: int = 200,
 ) -> web.Response:
-    history = await ops.task_history(state.db(request), state.streams(request), task_id)
+    history = await ops.task_history(
+        state.db(request), state.streams(request), task_id, state.tenant(request)
+    )
     if history is None:
         raise PageError(404, f"There is no task {task_id}.")
     timeline: list[Any] = list(history.attempts)
@@ -119,7 +132,7 @@ async def _task(
 async def payload(request: web.Request) -> web.Response:
     """The payload, for htmx to put in place (the page itself shows it with ?show=payload)."""
     task_id = forms.task_id(request.match_info["id"])
-    task = await state.db(request).get_task(task_id)
+    task = await state.db(request).get_task(task_id, state.tenant(request))
     if task is None:
         raise PageError(404, f"There is no task {task_id}.")
     return render.page(request, "payload.html", task=task)
@@ -128,11 +141,11 @@ async def payload(request: web.Request) -> web.Response:
 async def cancel(request: web.Request) -> web.Response:
     require(request, WRITE)
     task_id = forms.task_id(request.match_info["id"])
-    db = state.db(request)
-    done = await db.cancel_task(task_id)
+    db, tenant = state.db(request), state.tenant(request)
+    done = await db.cancel_task(task_id, tenant)
     if done is not None:
         return await _task(request, task_id, notice="Cancelled.")
-    current = await db.get_task(task_id)
+    current = await db.get_task(task_id, tenant)
     if current is None:
         raise PageError(404, f"There is no task {task_id}.")
     return await _task(

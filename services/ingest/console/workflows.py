@@ -1,6 +1,7 @@
 """The workflows pages: the list by state (cursor pages, newest first), and one workflow drawn
 as its DAG with each step's state (and the same as a table), with cancel. The same functions as
-``/v1/workflows`` (the ``Database`` workflow family)."""
+``/v1/workflows`` (the ``Database`` workflow family). Workflows are not kept per tenant yet, so
+these pages, like those routes, need an admin."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from aiohttp import web
 
 from taskstream.services.ingest.console import dag, forms, render, state
 from taskstream.services.ingest.console.errors import PageError, require
-from taskstream.services.ingest.console.session import WRITE
+from taskstream.services.ingest.console.session import ADMIN
 from taskstream.services.ingest.routes import ID, Route
 from taskstream.shared.workflow_models import WORKFLOW_STATES, WorkflowView
 
@@ -16,6 +17,7 @@ PAGE = 50
 
 
 async def workflows_page(request: web.Request) -> web.Response:
+    require(request, ADMIN)
     q = request.query
     status = forms.choice(q, "state", WORKFLOW_STATES)
     views = await state.db(request).list_workflows(state=status, after=forms.cursor(q), limit=PAGE)
@@ -33,6 +35,7 @@ async def workflows_page(request: web.Request) -> web.Response:
 
 
 async def workflow_page(request: web.Request) -> web.Response:
+    require(request, ADMIN)
     return await _one(request)
 
 
@@ -61,7 +64,7 @@ async def _get(request: web.Request) -> WorkflowView:
 
 
 async def cancel(request: web.Request) -> web.Response:
-    require(request, WRITE)
+    require(request, ADMIN)
     workflow_id = forms.task_id(request.match_info["id"])
     cancelled = await state.db(request).cancel_workflow(workflow_id)
     if cancelled is None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from taskstream.services.ingest import params, state
+from taskstream.services.ingest import auth, params, state
 from taskstream.services.ingest.errors import Invalid, invalid, json_response, not_found
 from taskstream.services.ingest.routes import ID, Route
 from taskstream.services.ingest.validate import describe
@@ -27,7 +27,13 @@ async def list_dlq(request: web.Request) -> web.Response:
         until=params.time(q, "until"),
     )
     limit = params.integer(q, "limit", 50, 1, ops.DLQ_PAGE_MAX)
-    page = await ops.dlq_list(state.db(request), where, cursor=q.get("cursor") or None, limit=limit)
+    page = await ops.dlq_list(
+        state.db(request),
+        where,
+        cursor=q.get("cursor") or None,
+        limit=limit,
+        tenant=auth.principal(request).view,
+    )
     return json_response(page)
 
 
@@ -45,13 +51,20 @@ async def replay_dlq(request: web.Request) -> web.Response:
     except ops.BadRequest as exc:  # the body names a selection that makes no sense
         raise invalid(422, str(exc), exc.field) from None
     db, streams = state.db(request), state.streams(request)
-    return json_response(await ops.dlq_replay(db, streams, selection, dry_run=body.dry_run))
+    tenant = auth.principal(request).view
+    result = await ops.dlq_replay(db, streams, selection, dry_run=body.dry_run, tenant=tenant)
+    return json_response(result)
 
 
 async def delete_dlq(request: web.Request) -> web.Response:
     """Purge one dead letter (the task stays dead, with its history)."""
     task_id = params.task_id(request)
-    result = await ops.dlq_purge(state.db(request), DlqSelection(ids=[task_id]), dry_run=False)
+    result = await ops.dlq_purge(
+        state.db(request),
+        DlqSelection(ids=[task_id]),
+        dry_run=False,
+        tenant=auth.principal(request).view,
+    )
     if result.count == 0:
         raise not_found(f"task {task_id} is not in the dead letters")
     return json_response(result)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from taskstream.services.ingest import params, state
+from taskstream.services.ingest import auth, params, state
 from taskstream.services.ingest.errors import Invalid, invalid, json_response, not_found
 from taskstream.services.ingest.routes import ID, Route
 from taskstream.services.ingest.validate import describe
@@ -33,13 +33,16 @@ async def get_pending(request: web.Request) -> web.Response:
         consumer=params.text(q, "consumer"),
         min_idle_ms=params.integer(q, "min_idle_ms", 0, 0, _YEAR_MS),
         limit=params.integer(q, "limit", 50, 1, ops.PENDING_MAX),
+        tenant=auth.principal(request).view,
     )
     return json_response(result)
 
 
 async def get_task_history(request: web.Request) -> web.Response:
     task_id = params.task_id(request)
-    history = await ops.task_history(state.db(request), state.streams(request), task_id)
+    history = await ops.task_history(
+        state.db(request), state.streams(request), task_id, auth.principal(request).view
+    )
     if history is None:
         raise not_found(f"no task {task_id}")
     return json_response(history)

@@ -14,12 +14,14 @@ import msgspec
 from aiohttp import web
 from opentelemetry.trace import Span, SpanKind
 
-from taskstream.services.ingest import params, state
+from taskstream.services.ingest import auth, params, state
 from taskstream.services.ingest.errors import Invalid, error_response, json_response, not_found
 from taskstream.services.ingest.routes import ID, Route
 from taskstream.services.ingest.validate import convert_task, decode_go_task, decode_task, new_task
 from taskstream.shared import tracing
 from taskstream.shared.domain import PRIORITIES, STATUSES, InsertResult, NewTask, Task
+from taskstream.shared.domain.access import TenantLimits
+from taskstream.shared.errors import QuotaExceeded
 from taskstream.shared.models import ApiError, BatchRequest, TaskList, TaskRequest
 
 _batch_decoder = msgspec.json.Decoder(BatchRequest)
@@ -46,26 +48,57 @@ def _enqueue_span(request: web.Request) -> AbstractContextManager[Span]:
 async def create_task(request: web.Request) -> web.Response:
     """201 with the new task; 200 with the original (the same idempotency key and body) or,
     with ``"duplicate": true``, with the task holding its unique identity."""
-    view, created, duplicate = await _create_one(request, decode_task(await request.read()))
+    body = decode_task(await request.read())
+    view, created, duplicate, headers = await _create_one(request, body)
     if duplicate:
-        return json_response({**msgspec.structs.asdict(view), "duplicate": True}, 200)
-    return json_response(view, 201 if created else 200)
+        return json_response({**msgspec.structs.asdict(view), "duplicate": True}, 200, headers)
+    return json_response(view, 201 if created else 200, headers)
 
 
 async def create_go_task(request: web.Request) -> web.Response:
     """The Go scheduler's ``POST /tasks``: 202 queued, or 200 duplicate."""
-    view, created, _ = await _create_one(request, decode_go_task(await request.read()))
+    body = decode_go_task(await request.read())
+    view, created, _, headers = await _create_one(request, body)
     if created:
-        return json_response({"task_id": str(view.id), "status": "queued"}, 202)
-    return json_response({"task_id": str(view.id), "status": "duplicate"}, 200)
+        return json_response({"task_id": str(view.id), "status": "queued"}, 202, headers)
+    return json_response({"task_id": str(view.id), "status": "duplicate"}, 200, headers)
 
 
-async def _create_one(request: web.Request, req: TaskRequest) -> tuple[Task, bool, bool]:
+async def _create_one(
+    request: web.Request, req: TaskRequest
+) -> tuple[Task, bool, bool, dict[str, str] | None]:
     with _enqueue_span(request) as span:
-        task = new_task(req, state.config(request), trace_context=tracing.current_traceparent())
+        tenant = auth.principal(request).tenant
+        task = new_task(
+            req, state.config(request), trace_context=tracing.current_traceparent(), tenant=tenant
+        )
         span.set_attribute("taskstream.task.id", str(task.id))
-        result = await state.committer(request).insert([task])
-    return _result_of(task, result)
+        limiter = state.limiter(request)
+        limits = await limiter.of(tenant)
+        headers = None
+        if limits is None:  # the usual case: no limits, nothing more to pay
+            result = await state.committer(request).insert([task])
+        else:
+            error = limiter.payload_error(limits, task)
+            if error is not None:
+                raise error
+            headers = await limiter.admit(limits, 1)
+            result = await _insert_limited(request, limits, [task])
+    view, created, duplicate = _result_of(task, result)
+    return view, created, duplicate, headers
+
+
+async def _insert_limited(
+    request: web.Request, limits: TenantLimits, tasks: list[NewTask]
+) -> InsertResult:
+    """Commit the tasks of a tenant with limits: through its in-flight quota when it has one."""
+    committer = state.committer(request)
+    if limits.max_in_flight is None:
+        return await committer.insert(tasks)
+    try:
+        return await committer.insert_counted(tasks, limits.name, limits.max_in_flight)
+    except QuotaExceeded as exc:
+        raise state.limiter(request).quota_error(exc) from None
 
 
 async def create_batch(request: web.Request) -> web.Response:
@@ -84,16 +117,27 @@ async def create_batch(request: web.Request) -> web.Response:
         return error_response(413, "batch_too_large", f"at most {limit} tasks per batch", "tasks")
     results = [None] * len(requests)
     tasks: list[tuple[int, NewTask]] = []
+    tenant = auth.principal(request).tenant
+    limiter = state.limiter(request)
+    limits = await limiter.of(tenant)
+    headers = None
     with _enqueue_span(request) as span:
         trace_context = tracing.current_traceparent()
         for i, item in enumerate(requests):
             try:
                 req = item if valid else convert_task(item)
-                tasks.append((i, new_task(req, config, trace_context=trace_context)))
+                task = new_task(req, config, trace_context=trace_context, tenant=tenant)
+                if limits is not None and (error := limiter.payload_error(limits, task)):
+                    raise error
+                tasks.append((i, task))
             except Invalid as exc:
                 results[i] = {"error": _in_batch(exc.error, i)}
         span.set_attribute("taskstream.batch.size", len(tasks))
-        result = await state.committer(request).insert([t for _, t in tasks])
+        if limits is None:
+            result = await state.committer(request).insert([t for _, t in tasks])
+        else:  # the batch's tasks are admitted together or refused together
+            headers = await limiter.admit(limits, len(tasks))
+            result = await _insert_limited(request, limits, [t for _, t in tasks])
     for i, task in tasks:
         try:
             view, created, duplicate = _result_of(task, result)
@@ -102,7 +146,7 @@ async def create_batch(request: web.Request) -> web.Response:
                 results[i]["duplicate"] = True
         except Invalid as exc:
             results[i] = {"error": _in_batch(exc.error, i)}
-    return json_response({"results": results})
+    return json_response({"results": results}, headers=headers)
 
 
 def _decode_batch(body: bytes) -> BatchRequest:
@@ -144,12 +188,13 @@ async def get_task(request: web.Request) -> web.Response:
     """One task; with ``?wait=S``, answered as soon as it has ended (succeeded, dead or
     cancelled), or as it stands after S seconds (``waiters.py``: no polling)."""
     task_id = params.task_id(request)
+    tenant = auth.principal(request).view
     wait = params.wait_seconds(request.query)
     if wait is None:
-        view = await state.db(request).get_task(task_id)
+        view = await state.db(request).get_task(task_id, tenant)
     else:
-        view = await state.waiters(request).wait(task_id, wait)
-    if view is None:
+        view = await state.waiters(request).wait(task_id, wait, tenant)
+    if view is None:  # another tenant's task is no task at all to this one
         raise not_found(f"no task {task_id}")
     return json_response(view)
 
@@ -163,6 +208,7 @@ async def list_tasks(request: web.Request) -> web.Response:
         priority=params.choice(q, "priority", PRIORITIES),
         after=params.uuid_cursor(q),
         limit=limit,
+        tenant=auth.principal(request).view,
     )
     last = views[-1] if len(views) == limit else None
     cursor = str(last.id) if last else None  # ids are time-ordered: the id is the position
@@ -172,10 +218,11 @@ async def list_tasks(request: web.Request) -> web.Response:
 async def cancel_task(request: web.Request) -> web.Response:
     task_id = params.task_id(request)
     db = state.db(request)
-    view = await db.cancel_task(task_id)
+    tenant = auth.principal(request).view
+    view = await db.cancel_task(task_id, tenant)
     if view is not None:
         return json_response(view)
-    current = await db.get_task(task_id)
+    current = await db.get_task(task_id, tenant)
     if current is None:
         raise not_found(f"no task {task_id}")
     return error_response(
