@@ -19,6 +19,7 @@ from taskstream.shared.db.base import (
 )
 from taskstream.shared.db.boundary import is_driver_error, translate
 from taskstream.shared.domain import ClaimedTask, InsertResult, NewTask, Outcome, Task
+from taskstream.shared.domain.access import DEFAULT_TENANT
 from taskstream.shared.errors import Fenced, QuotaExceeded
 
 
@@ -337,10 +338,14 @@ class TaskQueries(Base):
         self, key: str, tenant: str | None = None
     ) -> uuid.UUID | None:
         """The task an idempotency key names, while the key is held (of ``tenant`` when
-        given; else any tenant's, the newest)."""
+        given; else the default tenant's, then any tenant's, the newest). The keys' primary
+        key is (tenant, key): a lookup that names the tenant is one index probe, and the
+        default tenant first makes it one with authentication off too."""
         found: uuid.UUID | None = await self._pool.fetchval(
-            sql.TASK_OF_IDEMPOTENCY_KEY, key, tenant
+            sql.TASK_OF_IDEMPOTENCY_KEY, key, tenant or DEFAULT_TENANT
         )
+        if found is None and tenant is None:
+            found = await self._pool.fetchval(sql.TASK_OF_IDEMPOTENCY_KEY, key, None)
         return found
 
     async def cancel_task(self, task_id: uuid.UUID, tenant: str | None = None) -> Task | None:

@@ -257,3 +257,23 @@ async def test_a_store_outage_while_checking_a_session_is_an_html_503(
         answer = await c.get("/ui/")
         assert answer.status == 503 and answer.content_type == "text/html"
         assert "Postgres is not reachable" in await answer.text()
+
+
+async def test_a_key_lookup_finds_the_default_tenants_then_any_tenants_for_an_admin(
+    config: Config, db: Database, streams: Streams, metrics: Metrics
+) -> None:
+    from taskstream.shared import config as config_mod
+
+    keyed = config_mod.replace(config, auth_mode="keys", api_key_cache_ms=0)
+    created = await db.create_api_key("acme", ["tasks:write"])
+    assert created is not None
+    async with api_client(keyed, db, streams, metrics) as (c, _):
+        answer = await c.post(
+            "/v1/tasks",
+            json={"type": "noop", "idempotency_key": "order-9"},
+            headers={"Authorization": f"Bearer {created.key}"},
+        )
+        task_id = uuid.UUID((await answer.json())["id"])
+    assert await db.task_of_idempotency_key("order-9") == task_id  # an admin: any tenant's
+    assert await db.task_of_idempotency_key("order-9", "acme") == task_id
+    assert await db.task_of_idempotency_key("order-9", "globex") is None
