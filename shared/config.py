@@ -1,6 +1,7 @@
 """Configuration: every knob, read once from the environment into frozen Structs, one section
 per role (the stores, the service process, ingest, task defaults, leases, the executor, the
-watcher, the janitor, and the Python client), each field with its description beside it.
+watcher, the janitor, the console, and the Python client), each field with its description
+beside it.
 
 Each field's environment variable is the upper-cased field name unless ``ENV_NAMES`` says
 otherwise; where the Go scheduler this project replaces had a knob meaning the same thing, its
@@ -352,6 +353,27 @@ class RetentionConfig(msgspec.Struct, frozen=True, kw_only=True):
     ] = 1000
 
 
+class ConsoleConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """The operators' web console that ingest serves under `/ui/`."""
+
+    console_secret: Annotated[
+        str,
+        _d(
+            "Key that signs the console's session cookies and CSRF tokens; empty: a random "
+            "one per process (sessions end when ingest restarts; give every ingest replica "
+            "the same value behind a load balancer)."
+        ),
+    ] = ""
+    console_session_ttl_ms: Annotated[
+        int, _d("How long a console session lasts before signing in again.")
+    ] = 8 * 3_600_000
+    console_refresh_ms: Annotated[int, _d("How often the console's overview refreshes.")] = 3000
+    console_sample_ms: Annotated[
+        int,
+        _d("How often ingest samples the streams' counters for the console's throughput."),
+    ] = 5000
+
+
 class ClientConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Where the Python client (``taskstream.Client``, ``AsyncClient``, a handler's
     ``ctx.client``) finds the API; read by the client itself, from the process it runs in."""
@@ -377,6 +399,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     watcher: WatcherConfig = msgspec.field(default_factory=WatcherConfig)
     janitor: JanitorConfig = msgspec.field(default_factory=JanitorConfig)
     retention: RetentionConfig = msgspec.field(default_factory=RetentionConfig)
+    console: ConsoleConfig = msgspec.field(default_factory=ConsoleConfig)
     client: ClientConfig = msgspec.field(default_factory=ClientConfig)
 
 
@@ -396,7 +419,7 @@ ENV_NAMES: dict[str, str] = {
 }
 
 # Secrets: ``taskstream config`` shows whether they are set, never their value.
-SECRETS = ("api_key",)
+SECRETS = ("api_key", "console_secret")
 
 # Values that must be positive (zero or less makes no sense or divides by zero).
 POSITIVE = (
@@ -433,6 +456,9 @@ POSITIVE = (
     "keep_dead_entries_ms",
     "retention_interval_ms",
     "retention_batch",
+    "console_session_ttl_ms",
+    "console_refresh_ms",
+    "console_sample_ms",
 )
 NON_NEGATIVE = (
     "api_key_cache_ms",

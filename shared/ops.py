@@ -224,6 +224,39 @@ async def remove_dead_consumers(streams: Streams, min_idle_ms: int) -> RemovedCo
     return RemovedConsumers(removed=removed, kept_busy=busy)
 
 
+async def remove_consumer(streams: Streams, priority: str, name: str) -> bool:
+    """Remove one consumer from the group on ``priority``'s stream if it holds nothing pending
+    (atomic: the Lua script re-checks); False when it is busy or absent. A consumer that is
+    alive after all simply joins the group again on its next read."""
+    _check_priority(priority)
+    removed = await streams.remove_idle_consumer(priority, name, 0)
+    if removed:
+        log.info(
+            "removed consumer %s from %s",
+            name,
+            priority,
+            extra={"event": "ops.consumer_removed", "consumer": name, "priority": priority},
+        )
+    return removed
+
+
+async def find_task(db: Database, lookup: str, tenant: str | None = None) -> uuid.UUID | None:
+    """The task a lookup names (of ``tenant``, when given): a task id, else an idempotency
+    key still held."""
+    lookup = lookup.strip()
+    if not lookup:
+        raise BadRequest("give a task id or an idempotency key", "lookup")
+    if "\x00" in lookup:
+        raise BadRequest("lookup must not contain a NUL character", "lookup")
+    try:
+        task_id = uuid.UUID(lookup)
+    except ValueError:
+        task_id = None
+    if task_id is not None and await db.get_task(task_id, tenant) is not None:
+        return task_id
+    return await db.task_of_idempotency_key(lookup, tenant)
+
+
 async def dlq_list(
     db: Database,
     where: DlqFilter | None = None,

@@ -238,7 +238,8 @@ SELECT i.id, i.status, (SELECT count(*) FROM told) AS told FROM inserted i
 # The id and status of one task (what enqueue answers with for a task it did not create).
 SELECT_TASK_STATUS = "SELECT id, status FROM tasks WHERE id = $1"
 
-# A page of tasks, newest first (ids are time-ordered), filtered; the cursor is the last id seen.
+# A page of tasks, newest first (ids are time-ordered), filtered; the cursor is the last id seen,
+# $6 the smallest id of the oldest creation time wanted (a time range is a range of the key).
 LIST_TASKS = """
 SELECT * FROM tasks
 WHERE ($1::text IS NULL OR status = $1)
@@ -246,8 +247,78 @@ WHERE ($1::text IS NULL OR status = $1)
   AND ($3::text IS NULL OR priority = $3)
   AND ($4::uuid IS NULL OR id < $4)
   AND ($6::text IS NULL OR tenant = $6)
+  AND ($7::uuid IS NULL OR id >= $7)
 ORDER BY id DESC
 LIMIT $5
+"""
+
+# The console's filtered page: LIST_TASKS's filters applied to at most $8 tasks of the key range
+# (of tenant $6 when given), newest first, so a filter that matches rarely or never costs a
+# bounded walk, not the table. The inner LIMIT bounds the walk; the outer one stops it as soon
+# as the page is full.
+LIST_TASKS_BOUNDED = """
+SELECT * FROM (
+    SELECT * FROM tasks
+    WHERE ($4::uuid IS NULL OR id < $4)
+      AND ($7::uuid IS NULL OR id >= $7)
+      AND ($6::text IS NULL OR tenant = $6)
+    ORDER BY id DESC
+    LIMIT $8
+) AS walked
+WHERE ($1::text IS NULL OR status = $1)
+  AND ($2::text IS NULL OR type = $2)
+  AND ($3::text IS NULL OR priority = $3)
+ORDER BY id DESC
+LIMIT $5
+"""
+
+# LIST_TASKS_BOUNDED of one tenant other than the default ($6), walking its (tenant, id) index.
+LIST_TASKS_BOUNDED_OF_TENANT = """
+SELECT * FROM (
+    SELECT * FROM tasks
+    WHERE tenant = $6 AND tenant <> 'default'
+      AND ($4::uuid IS NULL OR id < $4)
+      AND ($7::uuid IS NULL OR id >= $7)
+    ORDER BY tenant DESC, id DESC
+    LIMIT $8
+) AS walked
+WHERE ($1::text IS NULL OR status = $1)
+  AND ($2::text IS NULL OR type = $2)
+  AND ($3::text IS NULL OR priority = $3)
+ORDER BY id DESC
+LIMIT $5
+"""
+
+# The last id such a walk looked at, when it looked at all $4 (none when the range ended
+# first): where a short page goes on from. Reads the primary key only.
+TASKS_WALK_END = """
+SELECT id FROM tasks
+WHERE ($1::uuid IS NULL OR id < $1)
+  AND ($2::uuid IS NULL OR id >= $2)
+  AND ($3::text IS NULL OR tenant = $3)
+ORDER BY id DESC
+OFFSET $4 - 1
+LIMIT 1
+"""
+
+# TASKS_WALK_END of one tenant other than the default, on its (tenant, id) index.
+TASKS_WALK_END_OF_TENANT = """
+SELECT id FROM tasks
+WHERE tenant = $3 AND tenant <> 'default'
+  AND ($1::uuid IS NULL OR id < $1)
+  AND ($2::uuid IS NULL OR id >= $2)
+ORDER BY tenant DESC, id DESC
+OFFSET $4 - 1
+LIMIT 1
+"""
+
+# The task an idempotency key names while the key is held, of tenant $2 (any tenant's, the
+# newest, when null: an admin's lookup).
+TASK_OF_IDEMPOTENCY_KEY = """
+SELECT task_id FROM idempotency_keys
+WHERE key = $1 AND ($2::text IS NULL OR tenant = $2)
+ORDER BY created_at DESC
+LIMIT 1
 """
 
 # LIST_TASKS of one tenant other than the default ($6), through its (tenant, id) index (the
@@ -259,6 +330,7 @@ WHERE tenant = $6 AND tenant <> 'default'
   AND ($2::text IS NULL OR type = $2)
   AND ($3::text IS NULL OR priority = $3)
   AND ($4::uuid IS NULL OR id < $4)
+  AND ($7::uuid IS NULL OR id >= $7)
 ORDER BY tenant DESC, id DESC
 LIMIT $5
 """

@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from taskstream.services.ingest.app import build_app
+from taskstream.services.ingest.console.session import Access
 from taskstream.services.ingest.publisher import Publisher
 from taskstream.shared.config import Config
 from taskstream.shared.db import Database
@@ -22,10 +23,14 @@ from taskstream.shared.streams import Streams
 
 @asynccontextmanager
 async def api_client(
-    config: Config, db: Database, streams: Streams, metrics: Metrics
+    config: Config,
+    db: Database,
+    streams: Streams,
+    metrics: Metrics,
+    console_access: Access | None = None,
 ) -> AsyncIterator[tuple[TestClient[Any, Any], Publisher]]:
     publisher = Publisher(streams, metrics, retry_ms=config.ingest.publish_retry_ms, db=db)
-    app = build_app(config, db, streams, metrics, publisher)
+    app = build_app(config, db, streams, metrics, publisher, console_access=console_access)
     app.middlewares.append(_settle(publisher))
     async with TestClient(TestServer(app)) as client:
         yield client, publisher

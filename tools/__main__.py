@@ -1,4 +1,5 @@
-"""``python -m tools up | with-stores | bench | peers | deps``: the development commands."""
+"""``python -m tools up | with-stores | bench | peers | console-bench | deps``: the development
+commands."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ USAGE = """usage: python -m tools COMMAND [ARGS]
   with-stores   run a command with Redis and Postgres available, started if needed (make test)
   bench         the standard scenarios beside the raw ceilings (make bench)
   peers         taskiq's and dramatiq's enqueue-and-drain rate here (make bench PEERS=1 runs it)
-  deps          find or fetch the programs the tests need (promtool) into .local/bin
+  console-bench the console's pages timed with a million tasks in a fresh database
+  deps          find or fetch the programs the tests need (promtool, chromium)
 """
 
 
@@ -37,6 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tools.peers import peers_main
 
         return peers_main(rest)
+    if command == "console-bench":
+        from tools.console_bench import console_bench_main
+
+        return console_bench_main(rest)
     if command == "bench":
         from tools.bench import bench_main
 

@@ -91,6 +91,9 @@ access:
                 [--max-payload 256KiB] [--weight W] | list
   limits        concurrency caps: set (--type T | --tenant T) --max-running N | clear | list
 
+agents:
+  mcp           an MCP server over the API (stdio; --http HOST:PORT for streamable HTTP)
+
 measuring:
   load          the load generator (the Go scheduler's flags: -n -w -url -pct-* …)
 
@@ -113,6 +116,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return show_config(rest)
     if command == "load":
         return int(importlib.import_module("taskstream.services.cli.load").load_main(rest))
+    if command == "mcp":
+        try:
+            server = importlib.import_module("taskstream.services.mcp.server")
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not exc.name.startswith("mcp"):
+                raise
+            print(
+                "taskstream mcp: the MCP SDK is not installed (pip install 'taskstream[mcp]')",
+                file=sys.stderr,
+            )
+            return 2
+        return int(server.mcp_main(rest))
     if command in ("keys", "tenants", "limits"):
         module = importlib.import_module("taskstream.services.cli.access_cli")
         return int(module.access_main(command, rest))

@@ -2,7 +2,8 @@
 
 ``build_app`` wires the shared state (``state.py``), the one error mapping (``errors.py``),
 authentication and the scope of every route (``auth.py``) and the routes, one module per
-resource (``routes/``). Errors are JSON
+resource (``routes/``), and mounts the operators' console under ``/ui/`` (``console/``),
+which signs its users in with the same keys. Errors are JSON
 ``{"error": {"code", "message", "field"?}}`` with the right status, and a request that fails
 leaves nothing half-written.
 """
@@ -13,6 +14,9 @@ from aiohttp import web
 
 from taskstream.services.ingest import auth, state
 from taskstream.services.ingest.committer import GroupCommit
+from taskstream.services.ingest.console.access import KeyAccess
+from taskstream.services.ingest.console.app import build_console, mount
+from taskstream.services.ingest.console.session import Access
 from taskstream.services.ingest.credentials import Authenticator
 from taskstream.services.ingest.errors import errors_middleware
 from taskstream.services.ingest.limits import Limiter
@@ -48,7 +52,12 @@ ROUTES: list[Route] = [
 
 
 def build_app(
-    config: Config, db: Database, streams: Streams, metrics: Metrics, publisher: Publisher
+    config: Config,
+    db: Database,
+    streams: Streams,
+    metrics: Metrics,
+    publisher: Publisher,
+    console_access: Access | None = None,
 ) -> web.Application:
     authenticator = Authenticator(config.access, db)
     # /metrics is public on the API port unless ingest has a listener of its own for it.
@@ -79,6 +88,7 @@ def build_app(
     app.on_cleanup.append(_close_committer)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
+    mount(app, build_console(config, streams, console_access or KeyAccess(authenticator, db)))
     return app
 
 

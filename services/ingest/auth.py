@@ -90,8 +90,15 @@ SCOPES: dict[tuple[str, str], str] = {
 }
 
 
+# The console (``/ui/``) signs its users in with the same keys, through its own session cookie,
+# and checks the scope of each of its actions itself (``console/``): no bearer token here.
+CONSOLE = "console"
+
+
 def scope_of(method: str, canonical: str) -> str | None:
     """The scope of a route, by its method and canonical path (patterns dropped: ``{id}``)."""
+    if canonical == "/ui" or canonical.startswith("/ui/"):
+        return CONSOLE
     return SCOPES.get((method, canonical))
 
 
@@ -142,7 +149,7 @@ def middleware(
         scope = scope_of(route.method, resource.canonical)
         if scope == METRICS_SCOPED:
             scope = metrics_scope
-        if scope == PUBLIC:
+        if scope in (PUBLIC, CONSOLE):
             return await handler(request)
         if scope is None:
             log.error(

@@ -15,7 +15,15 @@ import httpx
 from taskstream.shared.client import flows, http, workflows
 from taskstream.shared.client.errors import ApiError
 from taskstream.shared.client.flows import Answer, Call, Flow, NoAnswer, Settings, Sleep
-from taskstream.shared.client.models import DeadLetter, DlqResult, RetryPolicy, Task
+from taskstream.shared.client.models import (
+    DeadLetter,
+    DlqResult,
+    PendingList,
+    Queues,
+    RetryPolicy,
+    Task,
+)
+from taskstream.shared.schedule_models import ScheduleList, ScheduleView, TriggerResult
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -55,6 +63,7 @@ class AsyncClient:
         self._http = httpx.AsyncClient(
             base_url=self.url, headers=http.headers(api_key), transport=transport
         )
+        self.schedules = AsyncSchedules(self)
         self.dlq = AsyncDeadLetters(self)
 
     async def submit(
@@ -103,6 +112,37 @@ class AsyncClient:
                 yield task
             if cursor is None:
                 return
+
+    async def list_page(
+        self,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        priority: str | None = None,
+        cursor: str | None = None,
+        limit: int = flows.PAGE_SIZE,
+    ) -> tuple[builtins.list[Task], str | None]:
+        """One page of tasks, newest first, and the cursor of the next (None at the end)."""
+        filters = {"status": status, "type": type, "priority": priority}
+        return await self._run(flows.task_page(self._settings, filters, cursor, limit))
+
+    async def queues(self) -> Queues:
+        """Per priority: lag, pending, consumers, oldest ages, retries, delayed, dead letters."""
+        return await self._run(flows.queues(self._settings))
+
+    async def pending(
+        self,
+        priority: str = "default",
+        *,
+        consumer: str | None = None,
+        min_idle_ms: int = 0,
+        limit: int = 50,
+    ) -> PendingList:
+        """The oldest pending (delivered, unacknowledged) entries of one priority's stream,
+        with their consumer, idle time, deliveries and task."""
+        return await self._run(
+            flows.pending(self._settings, priority, consumer, min_idle_ms, limit)
+        )
 
     async def submit_workflow(
         self,
@@ -198,6 +238,24 @@ class AsyncDeadLetters:
             if cursor is None:
                 return
 
+    async def list_page(
+        self,
+        *,
+        priority: str | None = None,
+        type: str | None = None,
+        reason: str | None = None,
+        error: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        cursor: str | None = None,
+        limit: int = flows.PAGE_SIZE,
+    ) -> tuple[builtins.list[DeadLetter], str | None]:
+        """One page of dead letters, newest first, and the cursor of the next."""
+        c = self._client
+        filters: dict[str, Any] = {"priority": priority, "type": type, "reason": reason}
+        filters |= {"error": error, "since": since, "until": until}
+        return await c._run(flows.dlq_page(c._settings, filters, cursor, limit))
+
     async def replay(
         self,
         ids: Iterable[str | uuid.UUID] | None = None,
@@ -221,3 +279,40 @@ class AsyncDeadLetters:
     async def purge(self, task: str | uuid.UUID) -> DlqResult:
         """Remove one dead letter (``NotFound`` if it is not one); the task stays dead."""
         return await self._client._run(flows.dlq_purge(self._client._settings, task))
+
+
+class AsyncSchedules:
+    """``client.schedules``: list, read, create or replace, pause, resume and trigger
+    recurring schedules."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def list(self) -> ScheduleList:
+        """Every schedule, with its next run, last run and counts."""
+        c = self._client
+        return await c._run(flows.schedules(c._settings))
+
+    async def get(self, name: str) -> ScheduleView:
+        """One schedule with its next runs and latest runs (``NotFound`` if none)."""
+        c = self._client
+        return await c._run(flows.schedule(c._settings, name))
+
+    async def put(self, name: str, spec: Mapping[str, Any]) -> ScheduleView:
+        """Create or replace a schedule from a ``PUT /v1/schedules/{name}`` body (``task``,
+        ``cron`` or ``every``, ``timezone``, ``overlap``…); ``change`` says what it did."""
+        c = self._client
+        return await c._run(flows.put_schedule(c._settings, name, spec))
+
+    async def pause(self, name: str, note: str | None = None) -> ScheduleView:
+        c = self._client
+        return await c._run(flows.schedule_state(c._settings, name, "pause", note))
+
+    async def resume(self, name: str, note: str | None = None) -> ScheduleView:
+        c = self._client
+        return await c._run(flows.schedule_state(c._settings, name, "resume", note))
+
+    async def trigger(self, name: str) -> TriggerResult:
+        """Run a schedule now, whatever its pause and overlap policy."""
+        c = self._client
+        return await c._run(flows.trigger_schedule(c._settings, name))

@@ -34,10 +34,14 @@ from taskstream.shared.client.models import (
     OPTION_NAMES,
     DeadLetter,
     DlqResult,
+    PendingList,
+    Queues,
     RetryPolicy,
     SubmitOptions,
     Task,
 )
+from taskstream.shared.domain.schedule import NAME_PATTERN
+from taskstream.shared.schedule_models import ScheduleList, ScheduleView, TriggerResult
 
 T = TypeVar("T")
 
@@ -168,7 +172,13 @@ _page = msgspec.json.Decoder(_Page)
 _dlq_page = msgspec.json.Decoder(_DlqPage)
 _batch = msgspec.json.Decoder(_Batch)
 _dlq_result = msgspec.json.Decoder(DlqResult)
+_queues = msgspec.json.Decoder(Queues)
+_schedule = msgspec.json.Decoder(ScheduleView)
+_schedules = msgspec.json.Decoder(ScheduleList)
+_triggered = msgspec.json.Decoder(TriggerResult)
+_pending = msgspec.json.Decoder(PendingList)
 _encode = msgspec.json.Encoder().encode
+_SCHEDULE_NAME = re.compile(NAME_PATTERN)
 
 
 def task_id(value: str | uuid.UUID) -> str:
@@ -386,6 +396,65 @@ def dlq_page(
     )
     page = _decode(_dlq_page, answer)
     return page.dead_letters, page.next_cursor
+
+
+def queues(s: Settings) -> Flow[Queues]:
+    """``GET /v1/queues``: per priority lag, pending, consumers, ages, retries, dead letters."""
+    answer = yield from request(s, Call(method="GET", path="/v1/queues"), idempotent=True)
+    return _decode(_queues, answer)
+
+
+def pending(
+    s: Settings, priority: str, consumer: str | None, min_idle_ms: int, limit: int
+) -> Flow[PendingList]:
+    """``GET /v1/queues/{priority}/pending``: the oldest pending entries with their tasks."""
+    params = _params({"consumer": consumer, "min_idle_ms": min_idle_ms, "limit": limit})
+    call = Call(method="GET", path=f"/v1/queues/{priority}/pending", params=params)
+    answer = yield from request(s, call, idempotent=True)
+    return _decode(_pending, answer)
+
+
+def _schedule_path(name: str) -> str:
+    if not name or not _SCHEDULE_NAME.match(name):
+        raise ValidationError(
+            "a schedule name is letters, digits and _ . : -", code="invalid", field="name"
+        )
+    return f"/v1/schedules/{name}"
+
+
+def schedules(s: Settings) -> Flow[ScheduleList]:
+    """``GET /v1/schedules``: every schedule with its next and last run and counts."""
+    answer = yield from request(s, Call(method="GET", path="/v1/schedules"), idempotent=True)
+    return _decode(_schedules, answer)
+
+
+def schedule(s: Settings, name: str) -> Flow[ScheduleView]:
+    call = Call(method="GET", path=_schedule_path(name))
+    answer = yield from request(s, call, idempotent=True)
+    return _decode(_schedule, answer)
+
+
+def put_schedule(s: Settings, name: str, spec: Mapping[str, Any]) -> Flow[ScheduleView]:
+    """``PUT /v1/schedules/{name}``: create or replace (the same spec again changes nothing,
+    so it is safe to retry)."""
+    call = Call(method="PUT", path=_schedule_path(name), body=_encode(dict(spec)))
+    answer = yield from request(s, call, idempotent=True)
+    return _decode(_schedule, answer)
+
+
+def schedule_state(s: Settings, name: str, action: str, note: str | None) -> Flow[ScheduleView]:
+    """Pause or resume (``action``) a schedule, with an optional note (both idempotent)."""
+    body = _encode({"note": note} if note is not None else {})
+    call = Call(method="POST", path=f"{_schedule_path(name)}/{action}", body=body)
+    answer = yield from request(s, call, idempotent=True)
+    return _decode(_schedule, answer)
+
+
+def trigger_schedule(s: Settings, name: str) -> Flow[TriggerResult]:
+    """Run a schedule now (not retried once it may have reached the API: each is a run)."""
+    call = Call(method="POST", path=f"{_schedule_path(name)}/trigger")
+    answer = yield from request(s, call, idempotent=False)
+    return _decode(_triggered, answer)
 
 
 def dlq_replay(

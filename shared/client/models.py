@@ -14,7 +14,15 @@ from typing import Any, TypedDict
 import msgspec
 
 from taskstream.shared.domain import TERMINAL, ErrorInfo, Priority
-from taskstream.shared.ops_models import DeadLetterView, DlqRef, DlqResult
+from taskstream.shared.ops_models import (
+    DeadLetterView,
+    DlqRef,
+    DlqResult,
+    PendingList,
+    PendingView,
+    Queues,
+    QueueStats,
+)
 
 # Re-exported under the names a client user reads them by.
 DeadLetter = DeadLetterView
@@ -23,6 +31,10 @@ __all__ = [
     "DlqRef",
     "DlqResult",
     "ErrorInfo",
+    "PendingList",
+    "PendingView",
+    "QueueStats",
+    "Queues",
     "RetryPolicy",
     "SubmitOptions",
     "Task",

@@ -14,7 +14,15 @@ import httpx
 from taskstream.shared.client import flows, http, workflows
 from taskstream.shared.client.errors import ApiError
 from taskstream.shared.client.flows import Answer, Call, Flow, NoAnswer, Settings, Sleep
-from taskstream.shared.client.models import DeadLetter, DlqResult, RetryPolicy, Task
+from taskstream.shared.client.models import (
+    DeadLetter,
+    DlqResult,
+    PendingList,
+    Queues,
+    RetryPolicy,
+    Task,
+)
+from taskstream.shared.schedule_models import ScheduleList, ScheduleView, TriggerResult
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -53,6 +61,7 @@ class Client:
         self._http = httpx.Client(
             base_url=self.url, headers=http.headers(api_key), transport=transport
         )
+        self.schedules = Schedules(self)
         self.dlq = DeadLetters(self)
 
     def submit(self, type: str, payload: Any = None, **options: Unpack[SubmitOptions]) -> Task:
@@ -94,6 +103,35 @@ class Client:
             yield from tasks
             if cursor is None:
                 return
+
+    def list_page(
+        self,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        priority: str | None = None,
+        cursor: str | None = None,
+        limit: int = flows.PAGE_SIZE,
+    ) -> tuple[builtins.list[Task], str | None]:
+        """One page of tasks, newest first, and the cursor of the next (None at the end)."""
+        filters = {"status": status, "type": type, "priority": priority}
+        return self._run(flows.task_page(self._settings, filters, cursor, limit))
+
+    def queues(self) -> Queues:
+        """Per priority: lag, pending, consumers, oldest ages, retries, delayed, dead letters."""
+        return self._run(flows.queues(self._settings))
+
+    def pending(
+        self,
+        priority: str = "default",
+        *,
+        consumer: str | None = None,
+        min_idle_ms: int = 0,
+        limit: int = 50,
+    ) -> PendingList:
+        """The oldest pending (delivered, unacknowledged) entries of one priority's stream,
+        with their consumer, idle time, deliveries and task."""
+        return self._run(flows.pending(self._settings, priority, consumer, min_idle_ms, limit))
 
     def submit_workflow(
         self,
@@ -186,6 +224,24 @@ class DeadLetters:
             if cursor is None:
                 return
 
+    def list_page(
+        self,
+        *,
+        priority: str | None = None,
+        type: str | None = None,
+        reason: str | None = None,
+        error: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        cursor: str | None = None,
+        limit: int = flows.PAGE_SIZE,
+    ) -> tuple[builtins.list[DeadLetter], str | None]:
+        """One page of dead letters, newest first, and the cursor of the next."""
+        c = self._client
+        filters: dict[str, Any] = {"priority": priority, "type": type, "reason": reason}
+        filters |= {"error": error, "since": since, "until": until}
+        return c._run(flows.dlq_page(c._settings, filters, cursor, limit))
+
     def replay(
         self,
         ids: Iterable[str | uuid.UUID] | None = None,
@@ -209,3 +265,40 @@ class DeadLetters:
     def purge(self, task: str | uuid.UUID) -> DlqResult:
         """Remove one dead letter (``NotFound`` if it is not one); the task stays dead."""
         return self._client._run(flows.dlq_purge(self._client._settings, task))
+
+
+class Schedules:
+    """``client.schedules``: list, read, create or replace, pause, resume and trigger
+    recurring schedules."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def list(self) -> ScheduleList:
+        """Every schedule, with its next run, last run and counts."""
+        c = self._client
+        return c._run(flows.schedules(c._settings))
+
+    def get(self, name: str) -> ScheduleView:
+        """One schedule with its next runs and latest runs (``NotFound`` if none)."""
+        c = self._client
+        return c._run(flows.schedule(c._settings, name))
+
+    def put(self, name: str, spec: Mapping[str, Any]) -> ScheduleView:
+        """Create or replace a schedule from a ``PUT /v1/schedules/{name}`` body (``task``,
+        ``cron`` or ``every``, ``timezone``, ``overlap``…); ``change`` says what it did."""
+        c = self._client
+        return c._run(flows.put_schedule(c._settings, name, spec))
+
+    def pause(self, name: str, note: str | None = None) -> ScheduleView:
+        c = self._client
+        return c._run(flows.schedule_state(c._settings, name, "pause", note))
+
+    def resume(self, name: str, note: str | None = None) -> ScheduleView:
+        c = self._client
+        return c._run(flows.schedule_state(c._settings, name, "resume", note))
+
+    def trigger(self, name: str) -> TriggerResult:
+        """Run a schedule now, whatever its pause and overlap policy."""
+        c = self._client
+        return c._run(flows.trigger_schedule(c._settings, name))

@@ -19,6 +19,7 @@ from taskstream.shared.db.base import (
 )
 from taskstream.shared.db.boundary import is_driver_error, translate
 from taskstream.shared.domain import ClaimedTask, InsertResult, NewTask, Outcome, Task
+from taskstream.shared.domain.access import DEFAULT_TENANT
 from taskstream.shared.errors import Fenced, QuotaExceeded
 
 
@@ -294,14 +295,58 @@ class TaskQueries(Base):
         priority: str | None,
         after: uuid.UUID | None,
         limit: int,
+        since: uuid.UUID | None = None,
         tenant: str | None = None,
     ) -> list[Task]:
         """Newest first: ids are time-ordered (version 7), so the id is the order and the
-        cursor (``after``: the last id of the previous page). Only ``tenant``'s tasks, when
-        given."""
+        cursor (``after``: the last id of the previous page); ``since`` is the smallest id
+        wanted (``ids.floor`` of a creation time), so a time range is a range of the key.
+        Only ``tenant``'s tasks, when given."""
         query = sql.LIST_TASKS_OF_TENANT if tenant not in (None, "default") else sql.LIST_TASKS
-        rows = await self._pool.fetch(query, status, type, priority, after, limit, tenant)
+        rows = await self._pool.fetch(query, status, type, priority, after, limit, tenant, since)
         return [task_view(r) for r in rows]
+
+    async def list_tasks_bounded(
+        self,
+        *,
+        status: str | None,
+        type: str | None,
+        priority: str | None,
+        after: uuid.UUID | None,
+        limit: int,
+        since: uuid.UUID | None,
+        scan: int,
+        tenant: str | None = None,
+    ) -> tuple[list[Task], uuid.UUID | None]:
+        """``list_tasks`` looking at no more than ``scan`` tasks (newest first from
+        ``after``; of ``tenant`` when given): the matches, and where to continue when the walk
+        ended before the page was full (the oldest id looked at; None when the key range is
+        exhausted)."""
+        own = tenant not in (None, "default")
+        query = sql.LIST_TASKS_BOUNDED_OF_TENANT if own else sql.LIST_TASKS_BOUNDED
+        rows = await self._pool.fetch(
+            query, status, type, priority, after, limit, tenant, since, scan
+        )
+        tasks = [task_view(r) for r in rows]
+        if len(tasks) == limit:
+            return tasks, None
+        end_query = sql.TASKS_WALK_END_OF_TENANT if own else sql.TASKS_WALK_END
+        end: uuid.UUID | None = await self._pool.fetchval(end_query, after, since, tenant, scan)
+        return tasks, end
+
+    async def task_of_idempotency_key(
+        self, key: str, tenant: str | None = None
+    ) -> uuid.UUID | None:
+        """The task an idempotency key names, while the key is held (of ``tenant`` when
+        given; else the default tenant's, then any tenant's, the newest). The keys' primary
+        key is (tenant, key): a lookup that names the tenant is one index probe, and the
+        default tenant first makes it one with authentication off too."""
+        found: uuid.UUID | None = await self._pool.fetchval(
+            sql.TASK_OF_IDEMPOTENCY_KEY, key, tenant or DEFAULT_TENANT
+        )
+        if found is None and tenant is None:
+            found = await self._pool.fetchval(sql.TASK_OF_IDEMPOTENCY_KEY, key, None)
+        return found
 
     async def cancel_task(self, task_id: uuid.UUID, tenant: str | None = None) -> Task | None:
         """Cancel a task (of ``tenant`` only, when given) that has not started; ``None`` if

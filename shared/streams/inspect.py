@@ -20,6 +20,12 @@ from taskstream.shared.streams.base import (
 )
 
 
+def _pairs(reply: Any) -> dict[Any, Any]:
+    """A flat ``[name, value, …]`` reply as a mapping."""
+    items = list(reply)
+    return dict(zip(items[::2], items[1::2], strict=False))
+
+
 class InspectOps(Base):
     """What operators and tests read: counts, stream figures, pending entries."""
 
@@ -115,6 +121,32 @@ class InspectOps(Base):
                     now_ms=now_ms,
                 )
             )
+        return out
+
+    async def stream_counters(self) -> dict[str, tuple[int | None, int | None]]:
+        """Per priority: the stream's ``entries-added`` and the executors' group's
+        ``entries-read``, counters that only grow (Redis ≥ 7; None before, or when the stream
+        or group is missing). Sampled over time they give enqueue and delivery rates. One
+        pipelined round trip."""
+        pipe = self._r.pipeline(transaction=False)
+        for key in self.keys.streams.values():
+            pipe.execute_command("XINFO", "STREAM", key)
+            pipe.xinfo_groups(key)
+        replies = await pipe.execute(raise_on_error=False)
+        out: dict[str, tuple[int | None, int | None]] = {}
+        for i, p in enumerate(PRIORITIES):
+            info, groups = replies[2 * i], replies[2 * i + 1]
+            added = None
+            if not isinstance(info, BaseException):
+                fields = info if isinstance(info, dict) else _pairs(info)
+                raw = fields.get("entries-added", fields.get(b"entries-added"))
+                added = int(raw) if raw is not None else None
+            read = None
+            if not isinstance(groups, BaseException):
+                group = next((g for g in groups if _s(g["name"]) == GROUP), None)
+                if group is not None and group.get("entries-read") is not None:
+                    read = int(group["entries-read"])
+            out[p] = (added, read)
         return out
 
     async def _count_after(self, key: str, entry_id: str, cap: int) -> tuple[int, bool]:

@@ -62,6 +62,11 @@ def test_the_wheel_puts_one_name_on_the_path_and_carries_its_data(wheel: Path) -
     assert not any(n.startswith(("tools/", "tests/")) or "/tools/" in n for n in names)
     assert "taskstream/py.typed" in names
     assert "taskstream/services/ingest/app.py" in names
+    console = ROOT / "services" / "ingest" / "console"
+    shipped = {n.removeprefix("taskstream/services/ingest/console/") for n in names}
+    for folder in ("templates", "static"):
+        files = {f"{folder}/{p.name}" for p in (console / folder).iterdir() if p.is_file()}
+        assert files and files <= shipped, files - shipped
     assert {"taskstream/testing.py", "taskstream/shared/client/sync.py"} <= set(names)
 
 
@@ -219,5 +224,10 @@ def test_the_installed_services_run_a_handler_that_imports_only_taskstream(
     assert _get(f"{url}/v1/tasks/{task['id']}")["status"] == "succeeded"
     assert out.read_text() == "hi1"
     assert _get(f"{url}/v1/tasks/{bad['id']}")["status"] == "dead"
+    # The console, with its templates and vendored htmx, from the installed package.
+    with urllib.request.urlopen(f"{url}/ui/tasks/{bad['id']}", timeout=5) as page:
+        assert page.status == 200 and "myapp.note" in page.read().decode()
+    with urllib.request.urlopen(f"{url}/ui/static/htmx.min.js", timeout=5) as script:
+        assert b"htmx" in script.read(200)
     time.sleep(0.2)
     assert all(p.poll() is None for p in procs.values())

@@ -304,3 +304,54 @@ async def test_result_is_what_the_api_shows(stack: Stack, client: taskstream.Asy
     assert done.result == shown.get("result")
     if "result" in shown:
         assert done.result == {"shipped": 1}
+
+
+async def test_pages_queues_and_pending_entries(
+    client: taskstream.AsyncClient, stack: Stack, streams: Streams
+) -> None:
+    await streams.ensure_groups()
+    made = [await client.submit("noop", {"n": i}, priority="high") for i in range(3)]
+    first, cursor = await client.list_page(priority="high", limit=2)
+    assert [t.id for t in first] == [made[2].id, made[1].id] and cursor is not None
+    rest, end = await client.list_page(priority="high", limit=2, cursor=cursor)
+    assert [t.id for t in rest] == [made[0].id] and end is None
+    await streams.read("client-reader", {"high": 1})
+    [high] = [q for q in (await client.queues()).queues if q.priority == "high"]
+    assert (high.pending, high.lag) == (1, 2)
+    [entry] = (await client.pending("high")).entries
+    assert (entry.consumer, entry.task_id) == ("client-reader", made[0].id)
+    dead = await client.submit("always_fail", max_attempts=1)
+    await stack.executor.run_once()
+    letters, more = await client.dlq.list_page(type="always_fail", limit=5)
+    assert [d.task_id for d in letters] == [dead.id] and more is None
+
+
+async def test_the_sync_client_reads_pages_and_queues_too(stack: Stack) -> None:
+    def use() -> None:  # in a thread: the ingest answers on this test's event loop
+        with taskstream.Client(stack.url, retry=FAST) as c:
+            c.submit("noop")
+            tasks, _ = c.list_page(limit=1)
+            assert len(tasks) == 1
+            assert c.queues().queues[0].priority == "critical"
+            assert c.pending("low").entries == []
+            assert c.dlq.list_page(limit=1) == ([], None)
+
+    await asyncio.to_thread(use)
+
+
+async def test_schedules_through_the_client(client: taskstream.AsyncClient, stack: Stack) -> None:
+    spec = {"task": {"type": "noop"}, "every": "1h"}
+    made = await client.schedules.put("hourly", spec)
+    assert (made.change, made.state, made.every) == ("created", "active", "1h")
+    assert (await client.schedules.put("hourly", spec)).change == "unchanged"
+    assert (await client.schedules.pause("hourly", "quiet")).note == "quiet"
+    assert [s.name for s in (await client.schedules.list()).schedules] == ["hourly"]
+    run = await client.schedules.trigger("hourly")
+    assert (await client.get(run.task_id)).status == "queued"
+    assert (await client.schedules.resume("hourly")).state == "active"
+    assert (await client.schedules.get("hourly")).counts.triggered == 1
+    with pytest.raises(taskstream.NotFound):
+        await client.schedules.get("nothing-here")
+    with pytest.raises(taskstream.ValidationError) as bad:
+        await client.schedules.get("no spaces")
+    assert bad.value.field == "name"

@@ -193,12 +193,19 @@ async def test_a_tenants_listing_uses_the_tenant_index_even_as_a_generic_plan(
         # index's own condition in the query is what lets it use the partial index.
         await conn.execute("SET plan_cache_mode = force_generic_plan")
         await conn.execute(f"PREPARE listing AS {sql.LIST_TASKS_OF_TENANT}")
-        rows = await conn.fetch("EXPLAIN EXECUTE listing(NULL, NULL, NULL, NULL, 50, 'acme')")
+        rows = await conn.fetch("EXPLAIN EXECUTE listing(NULL, NULL, NULL, NULL, 50, 'acme', NULL)")
         plan = "\n".join(r[0] for r in rows)
+        # The console's bounded walk of one tenant's tasks reads the same index.
+        await conn.execute(f"PREPARE walk AS {sql.LIST_TASKS_BOUNDED_OF_TENANT}")
+        rows = await conn.fetch(
+            "EXPLAIN EXECUTE walk('dead', NULL, NULL, NULL, 50, 'acme', NULL, 50000)"
+        )
+        walk = "\n".join(r[0] for r in rows)
     finally:
         await conn.close()
     assert "tasks_tenant_id" in plan, plan
     assert "Sort" not in plan, plan  # newest first straight from the index
+    assert "tasks_tenant_id" in walk and "Sort" not in walk, walk
 
 
 SCHEDULE = {"every": "1h", "task": {"type": "report", "payload": {}}}
