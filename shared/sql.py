@@ -335,10 +335,32 @@ ORDER BY tenant DESC, id DESC
 LIMIT $5
 """
 
+
 # The tail of every statement that ends tasks (CTE `done`, returning their ids): one
 # notification on commit for ingest's waiters (GET /v1/tasks/{id}?wait=), naming up to 200 of
 # the tasks (a payload holds at most 8000 bytes), or "*" when more ended (look at every
 # waiter). Only the first 201 rows are read for it. See shared/db/listen.py.
+def requeue_gone(trace_from: str = "t") -> str:
+    """The tail of a statement whose ``gone`` CTE (task_id, attempt) took tasks out of a place
+    they waited in (parked, waiting for a slot, held for a fair share): those still queued at
+    that attempt are stamped and named by one outbox row (``ready``, ``outboxed``), so the
+    repair does not take their new entries for lost ones. ``trace_from``: ``t`` (the task) or
+    ``g`` (``gone``) holds the trace context."""
+    return _REQUEUE_GONE.replace("{src}", trace_from)
+
+
+_REQUEUE_GONE = """ready AS (
+    UPDATE tasks t SET updated_at = now()
+    FROM gone g
+    WHERE t.id = g.task_id AND t.attempt = g.attempt AND t.status = 'queued'
+    RETURNING t.id, t.attempt, t.priority, {src}.trace_context
+), outboxed AS (
+    INSERT INTO outbox (task_ids)
+    SELECT array_agg(id) FROM ready HAVING count(*) > 0
+    RETURNING id
+)"""
+
+
 _TOLD = """told AS (
     SELECT pg_notify('taskstream_done',
         CASE WHEN count(*) > 200 THEN '*' ELSE string_agg(id::text, ',') END)

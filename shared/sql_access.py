@@ -1,6 +1,11 @@
 """The queries of access and tenants (issue 13), one named constant each, with one line saying
 what it does. A test prepares each against a migrated database (with ``shared.sql``'s)."""
 
+from taskstream.shared.sql import requeue_gone
+
+_requeue_task = requeue_gone("t")
+_requeue_gone = requeue_gone("g")
+
 # Store a new API key (its hash only); returns the stored row.
 INSERT_API_KEY = """
 INSERT INTO api_keys (id, tenant, scopes, name, prefix, key_hash, expires_at)
@@ -121,7 +126,7 @@ WAITING_CAPS = "SELECT kind, name, count(*) AS n FROM limit_waits GROUP BY kind,
 # Release up to $3 tasks waiting on cap ($1 kind, $2 name), oldest first (rows another watcher
 # holds skipped): delete their rows, stamp those still queued at that attempt with an outbox
 # row; returns what to publish.
-UNWAIT = """
+UNWAIT = f"""
 WITH freed AS (
     SELECT task_id FROM limit_waits
     WHERE kind = $1 AND name = $2
@@ -131,16 +136,7 @@ WITH freed AS (
 ), gone AS (
     DELETE FROM limit_waits w USING freed f WHERE w.task_id = f.task_id
     RETURNING w.task_id, w.attempt
-), ready AS (
-    UPDATE tasks t SET updated_at = now()
-    FROM gone g
-    WHERE t.id = g.task_id AND t.attempt = g.attempt AND t.status = 'queued'
-    RETURNING t.id, t.attempt, t.priority, t.trace_context
-), outboxed AS (
-    INSERT INTO outbox (task_ids)
-    SELECT array_agg(id) FROM ready HAVING count(*) > 0
-    RETURNING id
-)
+), {_requeue_task}
 SELECT ready.*, (SELECT id FROM outboxed) AS outbox_id FROM ready
 """
 
@@ -182,7 +178,7 @@ SELECT tenant FROM t WHERE tenant IS NOT NULL
 # Release up to $2 of tenant $1's held tasks, oldest first (rows another watcher holds
 # skipped): delete their rows, stamp those still queued at that attempt with an outbox row;
 # returns what to publish.
-RELEASE_FAIR = """
+RELEASE_FAIR = f"""
 WITH freed AS (
     SELECT task_id FROM fair_held WHERE tenant = $1
     ORDER BY held_at
@@ -191,16 +187,7 @@ WITH freed AS (
 ), gone AS (
     DELETE FROM fair_held h USING freed f WHERE h.task_id = f.task_id
     RETURNING h.task_id, h.attempt, h.trace_context
-), ready AS (
-    UPDATE tasks t SET updated_at = now()
-    FROM gone g
-    WHERE t.id = g.task_id AND t.attempt = g.attempt AND t.status = 'queued'
-    RETURNING t.id, t.attempt, t.priority, g.trace_context
-), outboxed AS (
-    INSERT INTO outbox (task_ids)
-    SELECT array_agg(id) FROM ready HAVING count(*) > 0
-    RETURNING id
-)
+), {_requeue_gone}
 SELECT ready.*, (SELECT id FROM outboxed) AS outbox_id FROM ready
 """
 

@@ -6,6 +6,10 @@ Lock order, shared by every writer here: a schedule row, then due rows, then tas
 due mover's order after the first), so no two of them can deadlock.
 """
 
+from taskstream.shared.sql import requeue_gone
+
+_requeue_task = requeue_gone("t")
+
 # The columns of a schedule as ``shared.db.schedules`` reads them.
 _SCHEDULE = """s.name, s.cron, s.every_ms, s.timezone, s.task::text AS task, s.overlap,
     s.catchup_ms, s.jitter_ms, s.start_at, s.end_at, s.paused, s.note, s.paused_at, s.next_tick,
@@ -206,7 +210,7 @@ RETURNING task_id, type
 # are skipped): delete their rows, stamp those still queued at the parked attempt (so the
 # repair does not take the new entry for a lost one) with an outbox row; returns what to
 # publish.
-UNPARK = """
+UNPARK = f"""
 WITH freed AS (
     SELECT p.task_id FROM parked_tasks p
     WHERE NOT EXISTS (SELECT 1 FROM queue_pauses q WHERE q.kind = 'type' AND q.name = p.type)
@@ -216,16 +220,7 @@ WITH freed AS (
 ), gone AS (
     DELETE FROM parked_tasks p USING freed f WHERE p.task_id = f.task_id
     RETURNING p.task_id, p.attempt
-), ready AS (
-    UPDATE tasks t SET updated_at = now()
-    FROM gone g
-    WHERE t.id = g.task_id AND t.attempt = g.attempt AND t.status = 'queued'
-    RETURNING t.id, t.attempt, t.priority, t.trace_context
-), outboxed AS (
-    INSERT INTO outbox (task_ids)
-    SELECT array_agg(id) FROM ready HAVING count(*) > 0
-    RETURNING id
-)
+), {_requeue_task}
 SELECT ready.*, (SELECT id FROM outboxed) AS outbox_id, (SELECT count(*) FROM gone) AS freed
 FROM ready
 """
